@@ -1,0 +1,223 @@
+//! The application: shared state built once from config, and the server that runs it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::config::{Config, ConnectorConfig, StoreConfig};
+use crate::entra::EntraClient;
+use crate::entra::id_token::KeyCache;
+use crate::store::{EmbeddedStore, MemoryStore, Store, StoreError, records::Records};
+use crate::tokens::SingleFlight;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP client could not be built (TLS roots).
+    #[error("cannot build the Entra HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot load the TLS certificate or key: {0}")]
+    Tls(std::io::Error),
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything request handlers share.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Connectors by id.
+    pub connectors: HashMap<String, ConnectorConfig>,
+    /// Typed store access.
+    pub records: Records,
+    /// Entra HTTP client.
+    pub entra: EntraClient,
+    /// id_token signing keys.
+    pub keys: KeyCache,
+    /// In-process single-flight for refreshes.
+    pub refreshes: SingleFlight,
+}
+
+/// The handle handlers receive (`State<AppState>`).
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state: opens the store, builds the Entra client.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let store: Arc<dyn Store> = match &config.store {
+            StoreConfig::Memory { .. } => Arc::new(MemoryStore::new()),
+            StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
+        };
+        Self::with_store(config, store)
+    }
+
+    /// Builds the state over a given store.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let entra = EntraClient::new(&config.entra)?;
+        let keys = KeyCache::new(
+            entra.clone(),
+            config.entra.jwks_cache_ttl,
+            config.entra.jwks_min_refetch_interval,
+        );
+        let connectors = config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        Ok(Self(Arc::new(App {
+            records: Records::new(store),
+            entra,
+            keys,
+            connectors,
+            refreshes: SingleFlight::default(),
+            config,
+        })))
+    }
+
+    /// A connector by id.
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.get(id)
+    }
+
+    /// `{public_url}{path}`.
+    pub fn public(&self, path: &str) -> String {
+        format!("{}{path}", self.config.public_url.as_str().trim_end_matches('/'))
+    }
+
+    /// The broker's OAuth redirect URI.
+    pub fn redirect_uri(&self) -> String {
+        self.public("/v1/callback")
+    }
+}
+
+/// A bound, ready-to-run broker.
+pub struct Application {
+    state: AppState,
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens the store and binds `config.listen`.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let addr = config.listen;
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        Self::with_listener(AppState::build(config)?, listener)
+    }
+
+    /// Runs on an already bound listener (tests bind port 0 first to learn the URL).
+    pub fn with_listener(state: AppState, listener: std::net::TcpListener) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(StartError::Serve)?;
+        listener.set_nonblocking(true).map_err(StartError::Serve)?;
+        Ok(Self {
+            state,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let Self { state, listener, .. } = self;
+        let grace = state.config.shutdown_grace;
+        let purge = tokio::spawn(purge_loop(state.clone()));
+        let router = crate::http::router(state.clone());
+        let handle = axum_server::Handle::new();
+        let on_signal = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            on_signal.graceful_shutdown(Some(grace));
+        });
+        let served = match state.config.tls.clone() {
+            Some(tls) => {
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await
+                    .map_err(StartError::Tls)?;
+                axum_server::from_tcp_rustls(listener, rustls)
+                    .map_err(StartError::Serve)?
+                    .handle(handle)
+                    .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .map_err(StartError::Serve)?
+                    .handle(handle)
+                    .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            }
+        };
+        purge.abort();
+        let _ = purge.await;
+        served.map_err(StartError::Serve)
+    }
+}
+
+/// Removes expired flows, sessions and codes on an interval.
+async fn purge_loop(state: AppState) {
+    let every = match &state.config.store {
+        StoreConfig::Memory { purge_interval } | StoreConfig::Embedded { purge_interval, .. } => *purge_interval,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.records.store().purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "purged expired records"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

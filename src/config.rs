@@ -1,0 +1,772 @@
+//! Configuration: a TOML file, overridden by `BROKER_*` environment variables.
+//!
+//! Loading is two steps: figment deserialises the raw shape (its errors name the key and the
+//! source), then [`Config::from_raw`] validates meaning and resolves secrets, naming the file and
+//! the key of whatever is wrong. A config that loads is one the broker can run with.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is missing, not TOML, or a value has the wrong type.
+    #[error("{file}: {source}")]
+    Parse {
+        /// The config file.
+        file: String,
+        /// figment's error, naming key and source.
+        source: Box<figment::Error>,
+    },
+    /// A value parses but is not acceptable.
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// The offending key, e.g. `connectors[0].client_id`.
+        key: String,
+        /// What is wrong, in words.
+        message: String,
+    },
+}
+
+/// The raw file shape. Every key is documented in `config/example.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    entra: RawEntra,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    flow: RawFlow,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    connectors: Vec<RawConnector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: SocketAddr,
+    public_url: String,
+    #[serde(default)]
+    plain_http: bool,
+    tls: Option<RawTls>,
+    #[serde(default = "default_shutdown_grace")]
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntra {
+    #[serde(default = "default_authority")]
+    authority: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_secs: u64,
+    #[serde(default = "default_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_jwks_refetch")]
+    jwks_min_refetch_interval_secs: u64,
+    #[serde(default = "default_jwks_ttl")]
+    jwks_cache_ttl_secs: u64,
+    #[serde(default = "default_clock_skew")]
+    clock_skew_secs: u64,
+    #[serde(default = "default_retry_after")]
+    default_retry_after_secs: u64,
+}
+
+impl Default for RawEntra {
+    fn default() -> Self {
+        Self {
+            authority: default_authority(),
+            connect_timeout_secs: default_connect_timeout(),
+            request_timeout_secs: default_request_timeout(),
+            jwks_min_refetch_interval_secs: default_jwks_refetch(),
+            jwks_cache_ttl_secs: default_jwks_ttl(),
+            clock_skew_secs: default_clock_skew(),
+            default_retry_after_secs: default_retry_after(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    #[serde(default = "default_backend")]
+    backend: String,
+    #[serde(default = "default_store_path")]
+    path: PathBuf,
+    #[serde(default = "default_purge_interval")]
+    purge_interval_secs: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            backend: default_backend(),
+            path: default_store_path(),
+            purge_interval_secs: default_purge_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    #[serde(default = "default_state_ttl")]
+    state_ttl_secs: u64,
+    #[serde(default = "default_session_ttl")]
+    session_ttl_secs: u64,
+    #[serde(default = "default_handoff_ttl")]
+    handoff_ttl_secs: u64,
+    #[serde(default = "default_min_ttl")]
+    default_min_ttl_secs: u64,
+}
+
+impl Default for RawFlow {
+    fn default() -> Self {
+        Self {
+            state_ttl_secs: default_state_ttl(),
+            session_ttl_secs: default_session_ttl(),
+            handoff_ttl_secs: default_handoff_ttl(),
+            default_min_ttl_secs: default_min_ttl(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default = "default_log_format")]
+    format: String,
+    #[serde(default = "default_log_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    id: String,
+    display_name: String,
+    client_id: String,
+    client_secret_env: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    return_urls: Vec<String>,
+    #[serde(default)]
+    api_key_hashes: Vec<String>,
+    #[serde(default = "default_tenant")]
+    tenant: String,
+}
+
+fn default_shutdown_grace() -> u64 {
+    20
+}
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_request_timeout() -> u64 {
+    15
+}
+fn default_jwks_refetch() -> u64 {
+    300
+}
+fn default_jwks_ttl() -> u64 {
+    86_400
+}
+fn default_clock_skew() -> u64 {
+    120
+}
+fn default_retry_after() -> u64 {
+    30
+}
+fn default_backend() -> String {
+    "embedded".into()
+}
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data/consent-broker.redb")
+}
+fn default_purge_interval() -> u64 {
+    60
+}
+fn default_state_ttl() -> u64 {
+    600
+}
+fn default_session_ttl() -> u64 {
+    3_600
+}
+fn default_handoff_ttl() -> u64 {
+    300
+}
+fn default_min_ttl() -> u64 {
+    300
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_tenant() -> String {
+    "organizations".into()
+}
+
+/// The validated configuration the broker runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Socket address to listen on.
+    pub listen: SocketAddr,
+    /// The broker's public base URL (no trailing slash), used for `redirect_uri` and links.
+    pub public_url: Url,
+    /// TLS certificate and key; `None` only when `plain_http = true`.
+    pub tls: Option<TlsConfig>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Entra endpoints and client behaviour.
+    pub entra: EntraConfig,
+    /// Which store to use.
+    pub store: StoreConfig,
+    /// Lifetimes of flows, sessions and codes.
+    pub flow: FlowConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// Registered connectors.
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// PEM files for the in-process TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// How the broker talks to Entra.
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    /// Authority host, e.g. `https://login.microsoftonline.com` (no trailing slash).
+    pub authority: Url,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Minimum time between two JWKS fetches for one tenant caused by an unknown `kid`.
+    pub jwks_min_refetch_interval: Duration,
+    /// How long fetched signing keys are trusted before a refetch.
+    pub jwks_cache_ttl: Duration,
+    /// Allowed clock skew when checking id_token times.
+    pub clock_skew: Duration,
+    /// `Retry-After` sent when Entra is unavailable and said nothing itself.
+    pub default_retry_after: Duration,
+}
+
+/// The store backend.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// In-process, lost on exit (tests).
+    Memory {
+        /// How often expired records are purged.
+        purge_interval: Duration,
+    },
+    /// Single-file ACID store (redb).
+    Embedded {
+        /// Database file.
+        path: PathBuf,
+        /// How often expired records are purged.
+        purge_interval: Duration,
+    },
+}
+
+/// Lifetimes of the flow's short-lived records.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// `state` lifetime (sign-in must finish within it).
+    pub state_ttl: Duration,
+    /// Connect-session lifetime.
+    pub session_ttl: Duration,
+    /// Handoff-code lifetime (at most 5 minutes per contract).
+    pub handoff_ttl: Duration,
+    /// `min_ttl` when the caller gives none.
+    pub default_min_ttl: Duration,
+}
+
+/// Log format and filter.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub json: bool,
+    /// An `EnvFilter` directive, e.g. `info` or `consent_broker=debug`.
+    pub level: String,
+}
+
+/// A registered connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// Stable id used in the API.
+    pub id: String,
+    /// Name shown to users.
+    pub display_name: String,
+    /// Entra application (client) id.
+    pub client_id: String,
+    /// Entra client secret, resolved from env or file.
+    pub client_secret: SecretString,
+    /// Resource scopes the connector needs (OIDC scopes are added by the broker).
+    pub scopes: Vec<String>,
+    /// Allowed return URLs (exact scheme, host, port and path).
+    pub return_urls: Vec<Url>,
+    /// Hex SHA-256 digests of the connector's API keys.
+    pub api_key_hashes: Vec<String>,
+    /// Tenant segment for sign-ins without a tenant hint (`organizations`, a GUID or a domain).
+    pub tenant: String,
+}
+
+impl Config {
+    /// Loads `file`, applies `BROKER_*` environment overrides, validates, resolves secrets.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let name = file.display().to_string();
+        if !file.is_file() {
+            return Err(ConfigError::Invalid {
+                file: name,
+                key: "-".into(),
+                message: "the config file does not exist or is not a regular file".into(),
+            });
+        }
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::file_exact(file))
+            .merge(Env::prefixed("BROKER_").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                file: name.clone(),
+                source: Box::new(e),
+            })?;
+        Self::from_raw(raw, &name)
+    }
+
+    fn from_raw(raw: RawConfig, file: &str) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+
+        let public_url = parse_base_url(&raw.server.public_url).map_err(|m| invalid("server.public_url", m))?;
+        if public_url.scheme() != "https" && !is_loopback_url(&public_url) {
+            return Err(invalid(
+                "server.public_url",
+                "must be https (http is accepted only for a loopback host)".into(),
+            ));
+        }
+        let tls = match (raw.server.tls, raw.server.plain_http) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "server.plain_http",
+                    "set either [server.tls] or plain_http = true, not both".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "server.tls",
+                    "missing: configure cert_file and key_file, or set plain_http = true explicitly (e.g. behind a TLS-terminating proxy)".into(),
+                ));
+            }
+            (Some(t), false) => {
+                for (key, path) in [
+                    ("server.tls.cert_file", &t.cert_file),
+                    ("server.tls.key_file", &t.key_file),
+                ] {
+                    if !path.is_file() {
+                        return Err(invalid(key, format!("file {} not found", path.display())));
+                    }
+                }
+                Some(TlsConfig {
+                    cert_file: t.cert_file,
+                    key_file: t.key_file,
+                })
+            }
+            (None, true) => None,
+        };
+
+        let authority = parse_base_url(&raw.entra.authority).map_err(|m| invalid("entra.authority", m))?;
+        if authority.scheme() != "https" && !is_loopback_url(&authority) {
+            return Err(invalid(
+                "entra.authority",
+                "must be https; http:// is accepted only for a loopback host (the simulator)".into(),
+            ));
+        }
+        if raw.entra.request_timeout_secs == 0 || raw.entra.connect_timeout_secs == 0 {
+            return Err(invalid(
+                "entra.request_timeout_secs",
+                "timeouts must be at least 1 second".into(),
+            ));
+        }
+
+        let purge_interval = Duration::from_secs(raw.store.purge_interval_secs.max(1));
+        let store = match raw.store.backend.as_str() {
+            "memory" => StoreConfig::Memory { purge_interval },
+            "embedded" => StoreConfig::Embedded {
+                path: raw.store.path,
+                purge_interval,
+            },
+            other => {
+                return Err(invalid(
+                    "store.backend",
+                    format!("unknown backend {other:?}; expected \"embedded\" or \"memory\""),
+                ));
+            }
+        };
+
+        if raw.flow.handoff_ttl_secs == 0 || raw.flow.handoff_ttl_secs > 300 {
+            return Err(invalid(
+                "flow.handoff_ttl_secs",
+                "must be between 1 and 300 seconds".into(),
+            ));
+        }
+        if raw.flow.state_ttl_secs == 0 || raw.flow.state_ttl_secs > 3_600 {
+            return Err(invalid(
+                "flow.state_ttl_secs",
+                "must be between 1 and 3600 seconds".into(),
+            ));
+        }
+        if raw.flow.session_ttl_secs == 0 {
+            return Err(invalid("flow.session_ttl_secs", "must be at least 1 second".into()));
+        }
+
+        let json = match raw.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("unknown format {other:?}; expected \"text\" or \"json\""),
+                ));
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{:?} is not a valid filter directive", raw.log.level),
+            ));
+        }
+
+        let mut connectors = Vec::with_capacity(raw.connectors.len());
+        let mut ids = HashSet::new();
+        for (i, c) in raw.connectors.into_iter().enumerate() {
+            let key = |field: &str| format!("connectors[{i}].{field}");
+            if c.id.is_empty()
+                || c.id.len() > 64
+                || !c
+                    .id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(invalid(
+                    &key("id"),
+                    "must be 1-64 characters of a-z, A-Z, 0-9, - or _".into(),
+                ));
+            }
+            if !ids.insert(c.id.clone()) {
+                return Err(invalid(&key("id"), format!("duplicate connector id {:?}", c.id)));
+            }
+            if c.display_name.trim().is_empty() {
+                return Err(invalid(&key("display_name"), "must not be empty".into()));
+            }
+            if uuid::Uuid::parse_str(&c.client_id).is_err() {
+                return Err(invalid(
+                    &key("client_id"),
+                    "must be the application (client) id GUID".into(),
+                ));
+            }
+            let client_secret = resolve_secret(c.client_secret_env.as_deref(), c.client_secret_file.as_deref())
+                .map_err(|m| invalid(&key("client_secret_env"), m))?;
+            if c.scopes
+                .iter()
+                .any(|s| s.trim().is_empty() || s.contains(char::is_whitespace))
+            {
+                return Err(invalid(&key("scopes"), "each scope must be one non-empty word".into()));
+            }
+            let mut return_urls = Vec::new();
+            for (j, u) in c.return_urls.iter().enumerate() {
+                let url = parse_return_url_entry(u).map_err(|m| invalid(&key(&format!("return_urls[{j}]")), m))?;
+                return_urls.push(url);
+            }
+            let mut api_key_hashes = Vec::new();
+            for (j, h) in c.api_key_hashes.iter().enumerate() {
+                let hex = h
+                    .strip_prefix("sha256:")
+                    .filter(|hex| hex.len() == 64 && hex.chars().all(|ch| ch.is_ascii_hexdigit()))
+                    .ok_or_else(|| {
+                        invalid(
+                            &key(&format!("api_key_hashes[{j}]")),
+                            "must be \"sha256:<64 hex digits>\" (generate with `consent-broker new-api-key`)".into(),
+                        )
+                    })?;
+                api_key_hashes.push(hex.to_ascii_lowercase());
+            }
+            if !is_tenant_segment(&c.tenant) {
+                return Err(invalid(
+                    &key("tenant"),
+                    "must be \"organizations\", \"common\", a tenant GUID or a domain".into(),
+                ));
+            }
+            connectors.push(ConnectorConfig {
+                id: c.id,
+                display_name: c.display_name,
+                client_id: c.client_id.to_ascii_lowercase(),
+                client_secret,
+                scopes: c.scopes,
+                return_urls,
+                api_key_hashes,
+                tenant: c.tenant,
+            });
+        }
+
+        Ok(Config {
+            listen: raw.server.listen,
+            public_url,
+            tls,
+            shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+            entra: EntraConfig {
+                authority,
+                connect_timeout: Duration::from_secs(raw.entra.connect_timeout_secs),
+                request_timeout: Duration::from_secs(raw.entra.request_timeout_secs),
+                jwks_min_refetch_interval: Duration::from_secs(raw.entra.jwks_min_refetch_interval_secs),
+                jwks_cache_ttl: Duration::from_secs(raw.entra.jwks_cache_ttl_secs.max(60)),
+                clock_skew: Duration::from_secs(raw.entra.clock_skew_secs),
+                default_retry_after: Duration::from_secs(raw.entra.default_retry_after_secs.max(1)),
+            },
+            store,
+            flow: FlowConfig {
+                state_ttl: Duration::from_secs(raw.flow.state_ttl_secs),
+                session_ttl: Duration::from_secs(raw.flow.session_ttl_secs),
+                handoff_ttl: Duration::from_secs(raw.flow.handoff_ttl_secs),
+                default_min_ttl: Duration::from_secs(raw.flow.default_min_ttl_secs),
+            },
+            log: LogConfig {
+                json,
+                level: raw.log.level,
+            },
+            connectors,
+        })
+    }
+
+    /// Parses a config from TOML text (no environment overrides); for tests and the demo.
+    pub fn from_toml_str(text: &str, name: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                file: name.to_string(),
+                source: Box::new(e),
+            })?;
+        Self::from_raw(raw, name)
+    }
+
+    /// The connector with this id.
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+}
+
+/// A base URL: absolute, http(s), no query, fragment or credentials; trailing `/` removed.
+fn parse_base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| format!("not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http(s) URL".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a query, fragment or credentials".into());
+    }
+    Ok(url)
+}
+
+/// A registered return URL: absolute https (http only on loopback), no fragment or credentials.
+fn parse_return_url_entry(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not an absolute URL: {e}"))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_url(&url)) {
+        return Err("must be https (http only for a loopback host)".into());
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a fragment or credentials".into());
+    }
+    if url.query().is_some() {
+        return Err("register the URL without a query; callers may add one".into());
+    }
+    Ok(url)
+}
+
+/// True when the URL's host is a loopback address or `localhost`.
+pub fn is_loopback_url(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// A tenant path segment Entra accepts: `organizations`, `common`, `consumers`, a GUID or a domain.
+pub fn is_tenant_segment(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 256
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !t.starts_with('.')
+        && !t.starts_with('-')
+}
+
+fn resolve_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, String> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err("set client_secret_env or client_secret_file, not both".into()),
+        (None, None) => Err("missing: name the environment variable (client_secret_env) or file (client_secret_file) holding the client secret; secrets are never inline".into()),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+            _ => Err(format!("environment variable {var} is not set or empty")),
+        },
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+            Ok(_) => Err(format!("secret file {} is empty", path.display())),
+            Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+        },
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return its (large) error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    fn base(extra: &str) -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:8080"
+plain_http = true
+[store]
+backend = "memory"
+{extra}
+"#
+        )
+    }
+
+    const CONNECTOR: &str = r#"
+[[connectors]]
+id = "sp"
+display_name = "SharePoint"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret_env = "CB_TEST_SECRET_PRESENT"
+scopes = ["Files.Read.All"]
+return_urls = ["https://app.example.com/oauth/done"]
+api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"]
+"#;
+
+    #[test]
+    fn valid_config_loads() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret");
+            let cfg = Config::from_toml_str(&base(CONNECTOR), "t.toml").expect("valid");
+            assert_eq!(cfg.connectors.len(), 1);
+            assert_eq!(cfg.connectors[0].tenant, "organizations");
+            assert_eq!(cfg.flow.handoff_ttl, Duration::from_secs(300));
+            Ok(())
+        });
+    }
+
+    fn err_of(text: &str) -> String {
+        let mut out = String::new();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret");
+            out = Config::from_toml_str(text, "t.toml")
+                .expect_err("must fail")
+                .to_string();
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn errors_name_file_key_and_problem() {
+        let e = err_of(&base(
+            &CONNECTOR.replace("11111111-2222-3333-4444-555555555555", "nope"),
+        ));
+        assert!(e.starts_with("t.toml: connectors[0].client_id: must be"), "{e}");
+
+        let e = err_of(&base(
+            &CONNECTOR.replace("CB_TEST_SECRET_PRESENT", "CB_TEST_SECRET_ABSENT"),
+        ));
+        assert!(
+            e.contains("connectors[0].client_secret_env") && e.contains("CB_TEST_SECRET_ABSENT"),
+            "{e}"
+        );
+
+        let e = err_of(&base(
+            &CONNECTOR.replace("https://app.example.com/oauth/done", "http://app.example.com/x"),
+        ));
+        assert!(e.contains("connectors[0].return_urls[0]"), "{e}");
+
+        let e = err_of(&base(&CONNECTOR.replace("sha256:ba78", "md5:ba78")));
+        assert!(e.contains("connectors[0].api_key_hashes[0]"), "{e}");
+
+        let e = err_of(&base("[entra]\nauthority = \"http://login.example.com\""));
+        assert!(e.contains("entra.authority"), "{e}");
+
+        let e = err_of(&base("[server2]\nx = 1"));
+        assert!(e.starts_with("t.toml: ") && e.contains("server2"), "{e}");
+
+        let e = err_of(&base("[flow]\nhandoff_ttl_secs = 600"));
+        assert!(e.contains("flow.handoff_ttl_secs"), "{e}");
+
+        let e = err_of(&base(&format!("{CONNECTOR}{CONNECTOR}")));
+        assert!(e.contains("duplicate connector id"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_must_be_explicit() {
+        let text = base("").replace("plain_http = true\n", "");
+        let e = err_of(&text);
+        assert!(e.contains("server.tls: missing"), "{e}");
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback_url(&Url::parse("http://127.0.0.1:9/").unwrap()));
+        assert!(is_loopback_url(&Url::parse("http://[::1]:9/").unwrap()));
+        assert!(is_loopback_url(&Url::parse("http://localhost/").unwrap()));
+        assert!(!is_loopback_url(&Url::parse("http://127.0.0.1.evil.com/").unwrap()));
+        assert!(!is_loopback_url(&Url::parse("http://10.0.0.1/").unwrap()));
+    }
+}

@@ -1,0 +1,322 @@
+//! HTTP calls to Entra: the authorize URL, the token endpoint and the signing keys.
+//!
+//! The authorize URL and PKCE come from the `oauth2` crate. The token endpoint is called by hand:
+//! `oauth2`'s error path drops the HTTP status, `Retry-After` and Entra's `error_codes`, trace and
+//! correlation ids, and the broker needs all of them to tell "sign in again" from "try later".
+
+use std::time::Duration;
+
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope, basic::BasicClient};
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use serde::Deserialize;
+use url::Url;
+
+use super::errors::EntraError;
+use crate::config::EntraConfig;
+use crate::crypto::Sensitive;
+
+/// A successful token-endpoint answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: Sensitive,
+    /// Lifetime in seconds (Entra sends a number; MSAL also tolerates a string).
+    #[serde(deserialize_with = "number_or_string")]
+    pub expires_in: i64,
+    /// Granted scopes, space separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// A new refresh token (Entra rotates on every use).
+    #[serde(default)]
+    pub refresh_token: Option<Sensitive>,
+    /// The id_token (code redemption, and refreshes with `openid`).
+    #[serde(default)]
+    pub id_token: Option<Sensitive>,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Int(i64),
+        Str(String),
+    }
+    match N::deserialize(d)? {
+        N::Int(i) => Ok(i),
+        N::Str(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// Why a token request failed. Display strings never contain tokens or codes.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Entra answered with an OAuth error (4xx with a JSON body).
+    #[error("Entra rejected the token request ({})", .0.error.as_deref().unwrap_or("no error code"))]
+    Rejected(EntraError),
+    /// Entra could not be reached, timed out, throttled (429) or failed (5xx).
+    #[error("Entra is unavailable: {detail}")]
+    Unavailable {
+        /// `Retry-After` if Entra sent one.
+        retry_after: Option<Duration>,
+        /// What happened, for logs.
+        detail: String,
+        /// Entra's error body when it sent one (for its trace ids).
+        error: Option<EntraError>,
+    },
+    /// Entra answered something that is not its protocol.
+    #[error("unexpected answer from Entra: {0}")]
+    Protocol(String),
+}
+
+/// A JWK as Entra publishes it: the key plus its `issuer` (possibly templated with `{tenantid}`).
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
+    /// The key.
+    pub jwk: jsonwebtoken::jwk::Jwk,
+    /// Entra's per-key issuer, if present.
+    pub issuer: Option<String>,
+}
+
+/// How the broker authenticates as a connector's app at the token endpoint.
+pub struct ClientAuth<'a> {
+    /// Application (client) id.
+    pub client_id: &'a str,
+    /// Client secret (sent as `client_secret_post`).
+    pub client_secret: &'a str,
+}
+
+/// Client for one Entra authority (one cloud).
+#[derive(Clone)]
+pub struct EntraClient {
+    http: reqwest::Client,
+    authority: Url,
+}
+
+/// What the broker sends to `/authorize`.
+pub struct AuthorizeRequest<'a> {
+    /// Tenant path segment.
+    pub tenant: &'a str,
+    /// Application (client) id.
+    pub client_id: &'a str,
+    /// The broker's callback.
+    pub redirect_uri: &'a str,
+    /// All scopes to request.
+    pub scopes: &'a [String],
+    /// Fresh state.
+    pub state: &'a str,
+    /// Fresh nonce.
+    pub nonce: &'a str,
+    /// PKCE challenge (S256).
+    pub pkce_challenge: PkceCodeChallenge,
+    /// UPN hint.
+    pub login_hint: Option<&'a str>,
+    /// Domain hint (tenant GUID or domain).
+    pub domain_hint: Option<&'a str>,
+}
+
+impl EntraClient {
+    /// Builds the client: one connection pool, timeouts from config, no redirects followed.
+    pub fn new(cfg: &EntraConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("consent-broker/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            authority: cfg.authority.clone(),
+        })
+    }
+
+    /// `{authority}/{tenant}/{path}`.
+    fn endpoint(&self, tenant: &str, path: &str) -> String {
+        format!("{}/{tenant}/{path}", self.authority.as_str().trim_end_matches('/'))
+    }
+
+    /// The issuer Entra puts in tokens for tenant `tid`.
+    pub fn issuer_for(&self, tid: &str) -> String {
+        self.endpoint(tid, "v2.0")
+    }
+
+    /// The authorize URL for a new flow.
+    pub fn authorize_url(&self, req: AuthorizeRequest<'_>) -> Result<Url, String> {
+        let auth_url = AuthUrl::new(self.endpoint(req.tenant, "oauth2/v2.0/authorize")).map_err(|e| e.to_string())?;
+        let redirect = RedirectUrl::new(req.redirect_uri.to_string()).map_err(|e| e.to_string())?;
+        let client = BasicClient::new(ClientId::new(req.client_id.to_string()))
+            .set_auth_uri(auth_url)
+            .set_redirect_uri(redirect);
+        let state = req.state.to_string();
+        let mut builder = client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_scopes(req.scopes.iter().map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(req.pkce_challenge)
+            .add_extra_param("response_mode", "query")
+            .add_extra_param("nonce", req.nonce);
+        if let Some(hint) = req.login_hint {
+            builder = builder.add_extra_param("login_hint", hint);
+        }
+        if let Some(hint) = req.domain_hint {
+            builder = builder.add_extra_param("domain_hint", hint);
+        }
+        Ok(builder.url().0)
+    }
+
+    /// Redeems an authorization code.
+    pub async fn exchange_code(
+        &self,
+        tenant: &str,
+        client: &ClientAuth<'_>,
+        code: &str,
+        redirect_uri: &str,
+        pkce_verifier: &str,
+        scopes: &[String],
+    ) -> Result<TokenResponse, TokenError> {
+        let scope = scopes.join(" ");
+        let form = [
+            ("client_id", client.client_id),
+            ("client_secret", client.client_secret),
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", pkce_verifier),
+            ("scope", scope.as_str()),
+        ];
+        self.token_request(tenant, &form).await
+    }
+
+    /// Redeems a refresh token.
+    pub async fn refresh(
+        &self,
+        tenant: &str,
+        client: &ClientAuth<'_>,
+        refresh_token: &str,
+        scopes: &[String],
+    ) -> Result<TokenResponse, TokenError> {
+        let scope = scopes.join(" ");
+        let form = [
+            ("client_id", client.client_id),
+            ("client_secret", client.client_secret),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("scope", scope.as_str()),
+        ];
+        self.token_request(tenant, &form).await
+    }
+
+    async fn token_request(&self, tenant: &str, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+        let url = self.endpoint(tenant, "oauth2/v2.0/token");
+        let response = self
+            .http
+            .post(&url)
+            .header("x-ms-lib-capability", "retry-after, h429")
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| TokenError::Unavailable {
+                retry_after: None,
+                // reqwest errors carry the URL, never the form body.
+                detail: format!("token endpoint unreachable: {}", without_url(&e)),
+                error: None,
+            })?;
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
+        let body = response.bytes().await.map_err(|e| TokenError::Unavailable {
+            retry_after,
+            detail: format!("token response interrupted: {}", without_url(&e)),
+            error: None,
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")));
+        }
+        let mut error: Option<EntraError> = serde_json::from_slice(&body).ok();
+        if let Some(e) = error.as_mut() {
+            e.http_status = Some(status.as_u16());
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(TokenError::Unavailable {
+                retry_after,
+                detail: format!("token endpoint answered {status}"),
+                error,
+            });
+        }
+        match error {
+            Some(e) if e.error.is_some() => Err(TokenError::Rejected(e)),
+            _ => Err(TokenError::Protocol(format!(
+                "token endpoint answered {status} without an OAuth error body"
+            ))),
+        }
+    }
+
+    /// Fetches a tenant's published signing keys.
+    pub async fn signing_keys(&self, tenant: &str) -> Result<Vec<PublishedKey>, String> {
+        #[derive(Deserialize)]
+        struct KeySet {
+            keys: Vec<serde_json::Value>,
+        }
+        let url = self.endpoint(tenant, "discovery/v2.0/keys");
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("keys endpoint unreachable: {}", without_url(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!("keys endpoint answered {}", response.status()));
+        }
+        let set: KeySet = response
+            .json()
+            .await
+            .map_err(|e| format!("keys document unreadable: {}", without_url(&e)))?;
+        Ok(set
+            .keys
+            .into_iter()
+            .filter_map(|v| {
+                let issuer = v.get("issuer").and_then(|i| i.as_str()).map(str::to_string);
+                serde_json::from_value(v).ok().map(|jwk| PublishedKey { jwk, issuer })
+            })
+            .collect())
+    }
+}
+
+/// A reqwest error's message without its URL (URLs are ours, but keep logs short and uniform).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() {
+        "could not decode the body"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}
+
+/// `Retry-After` in seconds (Entra sends integers; HTTP dates are ignored), capped at an hour.
+fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
+    let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(3_600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_accepts_string() {
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":"3599","token_type":"Bearer"}"#).unwrap();
+        assert_eq!(t.expires_in, 3599);
+    }
+
+    #[test]
+    fn retry_after_parsing() {
+        let v = reqwest::header::HeaderValue::from_static("7");
+        assert_eq!(parse_retry_after(Some(&v)), Some(Duration::from_secs(7)));
+        let v = reqwest::header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(parse_retry_after(Some(&v)), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything about talking to Microsoft Entra ID: the HTTP client for its endpoints, its error
+//! shapes and their classification, and id_token validation against its signing keys.
+
+pub mod client;
+pub mod errors;
+pub mod id_token;
+
+pub use client::{EntraClient, TokenError, TokenResponse};
+pub use errors::{Category, Classification, EntraError, classify};

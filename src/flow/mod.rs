@@ -1,0 +1,664 @@
+//! The sign-in flow: connect sessions, starting a flow, Entra's callback, and the handoff.
+
+pub mod return_url;
+
+use std::time::Duration;
+
+use oauth2::PkceCodeChallenge;
+use url::Url;
+
+use crate::app::AppState;
+use crate::clock::now_unix;
+use crate::config::{ConnectorConfig, is_tenant_segment};
+use crate::crypto::{Sensitive, random_id, random_token};
+use crate::entra::client::{AuthorizeRequest, ClientAuth};
+use crate::entra::id_token::{self, IdTokenError};
+use crate::entra::{Category, Classification, EntraError, TokenError, classify};
+use crate::store::StoreError;
+use crate::store::records::*;
+
+/// Scopes the broker always adds: sign-in, profile claims, and a refresh token.
+const OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+/// How long a session record is kept after it stops being usable, so polls can say "expired".
+const SESSION_RETENTION: Duration = Duration::from_secs(24 * 3_600);
+
+/// Why a flow step failed. Messages are safe to show: no codes or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// The connector does not exist (or belongs to someone else).
+    #[error("unknown connector")]
+    UnknownConnector,
+    /// `return_url` is not on the connector's allow-list.
+    #[error("return_url is not registered for this connector")]
+    ReturnUrlNotAllowed,
+    /// A parameter is missing, too long or malformed.
+    #[error("{field}: {message}")]
+    InvalidParameter {
+        /// The parameter.
+        field: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
+    /// The connect link is unknown or expired.
+    #[error("this sign-in link is unknown or has expired")]
+    UnknownSession,
+    /// The connect link was already used to completion.
+    #[error("this sign-in link was already used")]
+    SessionCompleted,
+    /// The callback's state is unknown, expired or already used.
+    #[error("this sign-in attempt is unknown, expired or was already completed")]
+    InvalidState,
+    /// The id_token failed validation.
+    #[error("the sign-in could not be verified: {0}")]
+    IdToken(#[from] IdTokenError),
+    /// Entra is unreachable or throttling.
+    #[error("Microsoft's sign-in service is unavailable")]
+    EntraUnavailable {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// Entra answered something outside its protocol.
+    #[error("unexpected answer from Microsoft's sign-in service")]
+    EntraProtocol(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a connector backend asks for in `POST /v1/connect-sessions`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// Connector id (must be the caller's).
+    pub connector: String,
+    /// The connector's user id.
+    pub end_user: String,
+    /// Optional return URL (else out-of-band).
+    pub return_url: Option<String>,
+    /// Optional state to echo.
+    pub state: Option<String>,
+    /// Optional tenant hint.
+    pub tenant: Option<String>,
+    /// Optional UPN hint.
+    pub login_hint: Option<String>,
+}
+
+/// A created session: its record and the connect URL for the browser.
+pub struct CreatedSession {
+    /// The stored session.
+    pub session: ConnectSession,
+    /// Absolute URL that starts the flow.
+    pub connect_url: String,
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), FlowError> {
+    if value.is_empty() {
+        return Err(FlowError::InvalidParameter {
+            field,
+            message: "must not be empty",
+        });
+    }
+    if value.len() > max {
+        return Err(FlowError::InvalidParameter {
+            field,
+            message: "is too long",
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FlowError::InvalidParameter {
+            field,
+            message: "must not contain control characters",
+        });
+    }
+    Ok(())
+}
+
+/// Validated optional start parameters shared by both starts.
+struct Hints {
+    return_url: Option<Url>,
+    state: Option<String>,
+    tenant: Option<String>,
+    login_hint: Option<String>,
+}
+
+fn validate_hints(
+    connector: &ConnectorConfig,
+    return_url: Option<&str>,
+    state: Option<&str>,
+    tenant: Option<&str>,
+    login_hint: Option<&str>,
+) -> Result<Hints, FlowError> {
+    let return_url = match return_url {
+        Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
+        None => None,
+    };
+    if let Some(s) = state {
+        check_text("state", s, 512)?;
+    }
+    if let Some(t) = tenant
+        && !is_tenant_segment(t)
+    {
+        return Err(FlowError::InvalidParameter {
+            field: "tenant",
+            message: "must be a tenant GUID or domain",
+        });
+    }
+    if let Some(h) = login_hint {
+        check_text("login_hint", h, 256)?;
+        if h.contains(char::is_whitespace) {
+            return Err(FlowError::InvalidParameter {
+                field: "login_hint",
+                message: "must be a single sign-in name",
+            });
+        }
+    }
+    Ok(Hints {
+        return_url,
+        state: state.map(str::to_string),
+        tenant: tenant.map(str::to_ascii_lowercase),
+        login_hint: login_hint.map(str::to_string),
+    })
+}
+
+/// Creates a connect session for a connector's user.
+pub async fn create_session(state: &AppState, caller: &str, req: &SessionRequest) -> Result<CreatedSession, FlowError> {
+    if req.connector != caller {
+        return Err(FlowError::UnknownConnector);
+    }
+    let connector = state.connector(caller).ok_or(FlowError::UnknownConnector)?;
+    check_text("end_user", &req.end_user, 256)?;
+    let hints = validate_hints(
+        connector,
+        req.return_url.as_deref(),
+        req.state.as_deref(),
+        req.tenant.as_deref(),
+        req.login_hint.as_deref(),
+    )?;
+    let now = now_unix();
+    let ttl = state.config.flow.session_ttl;
+    let session = ConnectSession {
+        id: random_id("cs"),
+        connector: connector.id.clone(),
+        end_user: req.end_user.clone(),
+        return_url: hints.return_url.map(|u| u.to_string()),
+        state: hints.state,
+        tenant: hints.tenant,
+        login_hint: hints.login_hint,
+        created_at: now,
+        expires_at: now + ttl.as_secs() as i64,
+        status: SessionStatus::Pending,
+        category: None,
+        aadsts: None,
+        connection_id: None,
+    };
+    let token = random_token();
+    state
+        .records
+        .create_session(&session, &token, ttl, SESSION_RETENTION)
+        .await?;
+    Ok(CreatedSession {
+        connect_url: state.public(&format!("/v1/connect/{token}")),
+        session,
+    })
+}
+
+/// The contract's status of a session, including `expired`.
+pub fn session_status(session: &ConnectSession) -> &'static str {
+    match session.status {
+        SessionStatus::Completed => "completed",
+        _ if session.expires_at <= now_unix() => "expired",
+        SessionStatus::Pending => "pending",
+        SessionStatus::ApprovalRequired => "approval_required",
+        SessionStatus::Failed => "failed",
+    }
+}
+
+/// Starts a flow from a connect token; returns the Entra authorize URL.
+pub async fn start_from_connect_token(state: &AppState, token: &str) -> Result<Url, FlowError> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(FlowError::UnknownSession);
+    }
+    let session = state
+        .records
+        .session_by_connect_token(token)
+        .await?
+        .filter(|s| s.expires_at > now_unix())
+        .ok_or(FlowError::UnknownSession)?;
+    if session.status == SessionStatus::Completed {
+        return Err(FlowError::SessionCompleted);
+    }
+    let connector = state.connector(&session.connector).ok_or(FlowError::UnknownSession)?;
+    // The return URL was checked at creation; re-check in case the allow-list changed since.
+    let return_url = match &session.return_url {
+        Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
+        None => None,
+    };
+    start(
+        state,
+        connector,
+        Some(session.id.clone()),
+        Hints {
+            return_url,
+            state: session.state.clone(),
+            tenant: session.tenant.clone(),
+            login_hint: session.login_hint.clone(),
+        },
+    )
+    .await
+}
+
+/// Query of `GET /v1/authorize`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AuthorizeQuery {
+    /// Connector id.
+    pub connector: Option<String>,
+    /// Required return URL.
+    pub return_url: Option<String>,
+    /// Optional state.
+    pub state: Option<String>,
+    /// Optional tenant hint.
+    pub tenant: Option<String>,
+    /// Optional UPN hint.
+    pub login_hint: Option<String>,
+}
+
+/// Starts a flow from `GET /v1/authorize` (no server call first).
+pub async fn start_from_authorize(state: &AppState, q: &AuthorizeQuery) -> Result<Url, FlowError> {
+    let id = q.connector.as_deref().ok_or(FlowError::InvalidParameter {
+        field: "connector",
+        message: "is required",
+    })?;
+    let connector = state.connector(id).ok_or(FlowError::UnknownConnector)?;
+    let return_url = q.return_url.as_deref().ok_or(FlowError::InvalidParameter {
+        field: "return_url",
+        message: "is required",
+    })?;
+    let hints = validate_hints(
+        connector,
+        Some(return_url),
+        q.state.as_deref(),
+        q.tenant.as_deref(),
+        q.login_hint.as_deref(),
+    )?;
+    start(state, connector, None, hints).await
+}
+
+async fn start(
+    state: &AppState,
+    connector: &ConnectorConfig,
+    session_id: Option<String>,
+    hints: Hints,
+) -> Result<Url, FlowError> {
+    let mut scopes: Vec<String> = connector.scopes.clone();
+    for s in OIDC_SCOPES {
+        if !scopes.iter().any(|x| x.eq_ignore_ascii_case(s)) {
+            scopes.push(s.to_string());
+        }
+    }
+    let tenant = hints.tenant.clone().unwrap_or_else(|| connector.tenant.clone());
+    let domain_hint = hints
+        .tenant
+        .as_deref()
+        .filter(|t| !matches!(*t, "organizations" | "common" | "consumers"));
+    let state_value = random_token();
+    let nonce = random_token();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let redirect_uri = state.redirect_uri();
+    let url = state
+        .entra
+        .authorize_url(AuthorizeRequest {
+            tenant: &tenant,
+            client_id: &connector.client_id,
+            redirect_uri: &redirect_uri,
+            scopes: &scopes,
+            state: &state_value,
+            nonce: &nonce,
+            pkce_challenge: challenge,
+            login_hint: hints.login_hint.as_deref(),
+            domain_hint,
+        })
+        .map_err(FlowError::EntraProtocol)?;
+    let flow = Flow {
+        id: random_id("fl"),
+        connector: connector.id.clone(),
+        session_id,
+        return_url: hints.return_url.map(|u| u.to_string()),
+        connector_state: hints.state,
+        tenant,
+        login_hint: hints.login_hint,
+        nonce: Sensitive::new(nonce),
+        pkce_verifier: Sensitive::new(verifier.secret().clone()),
+        scopes,
+        created_at: now_unix(),
+    };
+    state
+        .records
+        .put_flow(&state_value, &flow, state.config.flow.state_ttl)
+        .await?;
+    tracing::info!(flow = %flow.id, connector = %flow.connector, "flow started");
+    Ok(url)
+}
+
+/// Parameters Entra sends to the callback (unknown ones are ignored).
+#[derive(Debug, Default)]
+pub struct CallbackParams {
+    /// `state`.
+    pub state: Option<String>,
+    /// `code`.
+    pub code: Option<String>,
+    /// The error fields, when Entra sent `error`.
+    pub error: Option<EntraError>,
+}
+
+impl CallbackParams {
+    /// Parses a raw query string; duplicate security parameters are refused.
+    pub fn parse(raw: &str) -> Result<Self, FlowError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(raw).map_err(|_| FlowError::InvalidParameter {
+                field: "query",
+                message: "is not a valid query string",
+            })?;
+        let mut out = Self::default();
+        let mut err = EntraError::default();
+        for (k, v) in pairs {
+            let (slot, max): (&mut Option<String>, usize) = match k.as_str() {
+                "state" => (&mut out.state, 512),
+                "code" => (&mut out.code, 16_384),
+                "error" => (&mut err.error, 256),
+                "error_description" => (&mut err.error_description, 8_192),
+                "error_subcode" => (&mut err.error_subcode, 256),
+                "suberror" => (&mut err.suberror, 256),
+                "trace_id" => (&mut err.trace_id, 64),
+                "correlation_id" => (&mut err.correlation_id, 64),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(FlowError::InvalidParameter {
+                    field: "query",
+                    message: "repeats a parameter",
+                });
+            }
+            if v.len() > max {
+                return Err(FlowError::InvalidParameter {
+                    field: "query",
+                    message: "has a parameter that is too long",
+                });
+            }
+            *slot = Some(v);
+        }
+        if err.error.is_some() {
+            out.error = Some(err);
+        }
+        Ok(out)
+    }
+}
+
+/// What the callback ends in.
+pub enum CallbackOutcome {
+    /// Connected: redirect with a handoff code, or show it (out-of-band).
+    Completed {
+        /// `return_url?handoff=..&state=..`, or `None` for out-of-band.
+        redirect: Option<Url>,
+        /// The handoff code (shown on the out-of-band page).
+        handoff_code: Sensitive,
+        /// Connector display name.
+        connector_name: String,
+        /// Seconds the code stays valid.
+        expires_in: u64,
+        /// The connection made or renewed.
+        connection_id: String,
+    },
+    /// Entra reported an error; the user sees who can fix it.
+    Failed(FailedFlow),
+}
+
+/// A flow that Entra refused, with what the error page needs.
+pub struct FailedFlow {
+    /// The classification.
+    pub classification: Classification,
+    /// Connector display name.
+    pub connector_name: String,
+    /// "Back to the connector" link, when the flow has a return URL.
+    pub back_url: Option<Url>,
+}
+
+/// Handles `GET /v1/callback`.
+pub async fn callback(state: &AppState, params: CallbackParams) -> Result<CallbackOutcome, FlowError> {
+    let state_value = params
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(FlowError::InvalidState)?;
+    let flow = state
+        .records
+        .take_flow(state_value)
+        .await?
+        .ok_or(FlowError::InvalidState)?;
+    let connector = state.connector(&flow.connector).ok_or(FlowError::InvalidState)?.clone();
+    let result = match (params.error, params.code) {
+        (Some(err), _) => Ok(fail(&flow, &connector, classify(&err))),
+        (None, Some(code)) if !code.is_empty() => complete(state, &flow, &connector, &code).await,
+        _ => Err(FlowError::InvalidParameter {
+            field: "code",
+            message: "is missing",
+        }),
+    };
+    record_outcome(state, &flow, &result).await;
+    result
+}
+
+fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> CallbackOutcome {
+    tracing::warn!(
+        flow = %flow.id,
+        connector = %flow.connector,
+        category = %c.category,
+        aadsts = ?c.aadsts,
+        trace_id = c.trace_id.as_deref().unwrap_or(""),
+        correlation_id = c.correlation_id.as_deref().unwrap_or(""),
+        "sign-in failed at Entra"
+    );
+    let back_url = flow.return_url.as_deref().and_then(|u| Url::parse(u).ok()).map(|u| {
+        let code = c.primary_code().map(|n| n.to_string()).unwrap_or_default();
+        let mut params = vec![("error", c.category.as_str()), ("aadsts", code.as_str())];
+        if let Some(s) = &flow.connector_state {
+            params.push(("state", s));
+        }
+        return_url::with_params(&u, &params)
+    });
+    CallbackOutcome::Failed(FailedFlow {
+        classification: c,
+        connector_name: connector.display_name.clone(),
+        back_url,
+    })
+}
+
+async fn complete(
+    state: &AppState,
+    flow: &Flow,
+    connector: &ConnectorConfig,
+    code: &str,
+) -> Result<CallbackOutcome, FlowError> {
+    let secret = secrecy::ExposeSecret::expose_secret(&connector.client_secret);
+    let tokens = match state
+        .entra
+        .exchange_code(
+            &flow.tenant,
+            &ClientAuth {
+                client_id: &connector.client_id,
+                client_secret: secret,
+            },
+            code,
+            &state.redirect_uri(),
+            flow.pkce_verifier.expose(),
+            &flow.scopes,
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(TokenError::Rejected(err)) => return Ok(fail(flow, connector, classify(&err))),
+        Err(TokenError::Unavailable {
+            retry_after, detail, ..
+        }) => {
+            tracing::warn!(flow = %flow.id, %detail, "code redemption failed: Entra unavailable");
+            return Err(FlowError::EntraUnavailable {
+                retry_after: retry_after.unwrap_or(state.config.entra.default_retry_after),
+            });
+        }
+        Err(TokenError::Protocol(m)) => return Err(FlowError::EntraProtocol(m)),
+    };
+    let id_token = tokens
+        .id_token
+        .as_ref()
+        .ok_or(IdTokenError::Malformed("Entra returned no id_token".into()))?;
+    let tenant_guid = uuid::Uuid::parse_str(&flow.tenant)
+        .is_ok()
+        .then_some(flow.tenant.as_str());
+    let claims = id_token::validate(
+        &state.keys,
+        id_token.expose(),
+        &id_token::Expected {
+            client_id: &connector.client_id,
+            nonce: flow.nonce.expose(),
+            tenant_guid,
+            leeway: state.config.entra.clock_skew,
+        },
+    )
+    .await
+    .inspect_err(|e| tracing::warn!(flow = %flow.id, connector = %flow.connector, error = %e, "id_token rejected"))?;
+
+    let now = now_unix();
+    let scopes: Vec<String> = tokens
+        .scope
+        .as_deref()
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_else(|| flow.scopes.clone());
+    let user = ConnectionUser {
+        oid: claims.oid.clone(),
+        name: claims.name.clone(),
+        preferred_username: claims.preferred_username.clone(),
+    };
+    let end_user = match &flow.session_id {
+        Some(id) => state.records.session(&flow.connector, id).await?.map(|s| s.end_user),
+        None => None,
+    };
+    // A returning user keeps their connection id, so the connector's stored id stays valid.
+    let existing = state
+        .records
+        .connection_for_user(&flow.connector, &claims.tid, &claims.oid)
+        .await?;
+    let connection = Connection {
+        id: existing
+            .as_ref()
+            .map_or_else(|| random_id("conn"), |(c, _)| c.id.clone()),
+        connector: flow.connector.clone(),
+        end_user: end_user.or_else(|| existing.as_ref().and_then(|(c, _)| c.end_user.clone())),
+        tenant_id: claims.tid.clone(),
+        user,
+        scopes,
+        access_token: tokens.access_token,
+        access_expires_at: now + tokens.expires_in.max(0),
+        refresh_token: tokens.refresh_token,
+        created_at: existing.as_ref().map_or(now, |(c, _)| c.created_at),
+        refreshed_at: now,
+        status: ConnectionStatus::Active,
+        reauth: None,
+        return_url: flow.return_url.clone(),
+    };
+    state.records.put_connection(&connection).await?;
+
+    let handoff_code = random_token();
+    let ttl = state.config.flow.handoff_ttl;
+    state
+        .records
+        .put_handoff(
+            &flow.connector,
+            &handoff_code,
+            &Handoff {
+                connection_id: connection.id.clone(),
+                state: flow.connector_state.clone(),
+            },
+            ttl,
+        )
+        .await?;
+    tracing::info!(flow = %flow.id, connector = %flow.connector, connection = %connection.id, tenant = %claims.tid, "flow completed");
+
+    let redirect = flow.return_url.as_deref().and_then(|u| Url::parse(u).ok()).map(|u| {
+        let mut params = vec![("handoff", handoff_code.as_str())];
+        if let Some(s) = &flow.connector_state {
+            params.push(("state", s));
+        }
+        return_url::with_params(&u, &params)
+    });
+    Ok(CallbackOutcome::Completed {
+        redirect,
+        handoff_code: Sensitive::new(handoff_code),
+        connector_name: connector.display_name.clone(),
+        expires_in: ttl.as_secs(),
+        connection_id: connection.id,
+    })
+}
+
+/// Writes the flow's outcome onto its connect session (best effort: the user's page matters more).
+async fn record_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
+    let Some(session_id) = &flow.session_id else { return };
+    let Ok(Some(mut session)) = state.records.session(&flow.connector, session_id).await else {
+        return;
+    };
+    match result {
+        Ok(CallbackOutcome::Completed { connection_id, .. }) => {
+            session.status = SessionStatus::Completed;
+            session.category = None;
+            session.aadsts = None;
+            session.connection_id = Some(connection_id.clone());
+        }
+        Ok(CallbackOutcome::Failed(f)) => {
+            let c = &f.classification;
+            session.status = match c.category {
+                Category::AdminApprovalRequired | Category::ConsentRequired => SessionStatus::ApprovalRequired,
+                _ => SessionStatus::Failed,
+            };
+            session.category = Some(c.category.as_str().to_string());
+            session.aadsts = c.primary_code();
+        }
+        Err(e) => {
+            session.status = SessionStatus::Failed;
+            session.category = Some(
+                match e {
+                    FlowError::EntraUnavailable { .. } => Category::Transient,
+                    _ => Category::InvalidRequest,
+                }
+                .as_str()
+                .to_string(),
+            );
+            session.aadsts = None;
+        }
+    }
+    if let Err(e) = state.records.save_session(&session, SESSION_RETENTION).await {
+        tracing::warn!(session = %session.id, error = %e, "could not record the flow's outcome on its session");
+    }
+}
+
+/// What `POST /v1/handoff/redeem` returns.
+pub struct Redeemed {
+    /// The connection.
+    pub connection: Connection,
+    /// The connector's state.
+    pub state: Option<String>,
+}
+
+/// Redeems a handoff code for the calling connector (single use).
+pub async fn redeem_handoff(state: &AppState, caller: &str, code: &str) -> Result<Option<Redeemed>, FlowError> {
+    if code.is_empty() || code.len() > 128 {
+        return Ok(None);
+    }
+    let Some(handoff) = state.records.take_handoff(caller, code).await? else {
+        return Ok(None);
+    };
+    match state.records.connection(&handoff.connection_id).await? {
+        Some((connection, _)) if connection.connector == caller => Ok(Some(Redeemed {
+            connection,
+            state: handoff.state,
+        })),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,310 @@
+//! The one place where errors become HTTP responses: JSON for the connector API, pages for
+//! browsers. Internal details (store errors, Entra texts) go to the log, never to the client.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::pages::{self, PageContent};
+use crate::entra::Category;
+use crate::flow::FlowError;
+use crate::store::StoreError;
+use crate::tokens::TokenServiceError;
+
+/// Retry-After for store outages: short, the store usually comes back quickly.
+const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// An error answer of the connector API: `{"error": "<code>", "message": "...", ...}`.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Missing or wrong API key (401).
+    Unauthorized,
+    /// Not found, or not this connector's (404).
+    NotFound,
+    /// The body is larger than the broker accepts (413).
+    TooLarge,
+    /// Malformed input (400).
+    BadRequest {
+        /// snake_case code.
+        code: &'static str,
+        /// Human text.
+        message: String,
+    },
+    /// The connection needs a new sign-in (409).
+    ReauthRequired {
+        /// Category.
+        category: String,
+        /// AADSTS code.
+        aadsts: Option<u32>,
+        /// URL that starts a new flow.
+        reconnect_url: String,
+    },
+    /// Entra or the store is unavailable (503 with Retry-After).
+    Unavailable {
+        /// snake_case code.
+        code: &'static str,
+        /// When to retry.
+        retry_after: Duration,
+        /// Human text.
+        message: &'static str,
+    },
+    /// Entra refused for a reason the user cannot fix (502).
+    Upstream {
+        /// Category.
+        category: Category,
+        /// AADSTS code.
+        aadsts: Option<u32>,
+    },
+}
+
+impl ApiError {
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error while serving the API");
+        Self::Unavailable {
+            code: "store_unavailable",
+            retry_after: STORE_RETRY_AFTER,
+            message: "the token store is temporarily unavailable",
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Self::TooLarge;
+        }
+        Self::bad_request(
+            "invalid_body",
+            format!("the request body is not valid: {}", e.body_text()),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(
+            "invalid_query",
+            format!("the query string is not valid: {}", e.body_text()),
+        )
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::bad_request("invalid_path", format!("the path is not valid: {}", e.body_text()))
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::UnknownConnector | FlowError::UnknownSession => Self::NotFound,
+            FlowError::ReturnUrlNotAllowed => Self::bad_request(
+                "return_url_not_allowed",
+                "return_url does not match any return URL registered for this connector",
+            ),
+            FlowError::InvalidParameter { .. } => Self::bad_request("invalid_parameter", e.to_string()),
+            FlowError::Store(s) => s.into(),
+            other => {
+                tracing::error!(error = %other, "unexpected flow error in the API");
+                Self::Unavailable {
+                    code: "unavailable",
+                    retry_after: STORE_RETRY_AFTER,
+                    message: "the broker could not complete the request",
+                }
+            }
+        }
+    }
+}
+
+impl From<TokenServiceError> for ApiError {
+    fn from(e: TokenServiceError) -> Self {
+        match e {
+            TokenServiceError::NotFound => Self::NotFound,
+            TokenServiceError::Unavailable { retry_after } => Self::Unavailable {
+                code: "entra_unavailable",
+                retry_after,
+                message: "Microsoft Entra is unavailable or throttling and the cached token has expired",
+            },
+            TokenServiceError::Upstream(c) => Self::Upstream {
+                category: c.category,
+                aadsts: c.primary_code(),
+            },
+            TokenServiceError::Store(s) => s.into(),
+            // The caller adds the reconnect URL (it needs a new session); this is a fallback.
+            TokenServiceError::ReauthRequired(r) => Self::ReauthRequired {
+                category: r.category,
+                aadsts: r.aadsts,
+                reconnect_url: String::new(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, retry_after) = match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": "a valid connector API key is required (Authorization: Bearer <key>)"}),
+                None,
+            ),
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "message": "no such resource"}),
+                None,
+            ),
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "body_too_large", "message": "the request body is larger than the broker accepts"}),
+                None,
+            ),
+            Self::BadRequest { code, message } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": code, "message": message}),
+                None,
+            ),
+            Self::ReauthRequired {
+                category,
+                aadsts,
+                reconnect_url,
+            } => (
+                StatusCode::CONFLICT,
+                json!({
+                    "error": "reauth_required",
+                    "category": category,
+                    "aadsts": aadsts,
+                    "message": "the connection can no longer be refreshed; the user must sign in again",
+                    "reconnect_url": reconnect_url,
+                }),
+                None,
+            ),
+            Self::Unavailable {
+                code,
+                retry_after,
+                message,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": code, "message": message, "retry_after": retry_after.as_secs()}),
+                Some(retry_after),
+            ),
+            Self::Upstream { category, aadsts } => (
+                StatusCode::BAD_GATEWAY,
+                json!({
+                    "error": "entra_refused",
+                    "category": category.as_str(),
+                    "aadsts": aadsts,
+                    "message": "Microsoft Entra refused the refresh for a reason the user cannot fix; the operator has been told in the logs",
+                }),
+                None,
+            ),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(r) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+/// An error answer for a browser: a readable page with the right status.
+#[derive(Debug)]
+pub struct PageError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The page.
+    pub content: PageContent,
+    /// Retry-After, for 503s.
+    pub retry_after: Option<Duration>,
+}
+
+impl From<QueryRejection> for PageError {
+    fn from(_: QueryRejection) -> Self {
+        FlowError::InvalidParameter {
+            field: "query",
+            message: "is not a valid query string",
+        }
+        .into()
+    }
+}
+
+impl From<FlowError> for PageError {
+    fn from(e: FlowError) -> Self {
+        let (status, title, lead, retry_after) = match &e {
+            FlowError::UnknownConnector => (StatusCode::BAD_REQUEST, "Unknown app", "This sign-in link names an app this service does not know.".to_string(), None),
+            FlowError::ReturnUrlNotAllowed => (
+                StatusCode::BAD_REQUEST,
+                "Sign-in link not allowed",
+                "This sign-in link would send you to an address the app has not registered, so it was stopped.".into(),
+                None,
+            ),
+            FlowError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "Invalid sign-in link", format!("The sign-in link is not valid ({e})."), None),
+            FlowError::UnknownSession => (StatusCode::BAD_REQUEST, "Sign-in link expired", "This sign-in link is unknown or has expired. Start again from the app.".into(), None),
+            FlowError::SessionCompleted => (StatusCode::BAD_REQUEST, "Already connected", "This sign-in link was already used to connect. Return to the app.".into(), None),
+            FlowError::InvalidState => (
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in attempt is unknown, has expired or was already completed. Start again from the app.".into(),
+                None,
+            ),
+            FlowError::IdToken(_) => (
+                StatusCode::BAD_REQUEST,
+                "Sign-in could not be verified",
+                "Microsoft's answer to this sign-in could not be verified, so nothing was saved. Start again from the app.".into(),
+                None,
+            ),
+            FlowError::EntraUnavailable { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in service unavailable",
+                "Microsoft's sign-in service is busy or unavailable. Please try again in a few minutes.".into(),
+                Some(*retry_after),
+            ),
+            FlowError::EntraProtocol(m) => {
+                tracing::error!(error = %m, "unexpected answer from Entra");
+                (StatusCode::BAD_GATEWAY, "Sign-in failed", "Microsoft's sign-in service answered unexpectedly. Please try again later.".into(), None)
+            }
+            FlowError::Store(s) => {
+                tracing::error!(error = %s, "store error in a browser flow");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Temporarily unavailable",
+                    "This service is temporarily unavailable. Please try again in a minute.".into(),
+                    Some(STORE_RETRY_AFTER),
+                )
+            }
+        };
+        PageError {
+            status,
+            content: PageContent::message(title, lead),
+            retry_after,
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut response = pages::render(self.status, &self.content);
+        if let Some(r) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}

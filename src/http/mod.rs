@@ -1,0 +1,90 @@
+//! HTTP: the router, the security headers every response carries, and the handlers.
+
+pub mod api;
+pub mod browser;
+pub mod error;
+pub mod pages;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// Largest request body accepted (the contract's largest is a 64 KiB `explain` text).
+const MAX_BODY: usize = 80 * 1024;
+
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Builds the broker's router.
+pub fn router(state: AppState) -> Router {
+    let headers = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+    ];
+    let mut router = Router::new()
+        .route("/v1/connect-sessions", post(api::create_session))
+        .route("/v1/connect-sessions/{session_id}", get(api::get_session))
+        .route("/v1/handoff/redeem", post(api::redeem))
+        .route(
+            "/v1/connections/{connection_id}",
+            get(api::get_connection).delete(api::delete_connection),
+        )
+        .route("/v1/connections/{connection_id}/token", get(api::token))
+        .route("/v1/connect/{token}", get(browser::connect))
+        .route("/v1/authorize", get(browser::authorize))
+        .route("/v1/callback", get(browser::callback))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/assets/broker.css", get(stylesheet))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+}
+
+/// A `302 Found` redirect (the contract's status; axum's `Redirect::to` answers 303).
+pub fn found(location: &str) -> axum::response::Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => {
+            tracing::error!("refusing to redirect to a location that is not a valid header value");
+            (StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect").into_response()
+        }
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.records.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed: store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/broker.css"),
+    )
+}

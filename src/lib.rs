@@ -1,0 +1,17 @@
+//! consent-broker: an OAuth 2.0 consent-flow broker between connector backends and
+//! Microsoft Entra ID. See README.md for the big picture and `../shared/contract` for the API.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod entra;
+pub mod flow;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+
+pub use app::{AppState, Application, StartError};
+pub use config::Config;

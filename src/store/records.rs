@@ -1,0 +1,372 @@
+//! The records the broker keeps, their keys and lifetimes, over any [`Store`].
+//!
+//! Keys are built only here. Bearer values (state, handoff codes, connect tokens) appear in keys
+//! as SHA-256 digests, never in clear; connector-scoped records carry the connector id in the
+//! key so that one connector's lookups cannot find another's records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{CasOutcome, Store, StoreError};
+use crate::crypto::{Sensitive, sha256_hex};
+
+/// Status of a connect session's latest flow (contract values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// No flow finished yet.
+    Pending,
+    /// A connection was made.
+    Completed,
+    /// The tenant must approve the connector first.
+    ApprovalRequired,
+    /// The latest flow failed.
+    Failed,
+}
+
+/// A connect session created by a connector backend.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConnectSession {
+    /// `cs_...`
+    pub id: String,
+    /// Owning connector.
+    pub connector: String,
+    /// The connector's opaque id for its user.
+    pub end_user: String,
+    /// Where the flow ends; `None` means out-of-band (copy-the-code page).
+    pub return_url: Option<String>,
+    /// The connector's state, echoed back.
+    pub state: Option<String>,
+    /// Tenant hint (GUID or domain).
+    pub tenant: Option<String>,
+    /// UPN hint.
+    pub login_hint: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Outcome of the latest flow.
+    pub status: SessionStatus,
+    /// Error category of the latest failed flow.
+    pub category: Option<String>,
+    /// AADSTS code of the latest failed flow.
+    pub aadsts: Option<u32>,
+    /// Set once a flow completed.
+    pub connection_id: Option<String>,
+}
+
+/// Where a connect token points.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConnectTokenTarget {
+    /// Owning connector.
+    pub connector: String,
+    /// The session.
+    pub session_id: String,
+}
+
+/// One browser sign-in attempt, stored under its `state` until the callback takes it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Flow {
+    /// `fl_...`
+    pub id: String,
+    /// Connector running the flow.
+    pub connector: String,
+    /// The connect session it belongs to (none for `/v1/authorize` starts).
+    pub session_id: Option<String>,
+    /// Validated return URL, or `None` for out-of-band.
+    pub return_url: Option<String>,
+    /// The connector's state to echo.
+    pub connector_state: Option<String>,
+    /// Tenant path segment used at `/authorize`.
+    pub tenant: String,
+    /// UPN hint sent to Entra.
+    pub login_hint: Option<String>,
+    /// OIDC nonce expected in the id_token.
+    pub nonce: Sensitive,
+    /// PKCE verifier for the code exchange.
+    pub pkce_verifier: Sensitive,
+    /// Scopes requested (resource scopes plus OIDC ones).
+    pub scopes: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What a handoff code redeems to.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Handoff {
+    /// The connection made by the flow.
+    pub connection_id: String,
+    /// The connector's state, echoed on redeem.
+    pub state: Option<String>,
+}
+
+/// Connection status (contract values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Tokens can be served or refreshed.
+    Active,
+    /// The grant is gone; the user must sign in again.
+    ReauthRequired,
+}
+
+/// The signed-in user, from the validated id_token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionUser {
+    /// Entra object id (stable per tenant).
+    pub oid: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// UPN or email-like sign-in name (mutable; for display only).
+    pub preferred_username: Option<String>,
+}
+
+/// Why a connection needs a new sign-in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReauthReason {
+    /// Error category.
+    pub category: String,
+    /// Entra's AADSTS code, if any.
+    pub aadsts: Option<u32>,
+}
+
+/// One user's delegated tokens for one connector in one tenant.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// `conn_...`
+    pub id: String,
+    /// Owning connector.
+    pub connector: String,
+    /// The connector's user id from the session, when known.
+    pub end_user: Option<String>,
+    /// Tenant GUID (`tid`).
+    pub tenant_id: String,
+    /// The user.
+    pub user: ConnectionUser,
+    /// Granted scopes as Entra reported them.
+    pub scopes: Vec<String>,
+    /// Current access token.
+    pub access_token: Sensitive,
+    /// Unix seconds when the access token expires.
+    pub access_expires_at: i64,
+    /// Current refresh token.
+    pub refresh_token: Option<Sensitive>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last successful refresh (or sign-in).
+    pub refreshed_at: i64,
+    /// Active or needs reauth.
+    pub status: ConnectionStatus,
+    /// Set when `status` is `reauth_required`.
+    pub reauth: Option<ReauthReason>,
+    /// Return URL of the flow that made it, reused for reconnects.
+    pub return_url: Option<String>,
+}
+
+/// Typed access to the broker's records.
+#[derive(Clone)]
+pub struct Records {
+    store: Arc<dyn Store>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn session_key(connector: &str, id: &str) -> String {
+    format!("session:{connector}:{id}")
+}
+fn connect_token_key(token: &str) -> String {
+    format!("connect:{}", sha256_hex(token))
+}
+fn flow_key(state: &str) -> String {
+    format!("flow:{}", sha256_hex(state))
+}
+fn handoff_key(connector: &str, code: &str) -> String {
+    format!("handoff:{connector}:{}", sha256_hex(code))
+}
+fn connection_key(id: &str) -> String {
+    format!("conn:{id}")
+}
+fn connection_index_key(connector: &str, tenant_id: &str, oid: &str) -> String {
+    format!("connidx:{connector}:{tenant_id}:{oid}")
+}
+
+impl Records {
+    /// Wraps a backend.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// The backend (for health checks and the purge task).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, u64)>, StoreError> {
+        match self.store.get(key).await? {
+            Some(v) => Ok(Some((decode(key, &v.value)?, v.version))),
+            None => Ok(None),
+        }
+    }
+
+    async fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        match self.store.take(key).await? {
+            Some(bytes) => Ok(Some(decode(key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new session (kept `retention` past its expiry, for polling) and its connect
+    /// token (valid for `ttl`).
+    pub async fn create_session(
+        &self,
+        session: &ConnectSession,
+        connect_token: &str,
+        ttl: Duration,
+        retention: Duration,
+    ) -> Result<(), StoreError> {
+        let target = ConnectTokenTarget {
+            connector: session.connector.clone(),
+            session_id: session.id.clone(),
+        };
+        self.store
+            .put(
+                &session_key(&session.connector, &session.id),
+                encode(session),
+                Some(ttl + retention),
+            )
+            .await?;
+        self.store
+            .put(&connect_token_key(connect_token), encode(&target), Some(ttl))
+            .await?;
+        Ok(())
+    }
+
+    /// A connector's session.
+    pub async fn session(&self, connector: &str, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        Ok(self.get(&session_key(connector, id)).await?.map(|(s, _)| s))
+    }
+
+    /// Rewrites a session, keeping its expiry (plus `retention`).
+    pub async fn save_session(&self, session: &ConnectSession, retention: Duration) -> Result<(), StoreError> {
+        let remaining = session.expires_at + retention.as_secs() as i64 - crate::clock::now_unix();
+        if remaining <= 0 {
+            return Ok(());
+        }
+        self.store
+            .put(
+                &session_key(&session.connector, &session.id),
+                encode(session),
+                Some(Duration::from_secs(remaining as u64)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The session a connect token points at.
+    pub async fn session_by_connect_token(&self, token: &str) -> Result<Option<ConnectSession>, StoreError> {
+        let Some((target, _)) = self.get::<ConnectTokenTarget>(&connect_token_key(token)).await? else {
+            return Ok(None);
+        };
+        self.session(&target.connector, &target.session_id).await
+    }
+
+    /// Stores a flow under its state.
+    pub async fn put_flow(&self, state: &str, flow: &Flow, ttl: Duration) -> Result<(), StoreError> {
+        if !self.store.insert_new(&flow_key(state), encode(flow), Some(ttl)).await? {
+            return Err(StoreError::Backend("state collision".into()));
+        }
+        Ok(())
+    }
+
+    /// Takes the flow for a state: a state works once.
+    pub async fn take_flow(&self, state: &str) -> Result<Option<Flow>, StoreError> {
+        self.take(&flow_key(state)).await
+    }
+
+    /// Stores a handoff code.
+    pub async fn put_handoff(
+        &self,
+        connector: &str,
+        code: &str,
+        handoff: &Handoff,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.store
+            .put(&handoff_key(connector, code), encode(handoff), Some(ttl))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a connector's handoff code: a code works once, and only for its connector.
+    pub async fn take_handoff(&self, connector: &str, code: &str) -> Result<Option<Handoff>, StoreError> {
+        self.take(&handoff_key(connector, code)).await
+    }
+
+    /// A connection with its version (for compare-and-swap).
+    pub async fn connection(&self, id: &str) -> Result<Option<(Connection, u64)>, StoreError> {
+        self.get(&connection_key(id)).await
+    }
+
+    /// The existing connection for this connector, tenant and user, if any.
+    pub async fn connection_for_user(
+        &self,
+        connector: &str,
+        tenant_id: &str,
+        oid: &str,
+    ) -> Result<Option<(Connection, u64)>, StoreError> {
+        let Some((id, _)) = self
+            .get::<String>(&connection_index_key(connector, tenant_id, oid))
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.connection(&id).await? {
+            Some((c, v)) if c.connector == connector => Ok(Some((c, v))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes a connection (new or replaced) and its user index.
+    pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.store.put(&connection_key(&conn.id), encode(conn), None).await?;
+        self.store
+            .put(
+                &connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid),
+                encode(&conn.id),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a connection only if nobody wrote it since `version` was read.
+    pub async fn update_connection(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
+        self.store
+            .compare_and_swap(&connection_key(&conn.id), version, encode(conn), None)
+            .await
+    }
+
+    /// Deletes a connection and its index; true when it existed.
+    pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let existed = self.store.delete(&connection_key(&conn.id)).await?;
+        let index = connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid);
+        if let Some((id, _)) = self.get::<String>(&index).await?
+            && id == conn.id
+        {
+            self.store.delete(&index).await?;
+        }
+        Ok(existed)
+    }
+}
