@@ -1,0 +1,760 @@
+//! Entra's error model (entra.md §1.4, §2.4, §2.6): an OAuth `error` string, one or more AADSTS codes,
+//! a developer text, optional `suberror`/`claims`, and the per-request trace trailer. One value renders
+//! three ways: token-endpoint JSON, redirect parameters, or the "Sorry, but we're having trouble
+//! signing you in" page.
+//!
+//! Texts follow the observed Entra wording where entra.md quotes it. Where it does not, the text is
+//! written in Entra's style and the comment says so.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::macros::format_description;
+use uuid::Uuid;
+
+use crate::web::html_escape;
+
+/// The per-request identifiers Entra prints in every error.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// `trace_id` / `x-ms-request-id` / "Trace ID".
+    pub trace_id: Uuid,
+    /// `correlation_id`; echoes the client's `client-request-id` when it is a GUID.
+    pub correlation_id: Uuid,
+    /// Whether the correlation id came from the client (then it is echoed as a header too).
+    pub correlation_from_client: bool,
+    /// Time of the request on the simulator's clock.
+    pub at: OffsetDateTime,
+}
+
+impl Trace {
+    /// Starts a trace for a request received at `at`.
+    pub fn new(at: OffsetDateTime, client_request_id: Option<&str>) -> Self {
+        let client_id = client_request_id.and_then(|raw| Uuid::parse_str(raw.trim()).ok());
+        Self {
+            trace_id: Uuid::new_v4(),
+            correlation_id: client_id.unwrap_or_else(Uuid::new_v4),
+            correlation_from_client: client_id.is_some(),
+            at,
+        }
+    }
+
+    /// `YYYY-MM-DD HH:MM:SSZ`, the format of `timestamp` and the description trailer.
+    pub fn timestamp(&self) -> String {
+        format_timestamp(self.at)
+    }
+}
+
+/// Formats an instant as Entra's `YYYY-MM-DD HH:MM:SSZ`.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z"))
+        .unwrap_or_default()
+}
+
+/// Formats an instant like the ISO timestamps inside 700082/50173 texts (`2020-02-26T21:52:54.2810613Z`).
+fn format_iso(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:7]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// Which endpoint an outcome is reported on; several conditions use different `error` values there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/authorize` and `/adminconsent` redirects.
+    Authorize,
+    /// `/token` JSON.
+    Token,
+}
+
+/// An Entra error, ready to be rendered.
+#[derive(Debug, Clone)]
+pub struct AadError {
+    /// HTTP status when rendered as JSON.
+    pub status: StatusCode,
+    /// OAuth `error`.
+    pub error: &'static str,
+    /// `error_codes`; several when Entra chains codes.
+    pub codes: Vec<u32>,
+    /// First line of `error_description`: `AADSTS<n>: <text>` (possibly chained).
+    pub text: String,
+    /// `suberror` (token endpoint).
+    pub suberror: Option<&'static str>,
+    /// `claims` challenge (token endpoint).
+    pub claims: Option<Box<str>>,
+    /// `error_subcode=cancel` on redirects: the user backed out.
+    pub cancelled: bool,
+}
+
+impl AadError {
+    fn new(status: StatusCode, error: &'static str, code: u32, text: impl AsRef<str>) -> Self {
+        Self {
+            status,
+            error,
+            codes: vec![code],
+            text: format!("AADSTS{code}: {}", text.as_ref()),
+            suberror: None,
+            claims: None,
+            cancelled: false,
+        }
+    }
+
+    fn bad_request(error: &'static str, code: u32, text: impl AsRef<str>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, code, text)
+    }
+
+    /// Appends a wrapped code, as in `AADSTS70002: Error validating credentials. AADSTS50011: …`.
+    fn chain(mut self, code: u32, text: impl AsRef<str>) -> Self {
+        self.codes.push(code);
+        self.text = format!("{} AADSTS{code}: {}", self.text, text.as_ref());
+        self
+    }
+
+    fn suberror(mut self, suberror: &'static str) -> Self {
+        self.suberror = Some(suberror);
+        self
+    }
+
+    fn subcode_cancel(mut self) -> Self {
+        self.cancelled = true;
+        self
+    }
+
+    /// The first AADSTS code (what MSAL calls `errorNo`).
+    pub fn code(&self) -> u32 {
+        self.codes.first().copied().unwrap_or_default()
+    }
+
+    /// `error_description`: the text plus the CRLF-separated trace trailer.
+    pub fn description(&self, trace: &Trace) -> String {
+        format!(
+            "{}\r\nTrace ID: {}\r\nCorrelation ID: {}\r\nTimestamp: {}",
+            self.text,
+            trace.trace_id,
+            trace.correlation_id,
+            trace.timestamp()
+        )
+    }
+
+    /// `error_uri` for the first code.
+    pub fn error_uri(&self) -> String {
+        format!("https://login.microsoftonline.com/error?code={}", self.code())
+    }
+
+    /// The token-endpoint JSON body and status (headers are added by the caller).
+    pub fn json_response(&self, trace: &Trace) -> Response {
+        let body = ErrorBody {
+            error: self.error,
+            error_description: self.description(trace),
+            error_codes: &self.codes,
+            timestamp: trace.timestamp(),
+            trace_id: trace.trace_id.to_string(),
+            correlation_id: trace.correlation_id.to_string(),
+            error_uri: self.error_uri(),
+            suberror: self.suberror,
+            claims: self.claims.as_deref(),
+        };
+        json_with_status(self.status, &body)
+    }
+
+    /// Redirect parameters, in Entra's order.
+    pub fn redirect_params(&self, trace: &Trace) -> Vec<(&'static str, String)> {
+        let mut params = vec![
+            ("error", self.error.to_string()),
+            ("error_description", self.description(trace)),
+            ("error_uri", self.error_uri()),
+        ];
+        if self.cancelled {
+            params.push(("error_subcode", "cancel".to_string()));
+        }
+        params
+    }
+
+    /// Entra's own error page, used when the redirect target cannot be trusted.
+    ///
+    /// Status 400: Entra's status for these pages is not recorded in entra.md; browsers ignore it and
+    /// a non-2xx status makes the failure obvious to programmatic callers.
+    pub fn page(&self, trace: &Trace) -> Response {
+        let html = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Sign in to your account</title></head><body>\n\
+<h1>Sign in</h1>\n<h2>Sorry, but we\u{2019}re having trouble signing you in.</h2>\n\
+<p id=\"error-message\">{text}</p>\n\
+<h3>Troubleshooting details</h3>\n<table>\n\
+<tr><td>Request Id:</td><td id=\"request-id\">{trace_id}</td></tr>\n\
+<tr><td>Correlation Id:</td><td id=\"correlation-id\">{correlation_id}</td></tr>\n\
+<tr><td>Timestamp:</td><td id=\"timestamp\">{timestamp}</td></tr>\n\
+<tr><td>Message:</td><td>{text}</td></tr>\n</table>\n\
+<pre id=\"error-description\">{description}</pre>\n</body></html>\n",
+            text = html_escape(&self.text),
+            trace_id = trace.trace_id,
+            correlation_id = trace.correlation_id,
+            timestamp = trace.timestamp(),
+            description = html_escape(&self.description(trace)),
+        );
+        let mut response = (StatusCode::BAD_REQUEST, html).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    error_description: String,
+    error_codes: &'a [u32],
+    timestamp: String,
+    trace_id: String,
+    correlation_id: String,
+    error_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suberror: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<&'a str>,
+}
+
+/// Serialises `body` as `application/json; charset=utf-8` with `status`.
+pub fn json_with_status<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            response
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog. Texts quoted in entra.md are reproduced; others are written in Entra's style.
+// ---------------------------------------------------------------------------------------------
+
+impl AadError {
+    /// AADSTS90002: unknown tenant segment.
+    pub fn tenant_not_found(tenant: &str) -> Self {
+        Self::bad_request(
+            "invalid_tenant",
+            90002,
+            format!(
+                "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are \
+signing into the correct cloud. Check with your subscription administrator, this may happen if there \
+are no active subscriptions for the tenant."
+            ),
+        )
+    }
+
+    /// AADSTS700016: unknown client id.
+    pub fn app_not_found(client_id: &str, directory: &str) -> Self {
+        Self::bad_request(
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{directory}'. \
+This can happen if the application has not been installed by the administrator of the tenant or \
+consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        )
+    }
+
+    /// AADSTS50011 at `/authorize`: redirect URI not registered.
+    pub fn redirect_uri_mismatch(redirect_uri: &str, client_id: &str) -> Self {
+        Self::bad_request(
+            "invalid_request",
+            50011,
+            format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect \
+URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches \
+one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to \
+learn more about how to fix this."
+            ),
+        )
+    }
+
+    /// AADSTS500113: the app has no redirect URI at all.
+    pub fn no_reply_address() -> Self {
+        Self::bad_request(
+            "invalid_request",
+            500113,
+            "No reply address is registered for the application.",
+        )
+    }
+
+    /// AADSTS900144: a required parameter is missing.
+    pub fn missing_parameter(name: &str) -> Self {
+        Self::bad_request(
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{name}'."),
+        )
+    }
+
+    /// AADSTS9002313: the request could not be parsed.
+    pub fn malformed_request() -> Self {
+        Self::bad_request(
+            "invalid_request",
+            9002313,
+            "Invalid request. Request is malformed or invalid.",
+        )
+    }
+
+    /// AADSTS70005: `response_type` lacks `code`.
+    pub fn response_type_not_code(response_type: &str) -> Self {
+        Self::bad_request(
+            "unsupported_response_type",
+            70005,
+            format!("response_type '{response_type}' is not enabled for the application."),
+        )
+    }
+
+    /// AADSTS700054: hybrid/implicit response types (no app in the simulator enables ID tokens from
+    /// `/authorize`).
+    pub fn implicit_not_enabled(response_type: &str) -> Self {
+        Self::bad_request(
+            "unsupported_response_type",
+            700054,
+            format!("response_type '{response_type}' is not enabled for the application."),
+        )
+    }
+
+    /// AADSTS70007: unknown `response_mode`.
+    pub fn unsupported_response_mode(mode: &str) -> Self {
+        Self::bad_request(
+            "invalid_request",
+            70007,
+            format!("The application returned an unsupported value of 'response_mode': '{mode}'."),
+        )
+    }
+
+    /// AADSTS501491: `code_challenge` is not 43–128 characters of the PKCE alphabet.
+    pub fn invalid_code_challenge() -> Self {
+        Self::bad_request("invalid_request", 501491, "Invalid size of Code_Challenge parameter.")
+    }
+
+    /// AADSTS50147: `code_challenge_method` without a `code_challenge` (Entra's name: MissingCodeChallenge).
+    pub fn missing_code_challenge() -> Self {
+        Self::bad_request(
+            "invalid_request",
+            50147,
+            "The code_challenge parameter is missing from the request.",
+        )
+    }
+
+    /// AADSTS50149: unsupported `code_challenge_method` (code per entra-docs PR 1538; text is ours).
+    pub fn invalid_code_challenge_method(method: &str) -> Self {
+        Self::bad_request(
+            "invalid_request",
+            50149,
+            format!("The code_challenge_method '{method}' is not supported. Supported values are 'S256' and 'plain'."),
+        )
+    }
+
+    /// AADSTS50058: `prompt=none` and nobody can be signed in silently.
+    pub fn login_required() -> Self {
+        Self::bad_request(
+            "login_required",
+            50058,
+            "A silent sign-in request was sent but no user is signed in.",
+        )
+    }
+
+    /// AADSTS50058 on the page: no `login_hint` and the tenant has no `default_user` to sign in.
+    pub fn nobody_to_sign_in() -> Self {
+        Self::bad_request(
+            "login_required",
+            50058,
+            "No user is signed in: the request has no login_hint and the tenant has no default user.",
+        )
+    }
+
+    /// AADSTS50059: `common`/`organizations` with nothing that identifies a tenant.
+    pub fn no_tenant_information() -> Self {
+        Self::bad_request(
+            "invalid_request",
+            50059,
+            "No tenant-identifying information found in either the request or implied by any provided credentials.",
+        )
+    }
+
+    /// AADSTS50034: the account does not exist anywhere.
+    pub fn user_not_found(upn: &str, directory: &str) -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            50034,
+            format!(
+                "The user account {upn} does not exist in the {directory} directory. To sign into this \
+application, the account must be added to the directory."
+            ),
+        )
+    }
+
+    /// AADSTS50020: the account lives in another tenant (guests are not modelled).
+    pub fn user_from_other_tenant(upn: &str, directory: &str, app: &str, client_id: &str) -> Self {
+        Self::bad_request(
+            "access_denied",
+            50020,
+            format!(
+                "User account '{upn}' from identity provider 'live.com' does not exist in tenant \
+'{directory}' and cannot access the application '{client_id}'({app}) in that tenant. The account needs \
+to be added as an external user in the tenant first."
+            ),
+        )
+    }
+
+    /// AADSTS50057: disabled account. `access_denied` on redirects, `invalid_grant` at the token endpoint.
+    pub fn user_disabled(surface: Surface) -> Self {
+        Self::bad_request(
+            surface_error(surface, "access_denied"),
+            50057,
+            "The user account is disabled. The user object in Active Directory backing this account has \
+been disabled. An admin can re-enable this account through PowerShell",
+        )
+    }
+
+    /// AADSTS50105: user not assigned to an app that requires assignment.
+    pub fn not_assigned(surface: Surface, upn: &str, app: &str, client_id: &str) -> Self {
+        Self::bad_request(
+            surface_error(surface, "access_denied"),
+            50105,
+            format!(
+                "Your administrator has configured the application {app} ('{client_id}') to block users \
+unless they are specifically granted ('assigned') access to the application. The signed in user '{upn}' \
+is blocked because they are not a direct member of a group with access, nor had access directly assigned \
+by an administrator. Please contact your administrator to assign access to this application."
+            ),
+        )
+    }
+
+    /// AADSTS53003: blocked by Conditional Access (`suberror: message_only` at the token endpoint).
+    pub fn conditional_access_blocked(surface: Surface) -> Self {
+        let error = Self::bad_request(
+            surface_error(surface, "access_denied"),
+            53003,
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        );
+        match surface {
+            Surface::Authorize => error,
+            Surface::Token => error.suberror("message_only"),
+        }
+    }
+
+    /// AADSTS50076: MFA required. At `/authorize` (only reachable with `prompt=none`) it is
+    /// `interaction_required`; at the token endpoint `invalid_grant` + `basic_action` + a claims challenge.
+    pub fn mfa_required(surface: Surface, policy_id: Uuid) -> Self {
+        let text = format!(
+            "Due to a configuration change made by your administrator, or because you moved to a new \
+location, you must use multi-factor authentication to access '{}'.",
+            crate::scopes::GRAPH_APP_ID
+        );
+        match surface {
+            Surface::Authorize => Self::bad_request("interaction_required", 50076, text),
+            Surface::Token => {
+                let mut error = Self::bad_request("invalid_grant", 50076, text).suberror("basic_action");
+                error.claims = Some(
+                    format!(
+                        "{{\"access_token\":{{\"capolids\":{{\"essential\":true,\"values\":[\"{policy_id}\"]}}}}}}"
+                    )
+                    .into_boxed_str(),
+                );
+                error
+            }
+        }
+    }
+
+    /// AADSTS65001: consent missing (`consent_required`; at the token endpoint `invalid_grant` +
+    /// `suberror: consent_required`).
+    pub fn consent_missing(surface: Surface, app: &str, client_id: &str) -> Self {
+        let text = format!(
+            "The user or administrator has not consented to use the application with ID '{client_id}' \
+named '{app}'. Send an interactive authorization request for this user and resource."
+        );
+        match surface {
+            Surface::Authorize => Self::bad_request("consent_required", 65001, text),
+            Surface::Token => Self::bad_request("invalid_grant", 65001, text).suberror("consent_required"),
+        }
+    }
+
+    /// AADSTS65004: the user pressed Cancel on the consent prompt (observed as `consent_required`).
+    pub fn consent_declined() -> Self {
+        Self::bad_request("consent_required", 65004, "User declined to consent to access the app.").subcode_cancel()
+    }
+
+    /// AADSTS90094 / AADSTS90095: the user hit "Need admin approval" / "Approval required" and went back
+    /// to the app without consent.
+    ///
+    /// entra.md §4.1 and §12: the redirect the app gets here is unconfirmed. Chosen shape: `access_denied`
+    /// carrying 90094 (workflow off, with `error_subcode=cancel` because the user picked "Return to the
+    /// application without granting consent") or 90095 (workflow on: a request was sent to the admin, so
+    /// it is not a cancel).
+    pub fn admin_approval_required(app: &str, workflow_enabled: bool) -> Self {
+        if workflow_enabled {
+            Self::bad_request(
+                "access_denied",
+                90095,
+                format!(
+                    "Approval required. {app} needs permission to access resources in your organization \
+that only an admin can grant. A request for approval has been sent to your admin."
+                ),
+            )
+        } else {
+            Self::bad_request(
+                "access_denied",
+                90094,
+                format!(
+                    "{app} needs permission to access resources in your organization that only an admin \
+can grant. Please ask an admin to grant permission to this app before you can use it."
+                ),
+            )
+            .subcode_cancel()
+        }
+    }
+
+    /// AADSTS7000218: neither `client_secret` nor `client_assertion` sent (status unconfirmed; 401).
+    pub fn missing_client_credential() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )
+    }
+
+    /// AADSTS700027: a client assertion did not verify. Certificate credentials are not modelled, so no
+    /// assertion can verify.
+    pub fn client_assertion_invalid() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            "Client assertion failed signature validation.",
+        )
+    }
+
+    /// AADSTS7000215: wrong client secret.
+    pub fn bad_client_secret(client_id: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            format!(
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client \
+secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )
+    }
+
+    /// AADSTS7000222: the matching client secret has expired.
+    pub fn expired_client_secret(client_id: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            format!(
+                "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal \
+to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate \
+credentials for added security: https://aka.ms/certCreds."
+            ),
+        )
+    }
+
+    /// AADSTS70003: grant type not supported.
+    pub fn unsupported_grant_type(grant_type: &str) -> Self {
+        Self::bad_request(
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant_type}'."),
+        )
+    }
+
+    /// AADSTS70000: unknown or tampered authorization code.
+    pub fn code_invalid() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            70000,
+            "The provided value for the 'code' parameter is not valid.",
+        )
+    }
+
+    /// AADSTS70000: the code was issued to another client.
+    pub fn code_for_other_client() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            70000,
+            "The provided value for the 'code' parameter is not valid. The code was issued to a different client.",
+        )
+    }
+
+    /// AADSTS700005: the code was issued in another tenant than the one in the token URL.
+    pub fn code_for_other_tenant() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            700005,
+            "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+        )
+    }
+
+    /// AADSTS54005: code already redeemed.
+    pub fn code_redeemed() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            54005,
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an \
+existing refresh token.",
+        )
+    }
+
+    /// AADSTS70008: code expired.
+    pub fn code_expired() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            70008,
+            "The provided authorization code or refresh token has expired due to inactivity. Send a new \
+interactive authorization request for this user and resource.",
+        )
+    }
+
+    /// AADSTS70002 wrapping AADSTS50011: `redirect_uri` differs from the one used for the code.
+    pub fn code_redirect_mismatch(redirect_uri: &str) -> Self {
+        Self::bad_request("invalid_grant", 70002, "Error validating credentials.").chain(
+            50011,
+            format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI \
+used to obtain the authorization code."
+            ),
+        )
+    }
+
+    /// AADSTS50148: PKCE `code_verifier` missing or not matching.
+    pub fn pkce_mismatch() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            50148,
+            "The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
+        )
+    }
+
+    /// AADSTS9002313: the refresh token is not even shaped like one.
+    pub fn refresh_token_malformed() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            9002313,
+            "Invalid request. Request is malformed or invalid.",
+        )
+    }
+
+    /// AADSTS70000: unknown refresh token, or one issued to another client.
+    pub fn refresh_token_invalid() -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            70000,
+            "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid.",
+        )
+    }
+
+    /// AADSTS70000: a rotated refresh token used after the grace period (sim model of Entra keeping
+    /// old RTs valid for a while).
+    pub fn refresh_token_rotated_out(rotated_at: OffsetDateTime) -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            70000,
+            format!(
+                "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid. \
+The refresh token was replaced on {} and can no longer be used.",
+                format_iso(rotated_at)
+            ),
+        )
+        .suberror("bad_token")
+    }
+
+    /// AADSTS700082: refresh token idle past the inactivity window.
+    pub fn refresh_token_inactive(issued_at: OffsetDateTime, max_inactive_secs: u64) -> Self {
+        let days = max_inactive_secs / 86_400;
+        let rest = max_inactive_secs % 86_400;
+        Self::bad_request(
+            "invalid_grant",
+            700082,
+            format!(
+                "The refresh token has expired due to inactivity. The token was issued on {} and was \
+inactive for {days}.{:02}:{:02}:{:02}.",
+                format_iso(issued_at),
+                rest / 3600,
+                rest % 3600 / 60,
+                rest % 60
+            ),
+        )
+        .suberror("bad_token")
+    }
+
+    /// AADSTS50173: refresh token issued before the user's sessions were revoked.
+    pub fn refresh_token_revoked(issued_at: OffsetDateTime, valid_from: OffsetDateTime) -> Self {
+        Self::bad_request(
+            "invalid_grant",
+            50173,
+            format!(
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed. The \
+user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom \
+date (before which tokens are not valid) for this user is '{}'.",
+                format_iso(issued_at),
+                format_iso(valid_from)
+            ),
+        )
+        .suberror("bad_token")
+    }
+
+    /// AADSTS90033: transient outage (HTTP 503).
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.",
+        )
+    }
+
+    /// AADSTS90041: unexpected server error (HTTP 500; text is ours).
+    pub fn server_error() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            90041,
+            "An unexpected error occurred while processing the request. Please try again.",
+        )
+    }
+}
+
+/// Redirect-delivered access failures use `access_denied` (or the given value); token-endpoint ones are
+/// `invalid_grant`.
+fn surface_error(surface: Surface, authorize_error: &'static str) -> &'static str {
+    match surface {
+        Surface::Authorize => authorize_error,
+        Surface::Token => "invalid_grant",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_has_crlf_trailer() {
+        let trace = Trace::new(OffsetDateTime::UNIX_EPOCH, None);
+        let description = AadError::code_redirect_mismatch("http://x/cb").description(&trace);
+        assert!(description.starts_with("AADSTS70002: Error validating credentials. AADSTS50011: "));
+        assert!(description.ends_with("\r\nTimestamp: 1970-01-01 00:00:00Z"));
+    }
+
+    #[test]
+    fn inactivity_window_is_rendered_like_entra() {
+        let error = AadError::refresh_token_inactive(OffsetDateTime::UNIX_EPOCH, 90 * 86_400);
+        assert!(error.text.contains("was inactive for 90.00:00:00."), "{}", error.text);
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by the integration tests: real processes, started and cleaned up per test.
+#![allow(dead_code)]
+pub mod sim;
