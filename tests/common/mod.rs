@@ -1,3 +1,5 @@
 //! Helpers shared by the integration tests: real processes, started and cleaned up per test.
 #![allow(dead_code)]
+pub mod broker;
+pub mod flows;
 pub mod sim;

@@ -3,4 +3,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
+mod happy;
+mod lifecycle;
+mod security;
 mod sim_wire;

@@ -1,0 +1,258 @@
+//! The real broker, in-process on an ephemeral port, configured against a running `entra-sim`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use consent_broker::{AppState, Application, Config};
+use reqwest::redirect::Policy;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::sim::{APP_A_CLIENT_ID, APP_A_SECRET, APP_B_CLIENT_ID, APP_B_SECRET};
+
+/// Connector A's API key (its hash is in the test config).
+pub const KEY_A: &str = "cbk_test_connector_a_key_0123456789abcdefghijklmnop";
+/// Connector B's API key.
+pub const KEY_B: &str = "cbk_test_connector_b_key_0123456789abcdefghijklmnop";
+/// Connector A's registered return URL.
+pub const RETURN_A: &str = "https://app-a.example.com/oauth/done";
+/// Connector B's registered return URL.
+pub const RETURN_B: &str = "https://app-b.example.com/return";
+
+/// A port reserved for a broker before it starts (the simulator needs its redirect URI first).
+pub struct Reserved {
+    listener: TcpListener,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Reserved {
+    /// Binds 127.0.0.1:0.
+    pub fn new() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        Self { listener, url }
+    }
+
+    /// Rebinds a specific URL's port (restart tests reuse the first broker's URL).
+    pub fn at(url: &str) -> Self {
+        let addr = url.trim_start_matches("http://");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    return Self {
+                        listener,
+                        url: url.to_string(),
+                    };
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot rebind {addr}: {e}"),
+            }
+        }
+    }
+
+    /// The broker's OAuth redirect URI.
+    pub fn callback(&self) -> String {
+        format!("{}/v1/callback", self.url)
+    }
+}
+
+/// Options for a test broker.
+pub struct BrokerOptions {
+    /// `[store]` section body.
+    pub store: String,
+    /// Extra TOML appended to the `[flow]` section.
+    pub flow: String,
+    /// Extra TOML appended to the `[entra]` section.
+    pub entra: String,
+    /// Serve TLS with this (certificate, key) PEM pair instead of plain HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            store: "backend = \"memory\"".into(),
+            flow: String::new(),
+            entra: "jwks_min_refetch_interval_secs = 300".into(),
+            tls: None,
+        }
+    }
+}
+
+/// A running broker; stopped (gracefully) on `stop`, aborted on drop.
+pub struct Broker {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Its shared state (to inspect the store).
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _secrets: tempfile::TempDir,
+}
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Every log line of every broker in this test binary, at debug level for all crates.
+static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = std::io::stderr().write_all(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber once per test binary.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        buf
+    });
+}
+
+/// All log output captured so far (from every test in this binary).
+pub fn captured_logs() -> String {
+    LOGS.get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned())
+        .unwrap_or_default()
+}
+
+impl Broker {
+    /// Starts a broker on `reserved`, talking to the simulator at `sim_url`.
+    pub async fn start(reserved: Reserved, sim_url: &str, opts: BrokerOptions) -> Broker {
+        install_crypto_provider();
+        capture_logs();
+        let secrets = tempfile::tempdir().expect("tempdir");
+        let secret_a: PathBuf = secrets.path().join("a");
+        let secret_b: PathBuf = secrets.path().join("b");
+        std::fs::write(&secret_a, APP_A_SECRET).expect("write secret");
+        std::fs::write(&secret_b, APP_B_SECRET).expect("write secret");
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "{url}"
+shutdown_grace_secs = 5
+{listener}
+
+[entra]
+authority = "{sim_url}"
+{entra}
+
+[store]
+{store}
+
+[flow]
+{flow}
+
+[[connectors]]
+id = "files"
+display_name = "Files Connector"
+client_id = "{APP_A_CLIENT_ID}"
+client_secret_file = "{secret_a}"
+scopes = ["Files.Read.All", "Sites.Read.All"]
+return_urls = ["{RETURN_A}", "http://127.0.0.1:9/cb"]
+api_key_hashes = ["{hash_a}"]
+
+[[connectors]]
+id = "crm"
+display_name = "CRM Connector"
+client_id = "{APP_B_CLIENT_ID}"
+client_secret_file = "{secret_b}"
+scopes = ["User.Read"]
+return_urls = ["{RETURN_B}"]
+api_key_hashes = ["{hash_b}"]
+"#,
+            url = match &opts.tls {
+                Some(_) => reserved.url.replace("http://127.0.0.1", "https://localhost"),
+                None => reserved.url.clone(),
+            },
+            listener = match &opts.tls {
+                Some((cert, key)) => format!(
+                    "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+                    cert.display(),
+                    key.display()
+                ),
+                None => "plain_http = true".into(),
+            },
+            entra = opts.entra,
+            store = opts.store,
+            flow = opts.flow,
+            secret_a = secret_a.display(),
+            secret_b = secret_b.display(),
+            hash_a = consent_broker::crypto::api_key_hash(KEY_A),
+            hash_b = consent_broker::crypto::api_key_hash(KEY_B),
+        );
+        let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
+        let state = AppState::build(config).expect("broker state");
+        let app = Application::with_listener(state.clone(), reserved.listener).expect("application");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("broker ran");
+        });
+        Broker {
+            url: reserved.url,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            _secrets: secrets,
+        }
+    }
+
+    /// Stops gracefully and waits until the port and the store are released.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .expect("broker stops within 15 s")
+                .expect("broker task");
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// An HTTP client that never follows redirects (tests follow them explicitly).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}

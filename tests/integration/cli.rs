@@ -1,0 +1,291 @@
+//! The `consent-broker` binary: check-config, new-api-key, serve (with SIGTERM) and demo.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::flows::handoff_code_in;
+
+const BIN: &str = env!("CARGO_BIN_EXE_consent-broker");
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn example_config_documents_only_real_keys_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(dir.path(), "cert.pem", "placeholder");
+    let key = write(dir.path(), "key.pem", "placeholder");
+    let out = Command::new(BIN)
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
+        ])
+        .env("SHAREPOINT_CLIENT_SECRET", "example-secret")
+        .env("BROKER_SERVER__TLS__CERT_FILE", &cert)
+        .env("BROKER_SERVER__TLS__KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 connector)"));
+}
+
+#[test]
+fn bad_config_names_file_key_and_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[server]\nlisten = \"nope\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n",
+            "listen",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://broker.example.com\"\nplain_http = true\n",
+            "server.public_url",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\nbackend = \"mongo\"\n",
+            "store.backend",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[[connectors]]\nid = \"a\"\ndisplay_name = \"A\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret = \"inline!\"\n",
+            "client_secret",
+        ),
+    ];
+    for (text, key) in cases {
+        let file = write(dir.path(), "bad.toml", text);
+        let out = Command::new(BIN).args(["check-config"]).arg(&file).output().unwrap();
+        assert!(!out.status.success(), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("bad.toml") && err.contains(key), "{key}: {err}");
+        assert!(!err.contains("inline!"), "a secret value is never echoed");
+    }
+    let out = Command::new(BIN)
+        .args(["check-config", "/does/not/exist.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.toml"));
+}
+
+#[test]
+fn new_api_key_prints_a_key_and_its_hash() {
+    let out = Command::new(BIN).arg("new-api-key").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = text.split_whitespace().find(|w| w.starts_with("cbk_")).expect("a key");
+    assert!(text.contains(&consent_broker::crypto::api_key_hash(key)));
+}
+
+/// Reads lines from a child's stream until one contains `needle` (or the deadline passes).
+fn wait_for_line(reader: &mut impl BufRead, needle: &str, seen: &mut String) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return Some(line.clone());
+        }
+    }
+    None
+}
+
+/// A child process stopped like an operator would: SIGTERM, then SIGKILL if it lingers.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "broker.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\npath = \"{}\"\n",
+            dir.path().join("db/broker.redb").display()
+        ),
+    );
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    let line = wait_for_line(&mut err, "listening", &mut seen).unwrap_or_else(|| panic!("no listening line: {seen}"));
+    let addr = line
+        .split("addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let body = reqwest::blocking_get(&format!("http://{addr}/readyz"));
+    assert_eq!(body, "ready");
+    assert!(
+        dir.path().join("db/broker.redb").is_file(),
+        "the embedded store is the default backend"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert!(status.success(), "clean exit on SIGTERM: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Follows every redirect (the demo's links end on broker pages) and returns the last body.
+async fn follow_to_end(http: &::reqwest::Client, url: &str) -> String {
+    let mut next = url.to_string();
+    for _ in 0..10 {
+        let r = http.get(&next).send().await.unwrap();
+        match r.headers().get("location") {
+            Some(loc) => next = loc.to_str().unwrap().to_string(),
+            None => return r.text().await.unwrap(),
+        }
+    }
+    panic!("redirect loop from {url}");
+}
+
+#[tokio::test]
+async fn demo_prints_working_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["demo", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let text = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut seen = String::new();
+        wait_for_line(&mut reader, "Start more sign-ins", &mut seen);
+        seen
+    })
+    .await
+    .unwrap();
+    let urls: Vec<&str> = text.split_whitespace().filter(|w| w.contains("/v1/connect/")).collect();
+    assert_eq!(urls.len(), 2, "two sign-in links: {text}");
+    let key = text
+        .split_whitespace()
+        .find(|w| w.starts_with("cbk_"))
+        .expect("the API key is printed");
+
+    let http = crate::common::broker::client();
+    let body = follow_to_end(&http, urls[0]).await;
+    let code = handoff_code_in(&body).unwrap_or_else(|| panic!("the first link ends on the code page: {body}"));
+    let broker = urls[0].split("/v1/").next().unwrap();
+    let redeemed: serde_json::Value = http
+        .post(format!("{broker}/v1/handoff/redeem"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"code": code}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let conn = redeemed["connection_id"].as_str().expect("redeemed");
+    let token: serde_json::Value = http
+        .get(format!("{broker}/v1/connections/{conn}/token"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(token["access_token"].is_string(), "{token}");
+
+    let body = follow_to_end(&http, urls[1]).await;
+    assert!(
+        body.contains("AADSTS90094"),
+        "the second link needs admin approval: {body}"
+    );
+}
+
+mod reqwest {
+    /// A tiny blocking GET for the synchronous CLI tests.
+    pub fn blocking_get(url: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
+    }
+}
+
+/// Processes whose command line mentions `needle` (Linux /proc).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Zombies (state Z) have exited; only live processes count.
+            String::from_utf8_lossy(&cmdline).contains(needle) && !stat.contains(") Z ")
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_simulator_dies_with_the_demo_even_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(BIN)
+        .args(["demo", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(demo.stdout.take().unwrap());
+    let mut seen = String::new();
+    wait_for_line(&mut reader, "Start more sign-ins", &mut seen)
+        .unwrap_or_else(|| panic!("demo did not start: {seen}"));
+    let sim_config = dir.path().join("entra-sim.json").display().to_string();
+    assert_eq!(processes_mentioning(&sim_config).len(), 1, "the demo's simulator runs");
+    demo.kill().unwrap();
+    demo.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&sim_config).is_empty() {
+        assert!(Instant::now() < deadline, "the simulator outlived a killed demo");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
