@@ -31,6 +31,14 @@ enum Command {
     },
     /// Generate a connector API key and the hash to put in the config.
     NewApiKey,
+    /// Explain an Entra error a user pasted (sign-in page text, log line, exception, token body, URL).
+    Explain {
+        /// The text; read from standard input when omitted.
+        text: Option<String>,
+        /// Print the same JSON object as POST /v1/explain.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the Entra simulator and the broker on loopback and print URLs to try.
     Demo {
         /// Where the demo keeps its store and files (default: a fresh temporary directory).
@@ -68,6 +76,22 @@ fn main() -> anyhow::Result<()> {
                 "Add to the connector's api_key_hashes:  \"{}\"",
                 consent_broker::crypto::api_key_hash(&key)
             );
+        }
+        Command::Explain { text, json } => {
+            let text = match text {
+                Some(t) => t,
+                None => {
+                    let mut buf = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
+                    buf
+                }
+            };
+            let e = consent_broker::entra::explain::explain(&text);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print!("{}", consent_broker::entra::explain::render_text(&e));
+            }
         }
         Command::Demo { data_dir } => {
             consent_broker::telemetry::init(false, "consent_broker=info,warn");

@@ -4,11 +4,12 @@
 //! the OAuth `error`, then the HTTP status — the order the contract prescribes, and the fallback
 //! Microsoft recommends because AADSTS numbers and texts may change. It never panics.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Deserialize;
+
+use super::aadsts::{self, WhoFixes};
 
 /// The contract's error categories: "who can fix this, and how".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -62,17 +63,19 @@ impl Category {
         }
     }
 
-    /// Who can fix it, in the contract's vocabulary.
-    pub fn who_fixes(self) -> &'static str {
+    /// Who usually fixes errors of this category.
+    pub fn who_fixes(self) -> WhoFixes {
         match self {
             Self::AdminApprovalRequired | Self::NotAssigned | Self::ConditionalAccess | Self::TenantMisconfigured => {
-                "tenant_admin"
+                WhoFixes::TenantAdmin
             }
-            Self::ConsentRequired | Self::UserDeclined | Self::InteractionRequired | Self::ReauthRequired => "user",
-            Self::AppMisconfigured | Self::InvalidRequest => "connector_developer",
-            Self::ClientCredentialInvalid => "operator",
-            Self::Transient => "retry",
-            Self::Unknown => "unknown",
+            Self::ConsentRequired | Self::UserDeclined | Self::InteractionRequired | Self::ReauthRequired => {
+                WhoFixes::User
+            }
+            Self::AppMisconfigured | Self::InvalidRequest => WhoFixes::ConnectorDeveloper,
+            Self::ClientCredentialInvalid => WhoFixes::Operator,
+            Self::Transient => WhoFixes::Retry,
+            Self::Unknown => WhoFixes::Unknown,
         }
     }
 }
@@ -136,149 +139,57 @@ impl Classification {
     pub fn primary_code(&self) -> Option<u32> {
         self.aadsts.first().copied()
     }
+
+    /// The table entry of the most specific known code.
+    fn info(&self) -> Option<&'static aadsts::CodeInfo> {
+        self.aadsts.iter().find_map(|c| aadsts::lookup(*c))
+    }
+
+    /// Who can fix it: the code's entry, else the category's default.
+    pub fn who_fixes(&self) -> WhoFixes {
+        match self.info() {
+            Some(i) if i.category == self.category => i.who,
+            _ => self.category.who_fixes(),
+        }
+    }
+
+    /// What happened, in plain words for the user.
+    pub fn user_message(&self) -> &'static str {
+        match self.info() {
+            Some(i) if i.category == self.category => i.meaning,
+            _ => messages(self.category).0,
+        }
+    }
+
+    /// The fix, in plain words for the admin, developer or operator.
+    pub fn admin_message(&self) -> &'static str {
+        match self.info() {
+            Some(i) if i.category == self.category => i.fix,
+            _ => messages(self.category).1,
+        }
+    }
 }
 
 use Category::*;
 
-/// Known AADSTS codes: (code, category, reason). Sources: ../shared/reference/entra.md §5, §6, §9.
-const CODES: &[(u32, Category, Option<&str>)] = &[
-    (65001, ConsentRequired, Some("consent_missing")),
-    (65004, UserDeclined, Some("consent_declined")),
-    (90094, AdminApprovalRequired, Some("admin_consent_workflow_off")),
-    (90095, AdminApprovalRequired, Some("approval_requested")),
-    (90093, AdminApprovalRequired, Some("user_consent_blocked")),
-    (900941, AdminApprovalRequired, Some("risky_app")),
-    (900981, AdminApprovalRequired, Some("risky_app")),
-    (90008, AppMisconfigured, Some("missing_sign_in_permission")),
-    (65005, AppMisconfigured, Some("required_resource_access")),
-    (650052, TenantMisconfigured, Some("service_not_subscribed")),
-    (650054, AppMisconfigured, Some("resource_unavailable")),
-    (650056, AppMisconfigured, Some("permissions_not_listed")),
-    (650057, AppMisconfigured, Some("resource_not_requested")),
-    (500011, TenantMisconfigured, Some("resource_principal_missing")),
-    (90099, TenantMisconfigured, Some("partner_not_authorized")),
-    (50105, NotAssigned, Some("user_not_assigned")),
-    (50020, NotAssigned, Some("wrong_account")),
-    (50034, NotAssigned, Some("wrong_account")),
-    (51004, NotAssigned, Some("wrong_account")),
-    (16000, NotAssigned, Some("wrong_account")),
-    (500208, NotAssigned, Some("wrong_account")),
-    (50057, NotAssigned, Some("account_disabled")),
-    (50053, InteractionRequired, Some("account_locked")),
-    (500021, ConditionalAccess, Some("tenant_restrictions")),
-    (500022, ConditionalAccess, Some("tenant_restrictions")),
-    (500212, ConditionalAccess, Some("cross_tenant_access")),
-    (500213, ConditionalAccess, Some("cross_tenant_access")),
-    (70001, TenantMisconfigured, Some("app_disabled")),
-    (7000112, TenantMisconfigured, Some("app_disabled")),
-    (1000031, TenantMisconfigured, Some("app_disabled")),
-    (50076, InteractionRequired, Some("mfa_required")),
-    (50079, InteractionRequired, Some("mfa_registration_required")),
-    (50072, InteractionRequired, Some("mfa_registration_required")),
-    (50074, InteractionRequired, Some("mfa_required")),
-    (50078, InteractionRequired, Some("mfa_expired")),
-    (50158, InteractionRequired, Some("external_challenge")),
-    (53004, InteractionRequired, Some("mfa_registration_required")),
-    (50055, InteractionRequired, Some("password_expired")),
-    (50125, InteractionRequired, Some("password_reset")),
-    (50058, InteractionRequired, Some("login_required")),
-    (50199, InteractionRequired, Some("user_confirmation")),
-    (50126, ReauthRequired, Some("invalid_credentials")),
-    (50132, ReauthRequired, Some("session_invalid")),
-    (50133, ReauthRequired, Some("session_invalid")),
-    (50089, ReauthRequired, Some("flow_expired")),
-    (53000, ConditionalAccess, Some("device_not_compliant")),
-    (53001, ConditionalAccess, Some("device_not_joined")),
-    (53002, ConditionalAccess, Some("unapproved_client_app")),
-    (53003, ConditionalAccess, Some("blocked_by_policy")),
-    (53005, ConditionalAccess, Some("app_protection_required")),
-    (530032, ConditionalAccess, Some("security_policy")),
-    (530035, ConditionalAccess, Some("security_defaults")),
-    (50131, ConditionalAccess, Some("blocked_by_policy")),
-    (50097, ConditionalAccess, Some("device_auth_required")),
-    (70043, ReauthRequired, Some("sign_in_frequency")),
-    (700082, ReauthRequired, Some("refresh_token_inactive")),
-    (70008, ReauthRequired, Some("grant_expired")),
-    (50173, ReauthRequired, Some("grant_revoked")),
-    (700084, ReauthRequired, Some("refresh_token_expired")),
-    (70000, ReauthRequired, Some("grant_invalid")),
-    (54005, InvalidRequest, Some("code_already_redeemed")),
-    (700005, InvalidRequest, Some("code_wrong_tenant")),
-    (50148, InvalidRequest, Some("pkce_mismatch")),
-    (501481, InvalidRequest, Some("pkce_mismatch")),
-    (50147, AppMisconfigured, Some("pkce_challenge_invalid")),
-    (501491, AppMisconfigured, Some("pkce_challenge_invalid")),
-    (50149, AppMisconfigured, Some("pkce_challenge_invalid")),
-    (50013, ReauthRequired, Some("assertion_invalid")),
-    (500133, ReauthRequired, Some("assertion_expired")),
-    (7000215, ClientCredentialInvalid, Some("secret_invalid")),
-    (7000222, ClientCredentialInvalid, Some("secret_expired")),
-    (7000218, ClientCredentialInvalid, Some("credential_missing")),
-    (700024, ClientCredentialInvalid, Some("assertion_time_invalid")),
-    (700027, ClientCredentialInvalid, Some("assertion_signature_invalid")),
-    (700030, ClientCredentialInvalid, Some("certificate_subject_invalid")),
-    (50012, ClientCredentialInvalid, Some("authentication_failed")),
-    (700025, AppMisconfigured, Some("public_client_secret")),
-    (50011, AppMisconfigured, Some("redirect_uri_mismatch")),
-    (500113, AppMisconfigured, Some("no_reply_address")),
-    (900971, AppMisconfigured, Some("no_reply_address")),
-    (700016, AppMisconfigured, Some("app_not_found")),
-    (700011, AppMisconfigured, Some("app_not_found")),
-    (50194, AppMisconfigured, Some("single_tenant_app")),
-    (9002332, AppMisconfigured, Some("wrong_audience")),
-    (90124, AppMisconfigured, Some("unsupported_on_common")),
-    (90130, AppMisconfigured, Some("unsupported_on_common")),
-    (9001023, AppMisconfigured, Some("unsupported_on_common")),
-    (70005, AppMisconfigured, Some("response_type_not_enabled")),
-    (700054, AppMisconfigured, Some("response_type_not_enabled")),
-    (70007, AppMisconfigured, Some("response_mode_unsupported")),
-    (70011, AppMisconfigured, Some("invalid_scope")),
-    (28002, AppMisconfigured, Some("invalid_scope")),
-    (28003, AppMisconfigured, Some("invalid_scope")),
-    (700022, AppMisconfigured, Some("invalid_scope")),
-    (900144, AppMisconfigured, Some("missing_parameter")),
-    (9002313, AppMisconfigured, Some("malformed_request")),
-    (90014, AppMisconfigured, Some("malformed_request")),
-    (90023, AppMisconfigured, Some("malformed_request")),
-    (90009, AppMisconfigured, Some("malformed_request")),
-    (90027, AppMisconfigured, Some("malformed_request")),
-    (90002, TenantMisconfigured, Some("tenant_not_found")),
-    (900023, TenantMisconfigured, Some("tenant_not_found")),
-    (50059, TenantMisconfigured, Some("tenant_not_found")),
-    (90019, TenantMisconfigured, Some("tenant_not_found")),
-    (50128, TenantMisconfigured, Some("tenant_not_found")),
-    (90038, TenantMisconfigured, Some("wrong_cloud")),
-    (90051, TenantMisconfigured, Some("wrong_cloud")),
-    (900432, TenantMisconfigured, Some("wrong_cloud")),
-    (50196, Transient, Some("throttled")),
-    (90055, Transient, Some("throttled")),
-    (90033, Transient, Some("service_unavailable")),
-    (90041, Transient, Some("server_error")),
-    (50033, Transient, Some("retryable")),
-    (90024, Transient, Some("retryable")),
-    (90006, Transient, Some("retryable")),
-    (90090, Transient, Some("retryable")),
-    (50087, Transient, Some("retryable")),
-    (50000, Transient, Some("server_error")),
-    (70012, Transient, Some("server_error")),
-];
-
-/// Codes that only wrap a more specific one (`AADSTS70002: Error validating credentials. AADSTS54005: ...`).
-const WRAPPERS: &[u32] = &[70002];
-
-static TABLE: LazyLock<HashMap<u32, (Category, Option<&'static str>)>> =
-    LazyLock::new(|| CODES.iter().map(|&(c, cat, r)| (c, (cat, r))).collect());
-
 static AADSTS_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)AADSTS(\d{4,8})").unwrap_or_else(|_| unreachable!()));
-static TRACE_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)trace[ _]?id[:=\s]+([0-9a-f-]{36})").unwrap_or_else(|_| unreachable!()));
-static CORRELATION_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)correlation[ _]?id[:=\s]+([0-9a-f-]{36})").unwrap_or_else(|_| unreachable!()));
+static TRACE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)trace[ _-]?id["']?\s*[:=]?\s*["']?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"#,
+    )
+    .unwrap_or_else(|_| unreachable!())
+});
+static CORRELATION_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)correlation[ _-]?id["']?\s*[:=]?\s*["']?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"#,
+    )
+    .unwrap_or_else(|_| unreachable!())
+});
 
-/// Looks up one AADSTS code.
+/// Looks up one AADSTS code: (category, reason).
 pub fn lookup(code: u32) -> Option<(Category, Option<&'static str>)> {
-    TABLE.get(&code).copied()
+    aadsts::lookup(code).map(|i| (i.category, Some(i.reason)))
 }
 
 /// All AADSTS codes in `text`, in order, without duplicates.
@@ -296,7 +207,7 @@ pub fn codes_in(text: &str) -> Vec<u32> {
 
 /// Orders codes most specific first: wrappers last, known before unknown, otherwise as given.
 fn most_specific_first(mut codes: Vec<u32>) -> Vec<u32> {
-    codes.sort_by_key(|c| (WRAPPERS.contains(c), lookup(*c).is_none()));
+    codes.sort_by_key(|c| (aadsts::WRAPPERS.contains(c), lookup(*c).is_none()));
     codes
 }
 
@@ -508,15 +419,6 @@ mod tests {
             c.correlation_id.as_deref(),
             Some("66666666-7777-8888-9999-000000000000")
         );
-    }
-
-    #[test]
-    fn table_has_no_duplicates() {
-        let mut seen = std::collections::HashSet::new();
-        for (code, _, _) in CODES {
-            assert!(seen.insert(code), "duplicate {code}");
-        }
-        assert!(CODES.len() >= 60);
     }
 
     proptest::proptest! {

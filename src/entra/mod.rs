@@ -1,8 +1,10 @@
 //! Everything about talking to Microsoft Entra ID: the HTTP client for its endpoints, its error
 //! shapes and their classification, and id_token validation against its signing keys.
 
+pub mod aadsts;
 pub mod client;
 pub mod errors;
+pub mod explain;
 pub mod id_token;
 
 pub use client::{EntraClient, TokenError, TokenResponse};

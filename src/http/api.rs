@@ -235,3 +235,21 @@ pub async fn token(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Body of `POST /v1/explain`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    text: String,
+}
+
+/// `POST /v1/explain`
+pub async fn explain(
+    Caller(_caller): Caller,
+    ApiJson(req): ApiJson<ExplainRequest>,
+) -> Result<Json<crate::entra::explain::Explanation>, ApiError> {
+    if req.text.len() > crate::entra::explain::MAX_TEXT {
+        return Err(ApiError::bad_request("text_too_large", "text must be at most 64 KiB"));
+    }
+    Ok(Json(crate::entra::explain::explain(&req.text)))
+}

@@ -57,7 +57,7 @@ pub async fn callback(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
         }
         CallbackOutcome::Failed(failed) => {
             let c = &failed.classification;
-            let (user_message, admin_message) = crate::entra::errors::messages(c.category);
+            let (user_message, admin_message) = (c.user_message(), c.admin_message());
             let mut page = PageContent::message("We couldn't connect your account", user_message);
             page.paragraphs.push(format!(
                 "For your IT team or {}: {admin_message}",

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connect-sessions", post(api::create_session))
         .route("/v1/connect-sessions/{session_id}", get(api::get_session))
         .route("/v1/handoff/redeem", post(api::redeem))
+        .route("/v1/explain", post(api::explain))
         .route(
             "/v1/connections/{connection_id}",
             get(api::get_connection).delete(api::delete_connection),

@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod explain;
 mod happy;
 mod lifecycle;
 mod security;
