@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
-use crate::store::{EmbeddedStore, MemoryStore, Store, StoreError, records::Records};
+use crate::store::{EmbeddedStore, MemoryStore, RedisStore, Store, StoreError, records::Records};
 use crate::tokens::SingleFlight;
 
 /// Why the broker could not start.
@@ -65,11 +65,13 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state: opens the store, builds the Entra client.
-    pub fn build(config: Config) -> Result<Self, StartError> {
+    /// Builds the state: opens the store (connecting to Redis is why this is async), builds the
+    /// Entra client.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         let store: Arc<dyn Store> = match &config.store {
             StoreConfig::Memory { .. } => Arc::new(MemoryStore::new()),
             StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
+            StoreConfig::Redis { redis, .. } => Arc::new(RedisStore::connect(redis).await?),
         };
         Self::with_store(config, store)
     }
@@ -118,10 +120,10 @@ pub struct Application {
 
 impl Application {
     /// Opens the store and binds `config.listen`.
-    pub fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
         let addr = config.listen;
         let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-        Self::with_listener(AppState::build(config)?, listener)
+        Self::with_listener(AppState::build(config).await?, listener)
     }
 
     /// Runs on an already bound listener (tests bind port 0 first to learn the URL).
@@ -185,7 +187,9 @@ impl Application {
 /// Removes expired flows, sessions and codes on an interval.
 async fn purge_loop(state: AppState) {
     let every = match &state.config.store {
-        StoreConfig::Memory { purge_interval } | StoreConfig::Embedded { purge_interval, .. } => *purge_interval,
+        StoreConfig::Memory { purge_interval }
+        | StoreConfig::Embedded { purge_interval, .. }
+        | StoreConfig::Redis { purge_interval, .. } => *purge_interval,
     };
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -116,6 +116,17 @@ struct RawStore {
     path: PathBuf,
     #[serde(default = "default_purge_interval")]
     purge_interval_secs: u64,
+    // The Redis backend's keys; rejected with any other backend so a stray one is noticed.
+    url: Option<String>,
+    #[serde(default)]
+    cluster_urls: Vec<String>,
+    #[serde(default = "default_key_prefix")]
+    key_prefix: String,
+    #[serde(default = "default_redis_connect_timeout")]
+    connect_timeout_ms: u64,
+    #[serde(default = "default_redis_response_timeout")]
+    response_timeout_ms: u64,
+    tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RawStore {
@@ -124,6 +135,12 @@ impl Default for RawStore {
             backend: default_backend(),
             path: default_store_path(),
             purge_interval_secs: default_purge_interval(),
+            url: None,
+            cluster_urls: Vec::new(),
+            key_prefix: default_key_prefix(),
+            connect_timeout_ms: default_redis_connect_timeout(),
+            response_timeout_ms: default_redis_response_timeout(),
+            tls_ca_file: None,
         }
     }
 }
@@ -221,6 +238,15 @@ fn default_store_path() -> PathBuf {
 fn default_purge_interval() -> u64 {
     60
 }
+fn default_key_prefix() -> String {
+    "cb:".into()
+}
+fn default_redis_connect_timeout() -> u64 {
+    1_000
+}
+fn default_redis_response_timeout() -> u64 {
+    500
+}
 fn default_state_ttl() -> u64 {
     600
 }
@@ -309,6 +335,61 @@ pub enum StoreConfig {
         /// How often expired records are purged.
         purge_interval: Duration,
     },
+    /// Redis, standalone or Cluster, shared by any number of brokers.
+    Redis {
+        /// Where and how to connect.
+        redis: RedisConfig,
+        /// How often the purge task runs (a no-op here: Redis expires keys itself).
+        purge_interval: Duration,
+    },
+}
+
+/// How the broker reaches Redis. `Debug` never shows the URLs: they may carry a password.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// The server's URL (standalone), or the seed nodes' URLs (cluster); `redis://` or `rediss://`
+    /// (TLS), possibly with credentials.
+    pub urls: Vec<String>,
+    /// True for Redis Cluster (`cluster_urls`), false for one server (`url`).
+    pub cluster: bool,
+    /// Prepended to every key, so several applications can share one Redis.
+    pub key_prefix: String,
+    /// Limit for each attempt to open a connection to a Redis node.
+    pub connect_timeout: Duration,
+    /// Limit for one store operation, from sending it to having its answer (reconnects included).
+    pub response_timeout: Duration,
+    /// PEM certificates trusted for `rediss://` instead of the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_redis_url(u)).collect::<Vec<_>>(),
+            )
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// A Redis URL fit for logs: scheme, host and port only (credentials, database and options dropped).
+pub fn redact_redis_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or("?");
+            match url.port() {
+                Some(port) => format!("{}://{host}:{port}", url.scheme()),
+                None => format!("{}://{host}", url.scheme()),
+            }
+        }
+        Err(_) => "<unparsable redis url>".into(),
+    }
 }
 
 /// Lifetimes of the flow's short-lived records.
@@ -435,16 +516,31 @@ impl Config {
         }
 
         let purge_interval = Duration::from_secs(raw.store.purge_interval_secs.max(1));
+        if raw.store.backend != "redis" {
+            if raw.store.url.is_some() {
+                return Err(invalid("store.url", "only used with backend = \"redis\"".into()));
+            }
+            if !raw.store.cluster_urls.is_empty() {
+                return Err(invalid(
+                    "store.cluster_urls",
+                    "only used with backend = \"redis\"".into(),
+                ));
+            }
+        }
         let store = match raw.store.backend.as_str() {
             "memory" => StoreConfig::Memory { purge_interval },
             "embedded" => StoreConfig::Embedded {
                 path: raw.store.path,
                 purge_interval,
             },
+            "redis" => StoreConfig::Redis {
+                redis: redis_config(raw.store).map_err(|(key, m)| invalid(key, m))?,
+                purge_interval,
+            },
             other => {
                 return Err(invalid(
                     "store.backend",
-                    format!("unknown backend {other:?}; expected \"embedded\" or \"memory\""),
+                    format!("unknown backend {other:?}; expected \"embedded\", \"memory\" or \"redis\""),
                 ));
             }
         };
@@ -601,6 +697,102 @@ impl Config {
     }
 }
 
+/// Validates the `[store]` keys of the Redis backend; errors name the key. URLs never appear in
+/// messages: they may carry a password.
+fn redis_config(raw: RawStore) -> Result<RedisConfig, (&'static str, String)> {
+    let (urls, cluster, key) = match (raw.url, raw.cluster_urls.is_empty()) {
+        (Some(_), false) => {
+            return Err((
+                "store.url",
+                "set url (one server) or cluster_urls (Redis Cluster), not both".into(),
+            ));
+        }
+        (None, true) => {
+            return Err((
+                "store.url",
+                "missing: set url (one server) or cluster_urls (Redis Cluster seed nodes)".into(),
+            ));
+        }
+        (Some(url), true) => (vec![url], false, "store.url"),
+        (None, false) => (raw.cluster_urls, true, "store.cluster_urls"),
+    };
+    let mut schemes = HashSet::new();
+    for url in &urls {
+        schemes.insert(check_redis_url(url, cluster).map_err(|m| (key, m))?);
+    }
+    if schemes.len() > 1 {
+        return Err((
+            key,
+            "mixes redis:// and rediss://; use one scheme for every node".into(),
+        ));
+    }
+    if raw.key_prefix.len() > 64
+        || !raw
+            .key_prefix
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '{' && c != '}')
+    {
+        // Braces would become a Redis Cluster hash tag and pin every key to one slot.
+        return Err((
+            "store.key_prefix",
+            "must be at most 64 printable ASCII characters without spaces, { or }".into(),
+        ));
+    }
+    for (key, ms) in [
+        ("store.connect_timeout_ms", raw.connect_timeout_ms),
+        ("store.response_timeout_ms", raw.response_timeout_ms),
+    ] {
+        if ms == 0 || ms > 60_000 {
+            return Err((key, "must be between 1 and 60000 milliseconds".into()));
+        }
+    }
+    if let Some(ca) = &raw.tls_ca_file {
+        if !schemes.contains("rediss") {
+            return Err(("store.tls_ca_file", "only used with rediss:// URLs".into()));
+        }
+        if !ca.is_file() {
+            return Err(("store.tls_ca_file", format!("file {} not found", ca.display())));
+        }
+    }
+    Ok(RedisConfig {
+        urls,
+        cluster,
+        key_prefix: raw.key_prefix,
+        connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
+        response_timeout: Duration::from_millis(raw.response_timeout_ms),
+        tls_ca_file: raw.tls_ca_file,
+    })
+}
+
+/// Checks one Redis URL and returns its scheme. Messages never echo the URL.
+fn check_redis_url(raw: &str, cluster: bool) -> Result<&'static str, String> {
+    let url = Url::parse(raw)
+        .map_err(|_| "not a valid URL (expected redis://host:port or rediss://host:port)".to_string())?;
+    let scheme = match url.scheme() {
+        "redis" => "redis",
+        "rediss" => "rediss",
+        _ => return Err("must start with redis:// or rediss:// (TLS)".into()),
+    };
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    if url.fragment().is_some() {
+        // redis-rs reads `#insecure` as "skip certificate checks"; never accept that silently.
+        return Err("must not carry a #fragment (certificate checks cannot be turned off)".into());
+    }
+    let db = url.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u16>().is_err() {
+        return Err("the path must be empty or a database number".into());
+    }
+    if cluster && !db.is_empty() && db != "0" {
+        return Err("Redis Cluster has only database 0".into());
+    }
+    if redis::IntoConnectionInfo::into_connection_info(raw).is_err() {
+        return Err("not accepted by the Redis client (check the host, port and options)".into());
+    }
+    Ok(scheme)
+}
+
 /// A base URL: absolute, http(s), no query, fragment or credentials; trailing `/` removed.
 fn parse_base_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim_end_matches('/')).map_err(|e| format!("not an absolute URL: {e}"))?;
@@ -752,6 +944,129 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
 
         let e = err_of(&base(&format!("{CONNECTOR}{CONNECTOR}")));
         assert!(e.contains("duplicate connector id"), "{e}");
+    }
+
+    #[test]
+    fn redis_store_config() {
+        let store = |body: &str| base("").replace("backend = \"memory\"", body);
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::from_toml_str(
+                &store("backend = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6379/2\""),
+                "t.toml",
+            )
+            .expect("standalone");
+            let StoreConfig::Redis { redis, .. } = cfg.store else {
+                panic!("not redis: {:?}", cfg.store);
+            };
+            assert!(!redis.cluster);
+            assert_eq!(redis.key_prefix, "cb:");
+            assert_eq!(redis.connect_timeout, Duration::from_millis(1_000));
+            assert_eq!(redis.response_timeout, Duration::from_millis(500));
+            let shown = format!("{redis:?}");
+            assert!(!shown.contains("pw"), "{shown}");
+            assert!(shown.contains("redis://127.0.0.1:6379"), "{shown}");
+
+            let cfg = Config::from_toml_str(
+                &store(
+                    "backend = \"redis\"\ncluster_urls = [\"rediss://a.example:7000\", \"rediss://b.example:7001\"]\nkey_prefix = \"\"\nconnect_timeout_ms = 250\nresponse_timeout_ms = 100",
+                ),
+                "t.toml",
+            )
+            .expect("cluster");
+            let StoreConfig::Redis { redis, .. } = cfg.store else {
+                panic!("not redis");
+            };
+            assert!(redis.cluster);
+            assert_eq!(redis.urls.len(), 2);
+            assert_eq!(redis.key_prefix, "");
+            assert_eq!(redis.response_timeout, Duration::from_millis(100));
+            Ok(())
+        });
+
+        for (body, key, words) in [
+            ("backend = \"redis\"", "store.url", "missing"),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\ncluster_urls = [\"redis://h:2\"]",
+                "store.url",
+                "not both",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"http://:secret@h:1\"",
+                "store.url",
+                "redis://",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"rediss://:secret@h:1/#insecure\"",
+                "store.url",
+                "fragment",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://:secret@h:1/x\"",
+                "store.url",
+                "database",
+            ),
+            (
+                "backend = \"redis\"\ncluster_urls = [\"redis://:secret@h:1/3\"]",
+                "store.cluster_urls",
+                "database 0",
+            ),
+            (
+                "backend = \"redis\"\ncluster_urls = [\"redis://h:1\", \"rediss://h:2\"]",
+                "store.cluster_urls",
+                "mixes",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nkey_prefix = \"{cb}:\"",
+                "store.key_prefix",
+                "{",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nkey_prefix = \"c b\"",
+                "store.key_prefix",
+                "spaces",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nconnect_timeout_ms = 0",
+                "store.connect_timeout_ms",
+                "between",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nresponse_timeout_ms = 600000",
+                "store.response_timeout_ms",
+                "between",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\ntls_ca_file = \"/nonexistent.pem\"",
+                "store.tls_ca_file",
+                "rediss",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"rediss://h:1\"\ntls_ca_file = \"/nonexistent.pem\"",
+                "store.tls_ca_file",
+                "not found",
+            ),
+            (
+                "backend = \"embedded\"\nurl = \"redis://:secret@h:1\"",
+                "store.url",
+                "only used",
+            ),
+            ("backend = \"redis2\"", "store.backend", "\"redis\""),
+        ] {
+            let e = err_of(&store(body));
+            assert!(e.starts_with(&format!("t.toml: {key}: ")), "{body}: {e}");
+            assert!(e.contains(words), "{body}: {e}");
+            assert!(!e.contains("secret"), "a Redis URL's password leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn redis_urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_redis_url("rediss://user:pw@cache.example:6380/1?x=y"),
+            "rediss://cache.example:6380"
+        );
+        assert_eq!(redact_redis_url("redis://:pw@h"), "redis://h");
+        assert_eq!(redact_redis_url("nope"), "<unparsable redis url>");
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<(), DemoError> {
         &broker_config(&broker_url, &sim_url, &dir, &secret_file, &api_key),
         "demo config",
     )?;
-    let app = Application::with_listener(AppState::build(config)?, listener)?;
+    let app = Application::with_listener(AppState::build(config).await?, listener)?;
     let server = tokio::spawn(app.run_until(crate::app::shutdown_signal()));
 
     let contoso = create_session(&broker_url, &api_key, "alice@contoso.onmicrosoft.com", CONTOSO).await?;

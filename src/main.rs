@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
             let config = consent_broker::Config::load(&config)?;
             consent_broker::telemetry::init(config.log.json, &config.log.level);
             runtime()?.block_on(async {
-                let app = consent_broker::Application::build(config)?;
+                let app = consent_broker::Application::build(config).await?;
                 tracing::info!(addr = %app.local_addr(), "consent-broker listening");
                 app.run_until(consent_broker::app::shutdown_signal()).await
             })?;

@@ -139,6 +139,7 @@ mod tests {
     #[tokio::test]
     async fn conformance() {
         super::super::conformance::run(&MemoryStore::new()).await;
+        super::super::conformance::purge_counts(&MemoryStore::new()).await;
         super::super::conformance::concurrent_take(std::sync::Arc::new(MemoryStore::new())).await;
     }
 }

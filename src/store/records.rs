@@ -2,7 +2,8 @@
 //!
 //! Keys are built only here. Bearer values (state, handoff codes, connect tokens) appear in keys
 //! as SHA-256 digests, never in clear; connector-scoped records carry the connector id in the
-//! key so that one connector's lookups cannot find another's records.
+//! key so that one connector's lookups cannot find another's records. A connection's key carries a
+//! Redis Cluster hash tag on its id (see `connection_key`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,8 +196,11 @@ fn flow_key(state: &str) -> String {
 fn handoff_key(connector: &str, code: &str) -> String {
     format!("handoff:{connector}:{}", sha256_hex(code))
 }
+/// `conn:{<id>}`: the braces are a Redis Cluster hash tag, so every key built around one
+/// connection id (this record, and later its lease and fencing keys) lands in one slot and can be
+/// used together by one Lua script. Other backends treat the braces as plain characters.
 fn connection_key(id: &str) -> String {
-    format!("conn:{id}")
+    format!("conn:{{{id}}}")
 }
 fn connection_index_key(connector: &str, tenant_id: &str, oid: &str) -> String {
     format!("connidx:{connector}:{tenant_id}:{oid}")
@@ -368,5 +372,25 @@ impl Records {
             self.store.delete(&index).await?;
         }
         Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connections_key_is_hash_tagged_on_its_id() {
+        assert_eq!(connection_key("conn_abc"), "conn:{conn_abc}");
+        // Keys of other records carry no braces, so Redis Cluster hashes them whole.
+        for key in [
+            session_key("files", "cs_1"),
+            connect_token_key("t"),
+            flow_key("s"),
+            handoff_key("files", "c"),
+            connection_index_key("files", "tid", "oid"),
+        ] {
+            assert!(!key.contains('{') && !key.contains('}'), "{key}");
+        }
     }
 }

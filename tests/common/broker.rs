@@ -207,7 +207,7 @@ api_key_hashes = ["{hash_b}"]
             hash_b = consent_broker::crypto::api_key_hash(KEY_B),
         );
         let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
-        let state = AppState::build(config).expect("broker state");
+        let state = AppState::build(config).await.expect("broker state");
         let app = Application::with_listener(state.clone(), reserved.listener).expect("application");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {

@@ -7,5 +7,6 @@ mod cli;
 mod explain;
 mod happy;
 mod lifecycle;
+mod redis_store;
 mod security;
 mod sim_wire;

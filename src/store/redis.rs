@@ -1,0 +1,379 @@
+//! Redis backend, for brokers that share state: one server (`redis://`, `rediss://` for TLS)
+//! through an auto-reconnecting multiplexed [`ConnectionManager`], or a Redis Cluster through
+//! [`ClusterClient`] (routes each command to its key's slot, follows MOVED/ASK).
+//!
+//! Layout: each record is one Redis **hash** with the fields `v` (version, a decimal integer) and
+//! `d` (the value's bytes), under `{key_prefix}{key}`. A hash rather than one string with a binary
+//! header because the scripts can then bump the version with `HINCRBY` and compare it as a string,
+//! without packing or parsing bytes in Lua (whose numbers are doubles), and an operator can read a
+//! record with `HGETALL`. TTLs are Redis key expiries (`PEXPIRE`): Redis never returns an expired
+//! key, so an expired record is invisible at once, exactly as in the other backends.
+//!
+//! Every operation touches exactly one key, so it works unchanged on a cluster. Reads and deletes
+//! are single commands (`HMGET`, `DEL`); writes that depend on the current record (put's version
+//! bump, insert-if-absent, take, compare-and-swap) are short Lua scripts in `src/store/redis/`,
+//! which Redis runs atomically. They are called with `EVALSHA` and loaded automatically when a node
+//! does not know them yet (after a restart or failover); [`RedisStore::connect`] loads them up front
+//! so that a server refusing scripts fails at start-up rather than on the first sign-in.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Client, Cmd, FromRedisValue, RedisResult, Script, ScriptInvocation, TlsCertificates};
+use async_trait::async_trait;
+
+use super::{CasOutcome, Store, StoreError, Versioned};
+use crate::config::{RedisConfig, redact_redis_url};
+
+/// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
+/// Redis that comes back is used again within about a second.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Longest TTL passed to `PEXPIRE` (about 146 million years); Redis refuses expiries that
+/// overflow when added to its clock, and a longer TTL means the same in practice.
+const MAX_TTL_MS: i64 = 1 << 62;
+
+/// The scripts, one file each so they can be read (and tested with `redis-cli --eval`) on their own.
+struct Scripts {
+    put: Script,
+    insert_new: Script,
+    take: Script,
+    compare_and_swap: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            put: Script::new(include_str!("redis/put.lua")),
+            insert_new: Script::new(include_str!("redis/insert_new.lua")),
+            take: Script::new(include_str!("redis/take.lua")),
+            compare_and_swap: Script::new(include_str!("redis/compare_and_swap.lua")),
+        }
+    }
+
+    fn all(&self) -> [&Script; 4] {
+        [&self.put, &self.insert_new, &self.take, &self.compare_and_swap]
+    }
+}
+
+/// One server or a cluster; both are cheap to clone (clones share one multiplexed connection per
+/// node), so every operation works on its own clone.
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A Redis-backed [`Store`].
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    /// Bound on one whole operation (including waiting for a reconnect); see `bounded`.
+    timeout: Duration,
+    scripts: Scripts,
+    /// Passwords from the configured URLs, scrubbed from every error message.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field(
+                "mode",
+                &match self.conn {
+                    Conn::Standalone(_) => "standalone",
+                    Conn::Cluster(_) => "cluster",
+                },
+            )
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The passwords (as written and percent-decoded) of the URLs, for [`scrub`].
+fn passwords(urls: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for url in urls.iter().filter_map(|u| url::Url::parse(u).ok()) {
+        if let Some(pw) = url.password().filter(|p| !p.is_empty()) {
+            let decoded = url::form_urlencoded::parse(format!("p={pw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned());
+            out.push(pw.to_string());
+            out.extend(decoded.filter(|d| !d.is_empty() && d != pw));
+        }
+    }
+    out
+}
+
+/// `message` with every secret replaced: the client's errors should never contain the password,
+/// but a log line is no place to find out that one did.
+fn scrub(message: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(message.to_string(), |m, s| m.replace(s.as_str(), "[redacted]"))
+}
+
+/// A TTL as the scripts take it: milliseconds, or -1 for "no expiry". A zero TTL is kept as 0
+/// (`PEXPIRE 0` deletes the key), matching the other backends, where it expires at once.
+fn ttl_arg(ttl: Option<Duration>) -> i64 {
+    match ttl {
+        None => -1,
+        Some(d) => i64::try_from(d.as_millis()).unwrap_or(MAX_TTL_MS).min(MAX_TTL_MS),
+    }
+}
+
+impl RedisStore {
+    /// Connects as configured, loads the scripts and checks the server answers. Fails (naming the
+    /// servers without credentials) when Redis cannot be reached, refuses the credentials or the
+    /// TLS certificate, or refuses scripts.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
+        let secrets = passwords(&config.urls);
+        let servers = config
+            .urls
+            .iter()
+            .map(|u| redact_redis_url(u))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let fail = |e: ::redis::RedisError| {
+            StoreError::Backend(format!(
+                "cannot connect to Redis at {servers}: {}",
+                scrub(&e.to_string(), &secrets)
+            ))
+        };
+        let certs = match &config.tls_ca_file {
+            Some(path) => Some(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Backend(format!("cannot read the Redis CA file {}: {e}", path.display()))
+                })?),
+            }),
+            None => None,
+        };
+
+        let conn = if config.cluster {
+            // Both timeouts set explicitly: the cluster builder has no response timeout by
+            // default, and the overall request timeout (retries and redirects included) follows
+            // the response timeout.
+            let mut builder = ClusterClient::builder(config.urls.iter().map(String::as_str))
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout);
+            if let Some(certs) = certs {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(fail)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(fail)?)
+        } else {
+            let url = config
+                .urls
+                .first()
+                .ok_or_else(|| StoreError::Backend("no Redis URL configured".into()))?;
+            let client = match certs {
+                Some(certs) => Client::build_with_tls(url.as_str(), certs),
+                None => Client::open(url.as_str()),
+            }
+            .map_err(fail)?;
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_max_delay(RECONNECT_MAX_DELAY);
+            Conn::Standalone(client.get_connection_manager_with_config(manager).await.map_err(fail)?)
+        };
+
+        let store = Self {
+            conn,
+            prefix: config.key_prefix.clone(),
+            timeout: config.response_timeout,
+            scripts: Scripts::new(),
+            secrets,
+        };
+        for script in store.scripts.all() {
+            let conn = store.conn.clone();
+            store
+                .bounded("SCRIPT LOAD", async move {
+                    match conn {
+                        Conn::Standalone(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                        Conn::Cluster(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                    }
+                })
+                .await?;
+        }
+        store.ping().await?;
+        tracing::info!(
+            servers = %servers,
+            mode = if config.cluster { "cluster" } else { "standalone" },
+            "connected to the Redis store"
+        );
+        Ok(store)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one operation within the response timeout. The client's own timeouts bound each
+    /// command; this also bounds the wait for a reconnect in progress (the reconnect itself goes
+    /// on in the background), so a Redis outage turns into a prompt error, never a hung request.
+    async fn bounded<T>(&self, op: &str, fut: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError::Backend(format!(
+                "redis {op} failed: {}",
+                scrub(&e.to_string(), &self.secrets)
+            ))),
+            Err(_) => Err(StoreError::Backend(format!(
+                "redis {op}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    async fn command<T: FromRedisValue + Send>(&self, op: &str, cmd: Cmd) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        self.bounded(op, async move {
+            match conn {
+                Conn::Standalone(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    async fn script<T: FromRedisValue + Send>(&self, op: &str, call: ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        self.bounded(op, async move {
+            match conn {
+                Conn::Standalone(mut c) => call.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => call.invoke_async(&mut c).await,
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = self.key(key);
+        let mut cmd = ::redis::cmd("HMGET");
+        cmd.arg(&key).arg("v").arg("d");
+        let (version, value): (Option<Vec<u8>>, Option<Vec<u8>>) = self.command("HMGET", cmd).await?;
+        let corrupt = |message: &str| StoreError::Corrupt {
+            key: key.clone(),
+            message: message.into(),
+        };
+        match (version, value) {
+            (None, None) => Ok(None),
+            (Some(version), Some(value)) => {
+                let version = std::str::from_utf8(&version)
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(|| corrupt("the version field is not a positive integer"))?;
+                Ok(Some(Versioned { value, version }))
+            }
+            _ => Err(corrupt("the record lacks its version or its value")),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<u64, StoreError> {
+        let mut call = self.scripts.put.key(self.key(key));
+        call.arg(value).arg(ttl_arg(ttl));
+        self.script("put", call).await
+    }
+
+    async fn insert_new(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StoreError> {
+        let mut call = self.scripts.insert_new.key(self.key(key));
+        call.arg(value).arg(ttl_arg(ttl));
+        let written: i64 = self.script("insert_new", call).await?;
+        Ok(written == 1)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let call = self.scripts.take.key(self.key(key));
+        self.script("take", call).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected_version: u64,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<CasOutcome, StoreError> {
+        let mut call = self.scripts.compare_and_swap.key(self.key(key));
+        call.arg(expected_version.to_string()).arg(value).arg(ttl_arg(ttl));
+        let version: u64 = self.script("compare_and_swap", call).await?;
+        Ok(match version {
+            0 => CasOutcome::Conflict,
+            v => CasOutcome::Written(v),
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        // Redis does not count an expired key as deleted, matching "true when a live one existed".
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        let removed: i64 = self.command("DEL", cmd).await?;
+        Ok(removed > 0)
+    }
+
+    /// Always 0: Redis removes expired keys itself (on access, and by its background expiry
+    /// cycle), so there is nothing to sweep, and scanning the keyspace from here would only cost.
+    async fn purge_expired(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // On a cluster, PING goes to every node: ready means every slot's master answers.
+        self.command::<()>("PING", ::redis::cmd("PING")).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_become_pexpire_arguments() {
+        assert_eq!(ttl_arg(None), -1);
+        assert_eq!(ttl_arg(Some(Duration::ZERO)), 0);
+        assert_eq!(ttl_arg(Some(Duration::from_millis(30))), 30);
+        assert_eq!(ttl_arg(Some(Duration::from_secs(600))), 600_000);
+        assert_eq!(ttl_arg(Some(Duration::MAX)), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn passwords_are_scrubbed_from_messages() {
+        let secrets = passwords(&[
+            "redis://user:s3cr%40t@h:1".to_string(),
+            "redis://h:2".to_string(),
+            "rediss://:other@h:3/0".to_string(),
+        ]);
+        assert_eq!(secrets, ["s3cr%40t", "s3cr@t", "other"]);
+        assert_eq!(
+            scrub("AUTH s3cr@t / s3cr%40t / other failed", &secrets),
+            "AUTH [redacted] / [redacted] / [redacted] failed"
+        );
+    }
+
+    #[test]
+    fn scripts_touch_only_their_one_key() {
+        // Cluster safety: a script may only use KEYS[1] (never build key names itself).
+        for script in [
+            include_str!("redis/put.lua"),
+            include_str!("redis/insert_new.lua"),
+            include_str!("redis/take.lua"),
+            include_str!("redis/compare_and_swap.lua"),
+        ] {
+            assert!(!script.contains("KEYS[2]"), "{script}");
+            for call in script.split("redis.call(").skip(1) {
+                let args = call.split(')').next().unwrap_or_default();
+                assert!(args.contains("KEYS[1]"), "every call names KEYS[1]: {args}");
+            }
+        }
+    }
+}

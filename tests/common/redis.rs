@@ -1,0 +1,366 @@
+//! Real `redis-server` processes for a test: one server (plain or TLS) or a 3-master Redis Cluster,
+//! each on ephemeral loopback ports, with nothing persisted, killed when dropped. Needs
+//! `redis-server` and `redis-cli` on the PATH (`scripts/test` installs them).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use consent_broker::config::RedisConfig;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a start is retried when the chosen port was taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+
+/// A port that was free a moment ago (bound on 127.0.0.1:0, then released for Redis to take).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// The last lines of a Redis log file, for failure messages.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// One `redis-server` process.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `redis-server` with `args` plus the test defaults, logging to `dir`. `None` when it
+    /// exited because its port was taken (the caller retries with other ports).
+    fn spawn(dir: &Path, name: &str, args: &[String]) -> Option<Process> {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new("redis-server")
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(&log)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? scripts/test installs it)");
+        let mut process = Process { child, log };
+        // Give it a moment to fail on a taken port before anyone waits for it to answer.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if let Some(status) = process.child.try_wait().expect("poll redis-server") {
+                let tail = log_tail(&process.log);
+                if tail.contains("Address already in use") {
+                    return None;
+                }
+                panic!("redis-server exited ({status}):\n{tail}");
+            }
+            if std::fs::read_to_string(&process.log)
+                .unwrap_or_default()
+                .contains("Ready to accept connections")
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(process)
+    }
+
+    /// Waits until `ping` succeeds, panicking with the log after the startup timeout.
+    fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if ready() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("redis-server exited ({status}) before {what}:\n{}", log_tail(&self.log));
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "redis-server: no {what} within {STARTUP_TIMEOUT:?}:\n{}",
+                    log_tail(&self.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A synchronous connection to one node, for checks and raw inspection in tests.
+fn raw_connection(url: &str, ca: Option<&Path>) -> redis::RedisResult<redis::Connection> {
+    install_crypto_provider();
+    let client = match ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca).expect("read the CA file")),
+            },
+        )?,
+        None => redis::Client::open(url)?,
+    };
+    client.get_connection_with_timeout(Duration::from_millis(500))
+}
+
+fn answers_ping(url: &str, ca: Option<&Path>) -> bool {
+    raw_connection(url, ca)
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok_and(|pong| pong == "PONG")
+}
+
+/// Store settings for a test: explicit timeouts generous enough for a loaded 2-core machine.
+fn store_config(urls: Vec<String>, cluster: bool, ca: Option<PathBuf>) -> RedisConfig {
+    RedisConfig {
+        urls,
+        cluster,
+        key_prefix: "cb:".into(),
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(2),
+        tls_ca_file: ca,
+    }
+}
+
+/// One `redis-server` (plain, or TLS-only with a fresh self-signed certificate for `localhost`).
+pub struct RedisServer {
+    process: Option<Process>,
+    port: u16,
+    /// The certificate clients must trust (TLS servers only).
+    ca_file: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// A plain server on an ephemeral loopback port; returns once it answers PING.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = RedisServer {
+            process: None,
+            port: 0,
+            ca_file: None,
+            dir,
+        };
+        server.launch(None);
+        server
+    }
+
+    /// A TLS-only server (`--port 0 --tls-port P`) whose certificate (CN/SAN `localhost` and
+    /// `127.0.0.1`) is in [`RedisServer::ca_file`]; clients are not asked for certificates.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).expect("write key");
+        let mut server = RedisServer {
+            process: None,
+            port: 0,
+            ca_file: Some(cert_file),
+            dir,
+        };
+        server.launch(None);
+        server
+    }
+
+    /// Starts the process (on `port`, or on a fresh ephemeral port, retried if it was taken).
+    fn launch(&mut self, port: Option<u16>) {
+        for _ in 0..PORT_ATTEMPTS {
+            let port = port.unwrap_or_else(free_port);
+            let mut args: Vec<String> = match &self.ca_file {
+                Some(cert) => vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    cert.display().to_string(),
+                    "--tls-key-file".into(),
+                    self.dir.path().join("key.pem").display().to_string(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ],
+                None => vec!["--port".into(), port.to_string()],
+            };
+            args.extend(["--loglevel".into(), "notice".into()]);
+            let Some(mut process) = Process::spawn(self.dir.path(), &format!("redis-{port}"), &args) else {
+                continue;
+            };
+            self.port = port;
+            let (url, ca) = (self.url(), self.ca_file.clone());
+            process.wait_until("PING answer", || answers_ping(&url, ca.as_deref()));
+            self.process = Some(process);
+            return;
+        }
+        panic!("redis-server could not get a free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    /// `redis://127.0.0.1:P`, or `rediss://localhost:P` for a TLS server.
+    pub fn url(&self) -> String {
+        match self.ca_file {
+            Some(_) => format!("rediss://localhost:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The PEM certificate to trust (TLS servers only).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Store settings pointing at this server (trusting its certificate when it is a TLS one).
+    pub fn config(&self) -> RedisConfig {
+        store_config(vec![self.url()], false, self.ca_file.clone())
+    }
+
+    /// A synchronous connection for inspecting what the store wrote.
+    pub fn raw(&self) -> redis::Connection {
+        raw_connection(&self.url(), self.ca_file()).expect("raw connection to redis-server")
+    }
+
+    /// Kills the server (it stays stopped until [`RedisServer::restart`]).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts a stopped server again on the same port (data is gone: nothing is persisted).
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        self.launch(Some(port));
+    }
+}
+
+/// A 3-master Redis Cluster (no replicas) made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    nodes: Vec<Process>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them and waits for `cluster_state:ok` on all.
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes = Vec::new();
+        let mut ports = Vec::new();
+        while nodes.len() < 3 {
+            let mut started = None;
+            for _ in 0..PORT_ATTEMPTS {
+                // The cluster bus gets its own ephemeral port: the default (port + 10000) may be
+                // above 65535 or taken.
+                let (port, bus) = (free_port(), free_port());
+                if port == bus {
+                    continue;
+                }
+                let args: Vec<String> = [
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-config-file",
+                    &dir.path().join(format!("nodes-{port}.conf")).display().to_string(),
+                    "--cluster-node-timeout",
+                    "5000",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                if let Some(p) = Process::spawn(dir.path(), &format!("node-{port}"), &args) {
+                    started = Some((p, port));
+                    break;
+                }
+            }
+            let (mut process, port) = started.expect("a cluster node could not get free ports");
+            let url = format!("redis://127.0.0.1:{port}");
+            process.wait_until("PING answer", || answers_ping(&url, None));
+            nodes.push(process);
+            ports.push(port);
+        }
+
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli (is it installed? scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        for (process, port) in nodes.iter_mut().zip(&ports) {
+            let url = format!("redis://127.0.0.1:{port}");
+            process.wait_until("cluster_state:ok", || {
+                raw_connection(&url, None)
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            });
+        }
+        RedisCluster {
+            nodes,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    /// `redis://127.0.0.1:P` of every master.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect()
+    }
+
+    /// Store settings for cluster mode, seeded with every node.
+    pub fn config(&self) -> RedisConfig {
+        store_config(self.urls(), true, None)
+    }
+
+    /// Synchronous connections to each master, for inspecting where keys went.
+    pub fn raw_nodes(&self) -> Vec<redis::Connection> {
+        self.urls()
+            .iter()
+            .map(|u| raw_connection(u, None).expect("raw connection to a cluster node"))
+            .collect()
+    }
+}

@@ -1,0 +1,248 @@
+//! The Redis store: the shared conformance suite against a real standalone server, a real
+//! 3-master cluster and a TLS server; errors when Redis is gone (never "not found"), recovery
+//! when it is back; and the broker end to end on Redis.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consent_broker::store::{CasOutcome, RedisStore, Store, StoreError, conformance};
+use reqwest::StatusCode;
+
+use crate::common::broker::BrokerOptions;
+use crate::common::flows::World;
+use crate::common::redis::{RedisCluster, RedisServer};
+
+async fn connect(config: &consent_broker::config::RedisConfig) -> Arc<RedisStore> {
+    Arc::new(RedisStore::connect(config).await.expect("connect to Redis"))
+}
+
+#[tokio::test]
+async fn standalone_passes_the_store_suite() {
+    let server = RedisServer::start();
+    let store = connect(&server.config()).await;
+    conformance::run(store.as_ref()).await;
+    conformance::concurrent_take(store.clone()).await;
+}
+
+#[tokio::test]
+async fn records_are_prefixed_hashes_with_redis_expiry() {
+    let server = RedisServer::start();
+    let store = connect(&server.config()).await;
+    let mut raw = server.raw();
+
+    store
+        .put("k", b"\x00bytes\xff".to_vec(), Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg("cb:k").query(&mut raw).unwrap();
+    let fields: std::collections::HashMap<_, _> = fields.into_iter().collect();
+    assert_eq!(fields["v"], b"1");
+    assert_eq!(fields["d"], b"\x00bytes\xff", "values are stored as raw bytes");
+    let pttl: i64 = redis::cmd("PTTL").arg("cb:k").query(&mut raw).unwrap();
+    assert!(pttl > 0 && pttl <= 10_000, "{pttl}");
+
+    // A write without a TTL removes the old expiry, as in the other backends.
+    assert_eq!(store.put("k", b"x".to_vec(), None).await.unwrap(), 2);
+    let pttl: i64 = redis::cmd("PTTL").arg("cb:k").query(&mut raw).unwrap();
+    assert_eq!(pttl, -1);
+    assert_eq!(
+        store
+            .compare_and_swap("k", 2, b"y".to_vec(), Some(Duration::from_secs(5)))
+            .await
+            .unwrap(),
+        CasOutcome::Written(3)
+    );
+    let pttl: i64 = redis::cmd("PTTL").arg("cb:k").query(&mut raw).unwrap();
+    assert!(pttl > 0 && pttl <= 5_000, "{pttl}");
+
+    // Nothing outside the prefix.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut raw).unwrap();
+    assert_eq!(keys, ["cb:k"]);
+
+    // A record someone else mangled is reported as corrupt, not as absent.
+    let _: () = redis::cmd("HDEL").arg("cb:k").arg("v").query(&mut raw).unwrap();
+    assert!(matches!(store.get("k").await, Err(StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn cluster_passes_the_store_suite() {
+    let cluster = RedisCluster::start();
+    let store = connect(&cluster.config()).await;
+    conformance::run(store.as_ref()).await;
+    conformance::concurrent_take(store.clone()).await;
+}
+
+#[tokio::test]
+async fn cluster_spreads_connection_keys_over_slots_and_nodes() {
+    let cluster = RedisCluster::start();
+    let store = connect(&cluster.config()).await;
+    let ids: Vec<String> = (0..50).map(|i| format!("conn_{i:02}")).collect();
+
+    for id in &ids {
+        let key = format!("conn:{{{id}}}");
+        assert_eq!(store.put(&key, id.as_bytes().to_vec(), None).await.unwrap(), 1);
+        assert_eq!(
+            store.compare_and_swap(&key, 1, b"v2".to_vec(), None).await.unwrap(),
+            CasOutcome::Written(2)
+        );
+        assert!(!store.insert_new(&key, b"no".to_vec(), None).await.unwrap());
+        assert_eq!(store.get(&key).await.unwrap().map(|v| v.version), Some(2));
+        let once = format!("handoff:{{{id}}}");
+        store
+            .put(&once, b"h".to_vec(), Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(store.take(&once).await.unwrap(), Some(b"h".to_vec()));
+    }
+
+    let mut nodes = cluster.raw_nodes();
+    // The hash tag decides the slot: the prefixed record key and any other key tagged with the
+    // same connection id (a future lease or fencing key) share it.
+    let mut slots = HashSet::new();
+    for id in &ids {
+        let slot = |key: String, node: &mut redis::Connection| -> i64 {
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(node).unwrap()
+        };
+        let record = slot(format!("cb:conn:{{{id}}}"), &mut nodes[0]);
+        assert_eq!(record, slot(id.clone(), &mut nodes[0]));
+        assert_eq!(record, slot(format!("cb:lease:{{{id}}}"), &mut nodes[0]));
+        slots.insert(record);
+    }
+    assert!(slots.len() > 40, "50 ids fall into many slots: {}", slots.len());
+
+    // Every master holds some of them, and together exactly the 50 records (takes left none).
+    let mut total = 0;
+    for node in &mut nodes {
+        let keys: Vec<String> = redis::cmd("KEYS").arg("cb:conn:*").query(node).unwrap();
+        assert!(!keys.is_empty(), "a master holds none of the 50 keys");
+        total += keys.len();
+    }
+    assert_eq!(total, 50);
+
+    for id in &ids {
+        assert!(store.delete(&format!("conn:{{{id}}}")).await.unwrap());
+    }
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_passes_the_store_suite_with_a_trusted_certificate() {
+    let server = RedisServer::start_tls();
+    assert!(server.url().starts_with("rediss://localhost:"));
+    let store = connect(&server.config()).await;
+    conformance::run(store.as_ref()).await;
+    conformance::concurrent_take(store.clone()).await;
+}
+
+#[tokio::test]
+async fn tls_refuses_an_untrusted_certificate() {
+    let server = RedisServer::start_tls();
+    let mut config = server.config();
+    config.tls_ca_file = None; // the system roots do not know the test certificate
+    let err = RedisStore::connect(&config).await.expect_err("must not connect");
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+
+    // Plain text to the TLS port fails too, rather than talking in the clear.
+    let mut config = server.config();
+    config.urls = vec![format!("redis://127.0.0.1:{}", server.port())];
+    config.tls_ca_file = None;
+    assert!(RedisStore::connect(&config).await.is_err());
+}
+
+#[tokio::test]
+async fn a_store_error_is_an_error_not_none_and_the_store_reconnects() {
+    let mut server = RedisServer::start();
+    // With a password in the URL, which must never show up in an error.
+    let require_password = |server: &RedisServer| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg("s3cret")
+            .query(&mut server.raw())
+            .unwrap();
+    };
+    require_password(&server);
+    let mut config = server.config();
+    config.urls = vec![format!("redis://:s3cret@127.0.0.1:{}", server.port())];
+    let timeout = Duration::from_millis(300);
+    config.response_timeout = timeout;
+    config.connect_timeout = Duration::from_millis(200);
+    let store = connect(&config).await;
+    store.put("a", b"1".to_vec(), None).await.unwrap();
+
+    server.stop();
+    // The first call finds the connection dropped; later ones wait for a reconnect that cannot
+    // succeed. Every one fails within the response timeout (plus scheduling slack), as an error.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let got = store.get("a").await;
+        let took = started.elapsed();
+        match got {
+            Err(StoreError::Backend(message)) => {
+                assert!(message.starts_with("redis "), "{message}");
+                assert!(!message.contains("s3cret"), "the password leaked: {message}");
+            }
+            other => panic!("a dead Redis must be an error, got {other:?}"),
+        }
+        assert!(took < timeout + Duration::from_millis(400), "took {took:?}");
+    }
+    assert!(store.ping().await.is_err());
+    assert!(store.take("a").await.is_err());
+    assert!(store.insert_new("z", b"1".to_vec(), None).await.is_err());
+
+    // Back on the same port (empty: nothing was persisted): the store reconnects by itself.
+    server.restart();
+    require_password(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.ping().await {
+            Ok(()) => break,
+            Err(e) if Instant::now() > deadline => panic!("no reconnect: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(store.get("a").await.unwrap(), None);
+    assert_eq!(store.put("a", b"2".to_vec(), None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn broker_signs_in_serves_and_refreshes_tokens_on_redis() {
+    let server = RedisServer::start();
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            store: format!("backend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"e2e:\"", server.url()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = w.http.get(format!("{}/readyz", w.broker.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let conn = w.connect(&w.upn("alice")).await;
+    let (status, first) = w.token(&conn, None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(w.sim.token_grants("refresh_token").await, 0);
+
+    // Entra's access tokens live about an hour: asking for two hours forces a refresh.
+    let (status, second) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(first["access_token"], second["access_token"]);
+    assert_eq!(w.sim.token_grants("refresh_token").await, 1);
+    let (_, third) = w.token(&conn, None).await;
+    assert_eq!(third["access_token"], second["access_token"]);
+
+    // The connection lives in Redis under its hash-tagged key, written by the sign-in and the
+    // refresh's compare-and-swap; the single-use flow state and handoff code are gone.
+    let mut raw = server.raw();
+    let version: u64 = redis::cmd("HGET")
+        .arg(format!("e2e:conn:{{{conn}}}"))
+        .arg("v")
+        .query(&mut raw)
+        .unwrap();
+    assert!(version >= 2, "{version}");
+    let flows: Vec<String> = redis::cmd("KEYS").arg("e2e:flow:*").query(&mut raw).unwrap();
+    let handoffs: Vec<String> = redis::cmd("KEYS").arg("e2e:handoff:*").query(&mut raw).unwrap();
+    assert!(flows.is_empty() && handoffs.is_empty(), "{flows:?} {handoffs:?}");
+}
