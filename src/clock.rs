@@ -8,6 +8,11 @@ pub fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Milliseconds since the Unix epoch (for ordering events within one second).
+pub fn now_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Formats Unix seconds as RFC 3339 (UTC, `Z`).
 pub fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)

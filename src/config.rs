@@ -203,6 +203,8 @@ struct RawConnector {
     api_key_hashes: Vec<String>,
     #[serde(default = "default_tenant")]
     tenant: String,
+    #[serde(default)]
+    publisher_verified: bool,
 }
 
 fn default_shutdown_grace() -> u64 {
@@ -433,6 +435,8 @@ pub struct ConnectorConfig {
     pub api_key_hashes: Vec<String>,
     /// Tenant segment for sign-ins without a tenant hint (`organizations`, a GUID or a domain).
     pub tenant: String,
+    /// Whether the app's publisher is verified by Microsoft (changes what the approval page says).
+    pub publisher_verified: bool,
 }
 
 impl Config {
@@ -647,6 +651,7 @@ impl Config {
                 return_urls,
                 api_key_hashes,
                 tenant: c.tenant,
+                publisher_verified: c.publisher_verified,
             });
         }
 

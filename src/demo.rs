@@ -137,7 +137,7 @@ async fn start_simulator(bin: &Path, dir: &Path, broker_url: &str, secret: &str)
         "apps": [{
             "client_id": CLIENT_ID,
             "display_name": "Demo Files Connector",
-            "redirect_uris": [format!("{broker_url}/v1/callback")],
+            "redirect_uris": [format!("{broker_url}/v1/callback"), format!("{broker_url}/v1/admin-consent/callback")],
             "secrets": [{"value": secret}]
         }]
     });

@@ -2,6 +2,7 @@
 //! Microsoft Entra ID. See README.md for the big picture and `../shared/contract` for the API.
 
 pub mod app;
+pub mod approval;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -250,6 +250,64 @@ impl EntraClient {
         }
     }
 
+    /// The tenant GUID for a tenant segment: a GUID as is; a domain via its OpenID metadata
+    /// (whose issuer names the GUID); `None` for `organizations`/`common`/`consumers` or when the
+    /// lookup fails (callers then show the domain and match approvals on the callback's GUID).
+    pub async fn resolve_tenant(&self, tenant: &str) -> Option<String> {
+        if uuid::Uuid::parse_str(tenant).is_ok() {
+            return Some(tenant.to_ascii_lowercase());
+        }
+        if matches!(tenant, "organizations" | "common" | "consumers") || !crate::config::is_tenant_segment(tenant) {
+            return None;
+        }
+        #[derive(Deserialize)]
+        struct Metadata {
+            issuer: String,
+        }
+        let url = self.endpoint(tenant, "v2.0/.well-known/openid-configuration");
+        let response = self.http.get(&url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let metadata: Metadata = response.json().await.ok()?;
+        metadata
+            .issuer
+            .trim_end_matches('/')
+            .trim_end_matches("/v2.0")
+            .rsplit('/')
+            .next()
+            .filter(|t| uuid::Uuid::parse_str(t).is_ok())
+            .map(str::to_ascii_lowercase)
+    }
+
+    /// The v2.0 admin-consent URL (entra.md §3.1): explicit scopes, each qualified with its resource.
+    pub fn admin_consent_url(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        scopes: &[String],
+        redirect_uri: &str,
+        state: &str,
+    ) -> Result<Url, String> {
+        let scope: Vec<String> = scopes
+            .iter()
+            .map(|s| {
+                if s.contains("://") || crate::approval::permissions::is_oidc(s) {
+                    s.clone()
+                } else {
+                    format!("{}{s}", crate::approval::permissions::GRAPH)
+                }
+            })
+            .collect();
+        let mut url = Url::parse(&self.endpoint(tenant, "v2.0/adminconsent")).map_err(|e| e.to_string())?;
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("scope", &scope.join(" "))
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state);
+        Ok(url)
+    }
+
     /// Fetches a tenant's published signing keys.
     pub async fn signing_keys(&self, tenant: &str) -> Result<Vec<PublishedKey>, String> {
         #[derive(Deserialize)]

@@ -190,6 +190,7 @@ pub async fn create_session(state: &AppState, caller: &str, req: &SessionRequest
         category: None,
         aadsts: None,
         connection_id: None,
+        approval_flow: None,
     };
     let token = random_token();
     state
@@ -242,6 +243,39 @@ pub async fn start_from_connect_token(state: &AppState, token: &str) -> Result<U
             state: session.state.clone(),
             tenant: session.tenant.clone(),
             login_hint: session.login_hint.clone(),
+        },
+    )
+    .await
+}
+
+/// Starts a new flow with an approval page's connector, user hint, tenant and return URL ("continue").
+pub async fn start_for_approval(
+    state: &AppState,
+    approval: &crate::store::records::Approval,
+) -> Result<Url, FlowError> {
+    let connector = state
+        .connector(&approval.connector)
+        .ok_or(FlowError::UnknownConnector)?;
+    if let Some(id) = &approval.session_id
+        && let Some(session) = state.records.session(&approval.connector, id).await?
+        && session.status == SessionStatus::Completed
+    {
+        return Err(FlowError::SessionCompleted);
+    }
+    let return_url = match &approval.return_url {
+        Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
+        None => None,
+    };
+    let tenant = approval.tenant_id.clone().unwrap_or_else(|| approval.tenant.clone());
+    start(
+        state,
+        connector,
+        approval.session_id.clone(),
+        Hints {
+            return_url,
+            state: approval.connector_state.clone(),
+            tenant: Some(tenant),
+            login_hint: approval.login_hint.clone(),
         },
     )
     .await
@@ -414,6 +448,10 @@ pub enum CallbackOutcome {
 
 /// A flow that Entra refused, with what the error page needs.
 pub struct FailedFlow {
+    /// The approval page, when the tenant must approve (the callback redirects there).
+    pub approval_path: Option<String>,
+    /// The connector's application (client) id, for instructions to admins.
+    pub client_id: String,
     /// The classification.
     pub classification: Classification,
     /// Connector display name.
@@ -435,7 +473,7 @@ pub async fn callback(state: &AppState, params: CallbackParams) -> Result<Callba
         .await?
         .ok_or(FlowError::InvalidState)?;
     let connector = state.connector(&flow.connector).ok_or(FlowError::InvalidState)?.clone();
-    let result = match (params.error, params.code) {
+    let mut result = match (params.error, params.code) {
         (Some(err), _) => Ok(fail(&flow, &connector, classify(&err))),
         (None, Some(code)) if !code.is_empty() => complete(state, &flow, &connector, &code).await,
         _ => Err(FlowError::InvalidParameter {
@@ -443,6 +481,12 @@ pub async fn callback(state: &AppState, params: CallbackParams) -> Result<Callba
             message: "is missing",
         }),
     };
+    if let Ok(CallbackOutcome::Failed(failed)) = &mut result
+        && crate::approval::needs_approval_page(failed.classification.category)
+    {
+        let id = crate::approval::record(state, &flow, &failed.classification).await?;
+        failed.approval_path = Some(crate::approval::page_path(&id));
+    }
     record_outcome(state, &flow, &result).await;
     result
 }
@@ -466,6 +510,8 @@ fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> Callback
         return_url::with_params(&u, &params)
     });
     CallbackOutcome::Failed(FailedFlow {
+        approval_path: None,
+        client_id: connector.client_id.clone(),
         classification: c,
         connector_name: connector.display_name.clone(),
         back_url,
@@ -609,6 +655,7 @@ async fn record_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackO
             session.status = SessionStatus::Completed;
             session.category = None;
             session.aadsts = None;
+            session.approval_flow = None;
             session.connection_id = Some(connection_id.clone());
         }
         Ok(CallbackOutcome::Failed(f)) => {
@@ -619,6 +666,7 @@ async fn record_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackO
             };
             session.category = Some(c.category.as_str().to_string());
             session.aadsts = c.primary_code();
+            session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
         }
         Err(e) => {
             session.status = SessionStatus::Failed;

@@ -93,7 +93,7 @@ pub async fn get_session(
         "status": status,
         "category": session.category,
         "aadsts": session.aadsts,
-        "approval_url": serde_json::Value::Null,
+        "approval_url": session.approval_flow.as_deref().map(|id| state.public(&crate::approval::page_path(id))),
         "connection_id": if status == "completed" { session.connection_id } else { None },
         "expires_at": rfc3339(session.expires_at),
     })))

@@ -8,7 +8,7 @@ use super::error::PageError;
 use super::found;
 use super::pages::{self, PageContent};
 use crate::app::AppState;
-use crate::flow::{self, AuthorizeQuery, CallbackOutcome, CallbackParams};
+use crate::flow::{self, AuthorizeQuery, CallbackOutcome, CallbackParams, FailedFlow};
 
 /// `Query<T>` whose rejections are readable pages.
 #[derive(FromRequestParts)]
@@ -55,6 +55,10 @@ pub async fn callback(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
             page.code = Some(handoff_code.expose().to_string());
             Ok(pages::render(StatusCode::OK, &page))
         }
+        CallbackOutcome::Failed(FailedFlow {
+            approval_path: Some(path),
+            ..
+        }) => Ok(found(&state.public(&path))),
         CallbackOutcome::Failed(failed) => {
             let c = &failed.classification;
             let (user_message, admin_message) = (c.user_message(), c.admin_message());
@@ -63,6 +67,12 @@ pub async fn callback(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
                 "For your IT team or {}: {admin_message}",
                 failed.connector_name
             ));
+            if c.reason == Some("user_not_assigned") {
+                page.paragraphs.push(format!(
+                    "Ask your administrator to assign you to the enterprise application \u{201c}{}\u{201d} (application ID {}) under Enterprise applications > Users and groups.",
+                    failed.connector_name, failed.client_id
+                ));
+            }
             if let Some(url) = &failed.back_url {
                 page.action = Some((format!("Back to {}", failed.connector_name), url.to_string()));
             }

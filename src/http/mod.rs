@@ -1,8 +1,10 @@
 //! HTTP: the router, the security headers every response carries, and the handlers.
 
 pub mod api;
+pub mod approval;
 pub mod browser;
 pub mod error;
+pub mod i18n;
 pub mod pages;
 
 use axum::Router;
@@ -18,8 +20,7 @@ use error::ApiError;
 /// Largest request body accepted (the contract's largest is a 64 KiB `explain` text).
 const MAX_BODY: usize = 80 * 1024;
 
-const CSP: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Builds the broker's router.
 pub fn router(state: AppState) -> Router {
@@ -44,6 +45,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connect/{token}", get(browser::connect))
         .route("/v1/authorize", get(browser::authorize))
         .route("/v1/callback", get(browser::callback))
+        .route("/v1/approval/{flow_id}", get(approval::page))
+        .route("/v1/approval/{flow_id}/status", get(approval::status))
+        .route("/v1/approval/{flow_id}/continue", get(approval::continue_flow))
+        .route("/v1/admin-consent/start", get(approval::admin_consent_start))
+        .route("/v1/admin-consent/callback", get(approval::admin_consent_callback))
+        .route("/assets/approval.js", get(script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/assets/broker.css", get(stylesheet))
@@ -78,6 +85,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         }
     }
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/approval.js"),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {

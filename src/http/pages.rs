@@ -4,9 +4,13 @@ use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
+use super::i18n::{Lang, Texts};
+
 /// What a page shows. One template serves every broker page: message, error, copy-this-code.
 #[derive(Debug, Clone, Default)]
 pub struct PageContent {
+    /// The page's language (labels and `lang`).
+    pub lang: Lang,
     /// `<title>` and heading.
     pub title: String,
     /// The main sentence.
@@ -36,11 +40,18 @@ impl PageContent {
 #[template(path = "page.html", config = "src/http/askama.toml")]
 struct PageTemplate<'a> {
     page: &'a PageContent,
+    lang: &'static str,
+    t: &'static Texts,
 }
 
 /// Renders a page with a status.
 pub fn render(status: StatusCode, content: &PageContent) -> Response {
-    match (PageTemplate { page: content }).render() {
+    let template = PageTemplate {
+        page: content,
+        lang: content.lang.code(),
+        t: content.lang.texts(),
+    };
+    match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "page template failed");

@@ -56,6 +56,9 @@ pub struct ConnectSession {
     pub aadsts: Option<u32>,
     /// Set once a flow completed.
     pub connection_id: Option<String>,
+    /// The approval page of the latest flow, when it needs the tenant's approval.
+    #[serde(default)]
+    pub approval_flow: Option<String>,
 }
 
 /// Where a connect token points.
@@ -392,5 +395,169 @@ mod tests {
         ] {
             assert!(!key.contains('{') && !key.contains('}'), "{key}");
         }
+    }
+}
+
+/// A flow that needs the tenant's approval, kept for the approval page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Approval {
+    /// The failed flow's id (the page's id).
+    pub flow_id: String,
+    /// Connector.
+    pub connector: String,
+    /// The connect session, for "continue".
+    pub session_id: Option<String>,
+    /// Return URL, for "continue".
+    pub return_url: Option<String>,
+    /// Connector state, for "continue".
+    pub connector_state: Option<String>,
+    /// UPN hint, for "continue".
+    pub login_hint: Option<String>,
+    /// Tenant segment the flow used (GUID, domain or `organizations`).
+    pub tenant: String,
+    /// Tenant GUID, when it could be resolved.
+    pub tenant_id: Option<String>,
+    /// What to call the tenant on the page (a domain or GUID).
+    pub tenant_label: Option<String>,
+    /// Category of the error.
+    pub category: String,
+    /// AADSTS code of the error.
+    pub aadsts: Option<u32>,
+    /// Unix milliseconds (approvals are ordered against it, often within the same second).
+    pub created_at_ms: i64,
+    /// Unix seconds after which the page says "expired".
+    pub expires_at: i64,
+}
+
+/// A tenant's recorded admin consent for a connector.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TenantApproval {
+    /// Tenant GUID.
+    pub tenant_id: String,
+    /// Scopes the admin granted, as Entra reported them.
+    pub scopes: Vec<String>,
+    /// Unix milliseconds.
+    pub approved_at_ms: i64,
+}
+
+/// An admin-consent round trip in progress (stored under its state).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AdminConsentState {
+    /// Connector.
+    pub connector: String,
+    /// Tenant segment sent to Entra.
+    pub tenant: String,
+    /// Tenant GUID the callback must report, when known in advance.
+    pub expected_tenant_id: Option<String>,
+    /// The approval page that started it.
+    pub flow_id: Option<String>,
+}
+
+fn approval_key(flow_id: &str) -> String {
+    format!("approval:{flow_id}")
+}
+fn tenant_approval_key(connector: &str, tenant_id: &str) -> String {
+    format!("tenantapproval:{connector}:{tenant_id}")
+}
+fn tenant_approvals_index_key(connector: &str) -> String {
+    format!("tenantapprovals:{connector}")
+}
+fn admin_consent_key(state: &str) -> String {
+    format!("adminconsent:{}", sha256_hex(state))
+}
+
+impl Records {
+    /// Stores an approval page's record, kept `retention` past its expiry so the page can say "expired".
+    pub async fn put_approval(&self, approval: &Approval, retention: Duration) -> Result<(), StoreError> {
+        let ttl = (approval.expires_at - crate::clock::now_unix()).max(0) as u64 + retention.as_secs();
+        self.store
+            .put(
+                &approval_key(&approval.flow_id),
+                encode(approval),
+                Some(Duration::from_secs(ttl)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// An approval page's record.
+    pub async fn approval(&self, flow_id: &str) -> Result<Option<Approval>, StoreError> {
+        Ok(self.get(&approval_key(flow_id)).await?.map(|(a, _)| a))
+    }
+
+    /// Records (or replaces) a tenant's admin consent for a connector.
+    pub async fn put_tenant_approval(&self, connector: &str, approval: &TenantApproval) -> Result<(), StoreError> {
+        self.store
+            .put(
+                &tenant_approval_key(connector, &approval.tenant_id),
+                encode(approval),
+                None,
+            )
+            .await?;
+        // The index lists which tenants approved, for "you approved a different tenant" hints.
+        let index = tenant_approvals_index_key(connector);
+        loop {
+            match self.get::<Vec<String>>(&index).await? {
+                Some((ids, _)) if ids.contains(&approval.tenant_id) => return Ok(()),
+                Some((mut ids, version)) => {
+                    ids.push(approval.tenant_id.clone());
+                    if self.store.compare_and_swap(&index, version, encode(&ids), None).await? != CasOutcome::Conflict {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    if self
+                        .store
+                        .insert_new(&index, encode(&vec![approval.tenant_id.clone()]), None)
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tenant's recorded admin consent for a connector.
+    pub async fn tenant_approval(
+        &self,
+        connector: &str,
+        tenant_id: &str,
+    ) -> Result<Option<TenantApproval>, StoreError> {
+        Ok(self
+            .get(&tenant_approval_key(connector, tenant_id))
+            .await?
+            .map(|(a, _)| a))
+    }
+
+    /// Tenants that approved a connector.
+    pub async fn approved_tenants(&self, connector: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .get(&tenant_approvals_index_key(connector))
+            .await?
+            .map(|(ids, _)| ids)
+            .unwrap_or_default())
+    }
+
+    /// Stores an admin-consent state (single use).
+    pub async fn put_admin_consent(
+        &self,
+        state: &str,
+        value: &AdminConsentState,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        if !self
+            .store
+            .insert_new(&admin_consent_key(state), encode(value), Some(ttl))
+            .await?
+        {
+            return Err(StoreError::Backend("state collision".into()));
+        }
+        Ok(())
+    }
+
+    /// Takes an admin-consent state: it works once.
+    pub async fn take_admin_consent(&self, state: &str) -> Result<Option<AdminConsentState>, StoreError> {
+        self.take(&admin_consent_key(state)).await
     }
 }

@@ -39,7 +39,8 @@ impl World {
     /// A world whose simulator config is adjusted by `tweak`.
     pub async fn with(tweak: impl FnOnce(&mut Value), opts: BrokerOptions) -> World {
         let reserved = Reserved::new();
-        let mut config = standard_config(&[&reserved.callback()]);
+        let admin_callback = format!("{}/v1/admin-consent/callback", reserved.url);
+        let mut config = standard_config(&[&reserved.callback(), &admin_callback]);
         tweak(&mut config);
         let sim = Sim::start(config.clone()).await;
         let broker = Broker::start(reserved, sim.base_url(), opts).await;

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real processes, started and cleaned up per test.
 #![allow(dead_code)]
 pub mod broker;
+pub mod browser;
 pub mod flows;
 pub mod redis;
 pub mod sim;

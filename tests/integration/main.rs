@@ -3,6 +3,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod approval;
+mod browser;
 mod cli;
 mod explain;
 mod happy;

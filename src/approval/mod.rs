@@ -1,0 +1,365 @@
+//! The approval experience: when a tenant must approve a connector, the flow ends on an approval
+//! page that explains it, gives the admin a one-click consent link, notices the approval by itself
+//! and continues. Admin consent comes back to the broker, which records the tenant's approval;
+//! every waiting page of that tenant and connector then reads "approved".
+
+pub mod permissions;
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::app::AppState;
+use crate::clock::now_unix;
+use crate::crypto::random_token;
+use crate::entra::{Category, Classification, EntraError, classify};
+use crate::flow::FlowError;
+use crate::store::StoreError;
+use crate::store::records::{AdminConsentState, Approval, Flow, TenantApproval};
+
+/// How long an approval page waits for the approval.
+pub const APPROVAL_TTL: Duration = Duration::from_secs(24 * 3_600);
+/// How long an expired approval page is kept so it can say "expired".
+const RETENTION: Duration = Duration::from_secs(24 * 3_600);
+
+/// Categories whose flows end on the approval page.
+pub fn needs_approval_page(category: Category) -> bool {
+    matches!(category, Category::AdminApprovalRequired | Category::ConsentRequired)
+}
+
+/// The page path for an approval.
+pub fn page_path(flow_id: &str) -> String {
+    format!("/v1/approval/{flow_id}")
+}
+
+/// The domain of a UPN hint (`frank@fabrikam.com` → `fabrikam.com`).
+fn hint_domain(login_hint: Option<&str>) -> Option<String> {
+    let domain = login_hint?.rsplit_once('@')?.1.to_ascii_lowercase();
+    crate::config::is_tenant_segment(&domain).then_some(domain)
+}
+
+fn is_generic_tenant(t: &str) -> bool {
+    matches!(t, "organizations" | "common" | "consumers")
+}
+
+/// Records an approval page for a flow Entra refused for want of approval.
+pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result<String, StoreError> {
+    // Which organization: the flow's own tenant when it named one, else the user's domain.
+    let named = (!is_generic_tenant(&flow.tenant)).then(|| flow.tenant.clone());
+    let label = named.clone().or_else(|| hint_domain(flow.login_hint.as_deref()));
+    let tenant_id = match &label {
+        Some(t) => state.entra.resolve_tenant(t).await,
+        None => None,
+    };
+    let now = now_unix();
+    let approval = Approval {
+        flow_id: flow.id.clone(),
+        connector: flow.connector.clone(),
+        session_id: flow.session_id.clone(),
+        return_url: flow.return_url.clone(),
+        connector_state: flow.connector_state.clone(),
+        login_hint: flow.login_hint.clone(),
+        tenant: named
+            .or_else(|| tenant_id.clone())
+            .unwrap_or_else(|| flow.tenant.clone()),
+        tenant_id,
+        tenant_label: label,
+        category: c.category.as_str().to_string(),
+        aadsts: c.primary_code(),
+        created_at_ms: crate::clock::now_millis(),
+        expires_at: now + APPROVAL_TTL.as_secs() as i64,
+    };
+    state.records.put_approval(&approval, RETENTION).await?;
+    tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_deref().unwrap_or("?"), "approval page opened");
+    Ok(flow.id.clone())
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for the admin.
+    Pending,
+    /// The tenant approved the connector after the page was opened.
+    Approved,
+    /// The page waited too long.
+    Expired,
+}
+
+impl Status {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Expired => "expired",
+        }
+    }
+}
+
+/// The approval's current status.
+pub async fn status(state: &AppState, approval: &Approval) -> Result<Status, StoreError> {
+    if let Some(tid) = &approval.tenant_id
+        && let Some(ta) = state.records.tenant_approval(&approval.connector, tid).await?
+        && ta.approved_at_ms > approval.created_at_ms
+    {
+        return Ok(Status::Approved);
+    }
+    Ok(if approval.expires_at <= now_unix() {
+        Status::Expired
+    } else {
+        Status::Pending
+    })
+}
+
+/// Why it might still fail although the tenant approved before (shown on the page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Diagnosis {
+    /// The connector asks for scopes the approval did not cover.
+    NewScopes {
+        /// When the tenant approved (Unix seconds).
+        approved_at: i64,
+        /// Scopes not covered.
+        missing: Vec<String>,
+    },
+    /// Everything asked for was approved: the likely cause is user assignment.
+    AssignmentLikely {
+        /// When the tenant approved.
+        approved_at: i64,
+    },
+    /// Other tenants approved, not this one.
+    OtherTenant,
+}
+
+/// Compares what was approved with what fails now.
+pub async fn diagnose(state: &AppState, approval: &Approval) -> Result<Option<Diagnosis>, StoreError> {
+    let Some(connector) = state.connector(&approval.connector) else {
+        return Ok(None);
+    };
+    if let Some(tid) = &approval.tenant_id {
+        if let Some(ta) = state.records.tenant_approval(&approval.connector, tid).await?
+            && ta.approved_at_ms <= approval.created_at_ms
+        {
+            let granted: Vec<String> = ta
+                .scopes
+                .iter()
+                .map(|s| permissions::short_name(s).to_ascii_lowercase())
+                .collect();
+            let missing: Vec<String> = connector
+                .scopes
+                .iter()
+                .filter(|s| !permissions::is_oidc(s))
+                .filter(|s| !granted.contains(&permissions::short_name(s).to_ascii_lowercase()))
+                .cloned()
+                .collect();
+            return Ok(Some(if missing.is_empty() {
+                Diagnosis::AssignmentLikely {
+                    approved_at: ta.approved_at_ms / 1000,
+                }
+            } else {
+                Diagnosis::NewScopes {
+                    approved_at: ta.approved_at_ms / 1000,
+                    missing,
+                }
+            }));
+        }
+        let others = state.records.approved_tenants(&approval.connector).await?;
+        if others.iter().any(|t| t != tid) {
+            return Ok(Some(Diagnosis::OtherTenant));
+        }
+    }
+    Ok(None)
+}
+
+/// The one-click admin-consent link for an approval page.
+pub fn admin_link(state: &AppState, approval: &Approval) -> String {
+    let mut url =
+        Url::parse(&state.public("/v1/admin-consent/start")).unwrap_or_else(|_| state.config.public_url.clone());
+    url.query_pairs_mut()
+        .append_pair("connector", &approval.connector)
+        .append_pair("tenant", approval.tenant_id.as_deref().unwrap_or(&approval.tenant))
+        .append_pair("flow", &approval.flow_id);
+    url.to_string()
+}
+
+/// `GET /v1/admin-consent/start`: a fresh single-use state and the Entra admin-consent URL.
+pub async fn admin_consent_start(
+    state: &AppState,
+    connector_id: &str,
+    tenant: &str,
+    flow_id: Option<&str>,
+) -> Result<Url, FlowError> {
+    let connector = state.connector(connector_id).ok_or(FlowError::UnknownConnector)?;
+    let tenant = tenant.to_ascii_lowercase();
+    // Entra: never `common` for admin consent (personal accounts cannot consent for a tenant).
+    if !crate::config::is_tenant_segment(&tenant) || matches!(tenant.as_str(), "common" | "consumers") {
+        return Err(FlowError::InvalidParameter {
+            field: "tenant",
+            message: "must be a tenant GUID, a domain or organizations",
+        });
+    }
+    if let Some(f) = flow_id
+        && (f.len() > 64 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    {
+        return Err(FlowError::InvalidParameter {
+            field: "flow",
+            message: "is not a flow id",
+        });
+    }
+    let expected_tenant_id = state.entra.resolve_tenant(&tenant).await;
+    let state_value = random_token();
+    state
+        .records
+        .put_admin_consent(
+            &state_value,
+            &AdminConsentState {
+                connector: connector.id.clone(),
+                tenant: tenant.clone(),
+                expected_tenant_id,
+                flow_id: flow_id.map(str::to_string),
+            },
+            state.config.flow.state_ttl,
+        )
+        .await?;
+    state
+        .entra
+        .admin_consent_url(
+            &tenant,
+            &connector.client_id,
+            &connector.scopes,
+            &state.public("/v1/admin-consent/callback"),
+            &state_value,
+        )
+        .map_err(FlowError::EntraProtocol)
+}
+
+/// How an admin-consent round trip ended.
+#[derive(Debug)]
+pub enum ConsentOutcome {
+    /// Recorded.
+    Approved {
+        /// Connector id.
+        connector: String,
+        /// Tenant GUID.
+        tenant_id: String,
+        /// The approval page that started it.
+        flow_id: Option<String>,
+    },
+    /// The admin cancelled.
+    Cancelled {
+        /// Connector id.
+        connector: String,
+    },
+    /// The account could not approve for the tenant.
+    NotAdmin {
+        /// Connector id.
+        connector: String,
+    },
+    /// Entra approved another tenant than the one asked for.
+    WrongTenant,
+    /// Something else went wrong.
+    Failed {
+        /// Connector id.
+        connector: String,
+        /// Entra's error.
+        classification: Box<Classification>,
+    },
+}
+
+/// `GET /v1/admin-consent/callback`.
+pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result<ConsentOutcome, FlowError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(raw_query).map_err(|_| FlowError::InvalidParameter {
+            field: "query",
+            message: "is not a valid query string",
+        })?;
+    let get = |name: &str| -> Result<Option<&str>, FlowError> {
+        let mut values = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(FlowError::InvalidParameter {
+                field: "query",
+                message: "repeats a parameter",
+            });
+        }
+        if first.is_some_and(|v| v.len() > 8_192) {
+            return Err(FlowError::InvalidParameter {
+                field: "query",
+                message: "has a parameter that is too long",
+            });
+        }
+        Ok(first)
+    };
+    let state_value = get("state")?
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+        .ok_or(FlowError::InvalidState)?;
+    let pending = state
+        .records
+        .take_admin_consent(state_value)
+        .await?
+        .ok_or(FlowError::InvalidState)?;
+    let connector = pending.connector.clone();
+
+    if let Some(error) = get("error")? {
+        let err = EntraError {
+            error: Some(error.to_string()),
+            error_description: get("error_description")?.map(str::to_string),
+            error_subcode: get("error_subcode")?.map(str::to_string),
+            ..Default::default()
+        };
+        let c = classify(&err);
+        tracing::warn!(connector = %connector, category = %c.category, aadsts = ?c.aadsts, "admin consent not granted");
+        let cancelled = err.error_subcode.as_deref() == Some("cancel") || c.primary_code() == Some(65004);
+        return Ok(if cancelled {
+            ConsentOutcome::Cancelled { connector }
+        } else if matches!(c.category, Category::AdminApprovalRequired | Category::NotAssigned)
+            || matches!(c.primary_code(), Some(90093 | 50020 | 500201))
+        {
+            ConsentOutcome::NotAdmin { connector }
+        } else {
+            ConsentOutcome::Failed {
+                connector,
+                classification: Box::new(c),
+            }
+        });
+    }
+    if !get("admin_consent")?.is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(FlowError::InvalidParameter {
+            field: "admin_consent",
+            message: "is missing",
+        });
+    }
+    let tenant_id = get("tenant")?
+        .filter(|t| uuid::Uuid::parse_str(t).is_ok())
+        .ok_or(FlowError::InvalidParameter {
+            field: "tenant",
+            message: "must be the tenant GUID",
+        })?
+        .to_ascii_lowercase();
+    // The `tenant` parameter is not authenticated (entra.md §3.1): accept only the tenant asked for.
+    if pending.expected_tenant_id.as_ref().is_some_and(|t| *t != tenant_id) {
+        tracing::warn!(connector = %connector, "admin consent came back for another tenant than requested");
+        return Ok(ConsentOutcome::WrongTenant);
+    }
+    let scopes: Vec<String> = get("scope")?
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    state
+        .records
+        .put_tenant_approval(
+            &connector,
+            &TenantApproval {
+                tenant_id: tenant_id.clone(),
+                scopes,
+                approved_at_ms: crate::clock::now_millis(),
+            },
+        )
+        .await?;
+    tracing::info!(connector = %connector, tenant = %tenant_id, "tenant approved the connector");
+    Ok(ConsentOutcome::Approved {
+        connector,
+        tenant_id,
+        flow_id: pending.flow_id,
+    })
+}

@@ -1,0 +1,295 @@
+//! Page languages: English and German, chosen from `Accept-Language`. Every page text lives in
+//! one `Texts` value per language, so a missing translation is a compile error, not a blank.
+//! Placeholders are `{name}` and are filled with [`fill`].
+
+use axum::http::HeaderMap;
+
+/// A supported language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    /// English (default).
+    #[default]
+    En,
+    /// German.
+    De,
+}
+
+impl Lang {
+    /// The best supported language for an `Accept-Language` header (q-values honoured).
+    pub fn from_headers(headers: &HeaderMap) -> Lang {
+        let Some(value) = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Lang::En;
+        };
+        let mut best = (Lang::En, -1.0f32);
+        for part in value.split(',').take(20) {
+            let mut pieces = part.trim().split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("de") => Lang::De,
+                Some("en") => Lang::En,
+                _ => continue,
+            };
+            if q > best.1 {
+                best = (lang, q);
+            }
+        }
+        best.0
+    }
+
+    /// The `lang` attribute.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::De => "de",
+        }
+    }
+
+    /// This language's texts.
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::En => &EN,
+            Lang::De => &DE,
+        }
+    }
+}
+
+/// Replaces `{name}` placeholders.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
+}
+
+/// Every text the pages show.
+pub struct Texts {
+    /// "Details for support"
+    pub details: &'static str,
+    /// "Your code"
+    pub your_code: &'static str,
+    /// Hint under the code box.
+    pub code_help: &'static str,
+    /// Approval page title.
+    pub approval_title: &'static str,
+    /// "Organization: {tenant}"
+    pub organization: &'static str,
+    /// Unnamed organization.
+    pub your_organization: &'static str,
+    /// Status: waiting, workflow off.
+    pub status_pending: &'static str,
+    /// Status: request sent, workflow on.
+    pub status_requested: &'static str,
+    /// Status: approved.
+    pub status_approved: &'static str,
+    /// Status: expired.
+    pub status_expired: &'static str,
+    /// "What you can do now"
+    pub what_now: &'static str,
+    /// Branch: admin consent workflow off (90094 and relatives).
+    pub branch_admin_only: &'static str,
+    /// Branch: request sent (90095).
+    pub branch_requested: &'static str,
+    /// Branch: consent missing (65001).
+    pub branch_consent: &'static str,
+    /// Note for unverified publishers.
+    pub unverified_publisher: &'static str,
+    /// "What {connector} asks for"
+    pub permissions_heading: &'static str,
+    /// Badge: admin consent needed everywhere.
+    pub badge_admin: &'static str,
+    /// Badge: may be classified low impact.
+    pub badge_low: &'static str,
+    /// Unknown permission.
+    pub unknown_permission: &'static str,
+    /// "For your IT administrator"
+    pub admin_heading: &'static str,
+    /// "App: {connector}, application ID {client_id}"
+    pub admin_app: &'static str,
+    /// One-click approval button.
+    pub admin_button: &'static str,
+    /// Who can use the button.
+    pub admin_button_hint: &'static str,
+    /// "Three ways to fix this for everyone"
+    pub fixes_heading: &'static str,
+    /// Fix 1.
+    pub fix_grant: &'static str,
+    /// Fix 2.
+    pub fix_workflow: &'static str,
+    /// Fix 3.
+    pub fix_classify: &'static str,
+    /// "Message for IT"
+    pub message_heading: &'static str,
+    /// Copy button.
+    pub copy_button: &'static str,
+    /// After copying.
+    pub copied: &'static str,
+    /// The pre-written message.
+    pub it_message: &'static str,
+    /// "Try again"
+    pub try_again: &'static str,
+    /// "Continue"
+    pub continue_label: &'static str,
+    /// Diagnosis heading.
+    pub diagnosis_heading: &'static str,
+    /// Diagnosis: scopes added since approval.
+    pub diag_new_scopes: &'static str,
+    /// Diagnosis: another tenant approved.
+    pub diag_other_tenant: &'static str,
+    /// Diagnosis: approved, same scopes.
+    pub diag_assignment: &'static str,
+    /// Thank-you title.
+    pub thanks_title: &'static str,
+    /// Thank-you text.
+    pub thanks_body: &'static str,
+    /// Admin cancelled.
+    pub consent_cancelled_title: &'static str,
+    /// Admin cancelled, text.
+    pub consent_cancelled_body: &'static str,
+    /// Not an admin.
+    pub consent_not_admin_title: &'static str,
+    /// Not an admin, text.
+    pub consent_not_admin_body: &'static str,
+    /// Other admin-consent failure.
+    pub consent_failed_title: &'static str,
+    /// Another tenant than requested was approved.
+    pub consent_wrong_tenant: &'static str,
+    /// Approval link expired or reused.
+    pub consent_state_invalid: &'static str,
+    /// Approval page not found.
+    pub approval_not_found: &'static str,
+}
+
+/// English.
+pub const EN: Texts = Texts {
+    details: "Details for support",
+    your_code: "Your code",
+    code_help: "Select the code and copy it into the app.",
+    approval_title: "{connector} needs your organization's approval",
+    organization: "Organization: {tenant}",
+    your_organization: "your organization",
+    status_pending: "Waiting for an administrator to approve {connector}.",
+    status_requested: "Your request was sent to your administrators. This page continues by itself when it is approved.",
+    status_approved: "Approved. You can continue now.",
+    status_expired: "This page has expired. Start again from {connector}.",
+    what_now: "What you can do now",
+    branch_admin_only: "Your organization lets only administrators approve apps that ask for these permissions. Send the message below to your IT team, or share this page with them. Once they approve, this page continues by itself.",
+    branch_requested: "You asked your administrators for approval when you signed in. They will review the request; you will get an email from Microsoft when they decide, and this page continues by itself once they approve.",
+    branch_consent: "{connector} needs your permission to access your data. Try again and accept the permissions. If your organization does not let you, send the message below to your IT team.",
+    unverified_publisher: "{connector}'s publisher is not verified by Microsoft. Organizations that let users approve only apps from verified publishers need an administrator to approve it.",
+    permissions_heading: "What {connector} asks for",
+    badge_admin: "needs an administrator's approval in every organization",
+    badge_low: "an administrator can mark this as low impact so users can approve it themselves",
+    unknown_permission: "A permission without a description here; ask the app's publisher what it allows.",
+    admin_heading: "For your IT administrator",
+    admin_app: "App: {connector}, application (client) ID {client_id}",
+    admin_button: "Approve {connector} for the organization",
+    admin_button_hint: "Sign in with an administrator account (Global, Cloud Application or Application Administrator). This grants the permissions below for everyone in the organization.",
+    fixes_heading: "Three ways to fix this for everyone",
+    fix_grant: "Grant tenant-wide admin consent: the button above, or Microsoft Entra admin center > Enterprise applications > {connector} > Permissions > Grant admin consent.",
+    fix_workflow: "Enable the admin consent workflow (Enterprise applications > Consent and permissions > Admin consent settings) so users can request approval from inside the sign-in.",
+    fix_classify: "Classify these permissions as low impact (Enterprise applications > Consent and permissions > Permission classifications) and allow user consent for low-impact permissions: {permissions}.",
+    message_heading: "Message for IT",
+    copy_button: "Copy message for IT",
+    copied: "Copied.",
+    it_message: "Hello IT team,\n\nI would like to use {connector} (application ID {client_id}) with our Microsoft 365 account, but our organization ({tenant}) needs an administrator to approve it first.\n\nIt asks for these permissions:\n{permission_lines}\n\nTo approve it for everyone, an administrator can open this link and sign in:\n{admin_link}\n\nOther ways: grant admin consent in the Microsoft Entra admin center (Enterprise applications > {connector} > Permissions), enable the admin consent workflow, or classify the permissions above as low impact.\n\nReference: {reference}\n\nThank you!",
+    try_again: "Try again",
+    continue_label: "Continue",
+    diagnosis_heading: "Approved, but still not working?",
+    diag_new_scopes: "Your organization approved {connector} on {date}, but it now also asks for: {permissions}. An administrator needs to approve it again.",
+    diag_other_tenant: "{connector} was approved for another organization, not for {tenant}. Check that you signed in with your work account for the right organization.",
+    diag_assignment: "Your organization approved {connector} on {date} for everything it asks for. If sign-in still fails, the app may be limited to assigned users: ask your administrator to assign you to the enterprise application {connector}.",
+    thanks_title: "Thank you: {connector} is approved",
+    thanks_body: "{connector} can now be used by everyone in your organization ({tenant}). People waiting on an approval page continue by themselves.",
+    consent_cancelled_title: "Approval cancelled",
+    consent_cancelled_body: "The approval was cancelled. Nothing was changed.",
+    consent_not_admin_title: "This account cannot approve apps",
+    consent_not_admin_body: "Approving {connector} for the organization needs an administrator account (Global, Cloud Application or Application Administrator). Sign in with such an account, or send the approval link to someone who has one.",
+    consent_failed_title: "The approval did not go through",
+    consent_wrong_tenant: "A different organization was approved than the one that asked. Nothing was recorded; open the approval link again and sign in with an administrator of the right organization.",
+    consent_state_invalid: "This approval link is unknown, expired or was already used. Open the approval page again to get a fresh link.",
+    approval_not_found: "This approval page is unknown or has expired. Start again from the app.",
+};
+
+/// German.
+pub const DE: Texts = Texts {
+    details: "Details für den Support",
+    your_code: "Ihr Code",
+    code_help: "Markieren Sie den Code und kopieren Sie ihn in die App.",
+    approval_title: "{connector} braucht die Freigabe Ihrer Organisation",
+    organization: "Organisation: {tenant}",
+    your_organization: "Ihre Organisation",
+    status_pending: "Wartet auf die Freigabe von {connector} durch eine Administratorin oder einen Administrator.",
+    status_requested: "Ihre Anfrage wurde an Ihre Administratoren gesendet. Diese Seite geht von selbst weiter, sobald sie freigegeben ist.",
+    status_approved: "Freigegeben. Sie können jetzt fortfahren.",
+    status_expired: "Diese Seite ist abgelaufen. Beginnen Sie erneut in {connector}.",
+    what_now: "Was Sie jetzt tun können",
+    branch_admin_only: "In Ihrer Organisation dürfen nur Administratoren Apps freigeben, die diese Berechtigungen anfordern. Senden Sie die Nachricht unten an Ihre IT oder teilen Sie diese Seite. Sobald sie freigegeben ist, geht diese Seite von selbst weiter.",
+    branch_requested: "Sie haben bei der Anmeldung eine Freigabe bei Ihren Administratoren angefragt. Sie prüfen die Anfrage; Microsoft benachrichtigt Sie per E-Mail, und diese Seite geht nach der Freigabe von selbst weiter.",
+    branch_consent: "{connector} braucht Ihre Zustimmung für den Zugriff auf Ihre Daten. Versuchen Sie es erneut und stimmen Sie den Berechtigungen zu. Wenn Ihre Organisation das nicht erlaubt, senden Sie die Nachricht unten an Ihre IT.",
+    unverified_publisher: "Der Herausgeber von {connector} ist nicht von Microsoft verifiziert. Organisationen, in denen Benutzer nur Apps verifizierter Herausgeber freigeben dürfen, brauchen dafür eine Administratorin oder einen Administrator.",
+    permissions_heading: "Was {connector} anfordert",
+    badge_admin: "braucht in jeder Organisation die Freigabe durch Administratoren",
+    badge_low: "Administratoren können dies als geringes Risiko einstufen, damit Benutzer selbst zustimmen können",
+    unknown_permission: "Eine Berechtigung ohne Beschreibung; fragen Sie den Herausgeber der App, was sie erlaubt.",
+    admin_heading: "Für Ihre IT-Administration",
+    admin_app: "App: {connector}, Anwendungs-ID (Client-ID) {client_id}",
+    admin_button: "{connector} für die Organisation freigeben",
+    admin_button_hint: "Melden Sie sich mit einem Administratorkonto an (Globaler Administrator, Cloudanwendungs- oder Anwendungsadministrator). Damit werden die Berechtigungen unten für alle in der Organisation erteilt.",
+    fixes_heading: "Drei Wege, das für alle zu lösen",
+    fix_grant: "Mandantenweite Administratorzustimmung erteilen: die Schaltfläche oben oder Microsoft Entra Admin Center > Unternehmensanwendungen > {connector} > Berechtigungen > Administratorzustimmung erteilen.",
+    fix_workflow: "Den Workflow für Administratorzustimmung aktivieren (Unternehmensanwendungen > Zustimmung und Berechtigungen > Einstellungen für die Administratorzustimmung), damit Benutzer die Freigabe direkt bei der Anmeldung anfragen können.",
+    fix_classify: "Diese Berechtigungen als geringes Risiko einstufen (Unternehmensanwendungen > Zustimmung und Berechtigungen > Berechtigungsklassifizierungen) und Benutzerzustimmung für Berechtigungen mit geringem Risiko erlauben: {permissions}.",
+    message_heading: "Nachricht an die IT",
+    copy_button: "Nachricht für die IT kopieren",
+    copied: "Kopiert.",
+    it_message: "Hallo IT-Team,\n\nich möchte {connector} (Anwendungs-ID {client_id}) mit unserem Microsoft-365-Konto verwenden, aber unsere Organisation ({tenant}) braucht dafür zuerst die Freigabe einer Administratorin oder eines Administrators.\n\nDie App fordert diese Berechtigungen an:\n{permission_lines}\n\nUm sie für alle freizugeben, kann ein Administrator diesen Link öffnen und sich anmelden:\n{admin_link}\n\nAndere Wege: Administratorzustimmung im Microsoft Entra Admin Center erteilen (Unternehmensanwendungen > {connector} > Berechtigungen), den Workflow für Administratorzustimmung aktivieren oder die obigen Berechtigungen als geringes Risiko einstufen.\n\nReferenz: {reference}\n\nVielen Dank!",
+    try_again: "Erneut versuchen",
+    continue_label: "Weiter",
+    diagnosis_heading: "Freigegeben, aber es funktioniert trotzdem nicht?",
+    diag_new_scopes: "Ihre Organisation hat {connector} am {date} freigegeben, aber die App fordert jetzt zusätzlich an: {permissions}. Ein Administrator muss sie erneut freigeben.",
+    diag_other_tenant: "{connector} wurde für eine andere Organisation freigegeben, nicht für {tenant}. Prüfen Sie, ob Sie mit dem Arbeitskonto der richtigen Organisation angemeldet sind.",
+    diag_assignment: "Ihre Organisation hat {connector} am {date} für alles freigegeben, was die App anfordert. Wenn die Anmeldung trotzdem scheitert, ist die App vielleicht auf zugewiesene Benutzer beschränkt: Bitten Sie Ihre Administration, Sie der Unternehmensanwendung {connector} zuzuweisen.",
+    thanks_title: "Vielen Dank: {connector} ist freigegeben",
+    thanks_body: "{connector} kann jetzt von allen in Ihrer Organisation ({tenant}) verwendet werden. Wer auf einer Freigabeseite wartet, kann von selbst weitermachen.",
+    consent_cancelled_title: "Freigabe abgebrochen",
+    consent_cancelled_body: "Die Freigabe wurde abgebrochen. Es wurde nichts geändert.",
+    consent_not_admin_title: "Dieses Konto kann keine Apps freigeben",
+    consent_not_admin_body: "Um {connector} für die Organisation freizugeben, braucht es ein Administratorkonto (Globaler Administrator, Cloudanwendungs- oder Anwendungsadministrator). Melden Sie sich mit einem solchen Konto an oder senden Sie den Freigabelink an jemanden, der eines hat.",
+    consent_failed_title: "Die Freigabe hat nicht geklappt",
+    consent_wrong_tenant: "Freigegeben wurde eine andere Organisation als die anfragende. Es wurde nichts gespeichert; öffnen Sie den Freigabelink erneut und melden Sie sich als Administrator der richtigen Organisation an.",
+    consent_state_invalid: "Dieser Freigabelink ist unbekannt, abgelaufen oder wurde bereits verwendet. Öffnen Sie die Freigabeseite erneut, um einen neuen Link zu erhalten.",
+    approval_not_found: "Diese Freigabeseite ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lang(v: &str) -> Lang {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::ACCEPT_LANGUAGE, v.parse().unwrap());
+        Lang::from_headers(&h)
+    }
+
+    #[test]
+    fn accept_language_picks_the_best_supported() {
+        assert_eq!(lang("de-DE,de;q=0.9,en;q=0.8"), Lang::De);
+        assert_eq!(lang("fr-FR,de;q=0.5,en;q=0.7"), Lang::En);
+        assert_eq!(lang("fr-FR, de;q=0.3"), Lang::De);
+        assert_eq!(lang("fr"), Lang::En);
+        assert_eq!(lang("garbage;;;q=x,,"), Lang::En);
+        assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
+    }
+
+    #[test]
+    fn fill_replaces_placeholders() {
+        assert_eq!(fill("{a} and {b} and {a}", &[("a", "x"), ("b", "y")]), "x and y and x");
+    }
+}
