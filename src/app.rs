@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
-use crate::store::{EmbeddedStore, MemoryStore, RedisStore, Store, StoreError, records::Records};
+use crate::store::{EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, records::Records};
 use crate::tokens::SingleFlight;
 
 /// Why the broker could not start.
@@ -68,15 +68,11 @@ impl AppState {
     /// Builds the state: opens the store (connecting to Redis is why this is async), builds the
     /// Entra client.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store: Arc<dyn Store> = match &config.store {
-            StoreConfig::Memory { .. } => Arc::new(MemoryStore::new()),
-            StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
-            StoreConfig::Redis { redis, .. } => Arc::new(RedisStore::connect(redis).await?),
-        };
+        let store = open_store(&config).await?;
         Self::with_store(config, store)
     }
 
-    /// Builds the state over a given store.
+    /// Builds the state over a given store (used as given: no encryption layer is added).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let entra = EntraClient::new(&config.entra)?;
         let keys = KeyCache::new(
@@ -109,6 +105,26 @@ impl AppState {
     pub fn redirect_uri(&self) -> String {
         self.public("/v1/callback")
     }
+}
+
+/// Opens the configured backend, wrapped in the encryption layer when `[encryption]` has keys
+/// (always, except for a memory store configured without): what the broker and `rotate-keys` use.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let backend: Arc<dyn Store> = match &config.store {
+        StoreConfig::Memory { .. } => Arc::new(MemoryStore::new()),
+        StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
+        StoreConfig::Redis { redis, .. } => Arc::new(RedisStore::connect(redis).await?),
+    };
+    Ok(match &config.encryption {
+        Some(keys) => {
+            tracing::info!(primary = %keys.primary_id(), keys = keys.ids().count(), "store values are encrypted at rest");
+            Arc::new(EncryptedStore::new(backend, keys.clone()))
+        }
+        None => {
+            tracing::warn!("store values are NOT encrypted at rest (memory store without [encryption] keys)");
+            backend
+        }
+    })
 }
 
 /// A bound, ready-to-run broker.

@@ -80,6 +80,7 @@ mod tests {
 
 /// A secret string that serialises normally (it must reach the store) but never prints:
 /// `Debug` and `Display` show `[redacted]`, so a stray `{:?}` cannot leak a token into a log.
+/// Its bytes are wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Sensitive(String);
@@ -94,6 +95,14 @@ impl Sensitive {
         &self.0
     }
 }
+
+impl Drop for Sensitive {
+    fn drop(&mut self) {
+        secrecy::zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl secrecy::zeroize::ZeroizeOnDrop for Sensitive {}
 
 impl std::fmt::Debug for Sensitive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

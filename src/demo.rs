@@ -13,6 +13,8 @@ use tokio::process::{Child, Command};
 use crate::app::{AppState, Application};
 use crate::config::Config;
 use crate::crypto::{api_key_hash, new_api_key, random_token};
+use crate::store::encrypted::EncryptionKey;
+use secrecy::ExposeSecret;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +74,10 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<(), DemoError> {
 
     let secret_file = dir.join("client-secret");
     std::fs::write(&secret_file, &client_secret).map_err(io("writing the client secret file"))?;
+    let key_file = encryption_key_file(&dir)?;
     let api_key = new_api_key();
     let config = Config::from_toml_str(
-        &broker_config(&broker_url, &sim_url, &dir, &secret_file, &api_key),
+        &broker_config(&broker_url, &sim_url, &dir, &secret_file, &key_file, &api_key),
         "demo config",
     )?;
     let app = Application::with_listener(AppState::build(config).await?, listener)?;
@@ -172,7 +175,32 @@ async fn start_simulator(bin: &Path, dir: &Path, broker_url: &str, secret: &str)
     Ok((child, url))
 }
 
-fn broker_config(broker_url: &str, sim_url: &str, dir: &Path, secret_file: &Path, api_key: &str) -> String {
+/// The demo store's encryption key file: kept when the data directory already has one (a
+/// reused `--data-dir` keeps its store readable), otherwise a fresh key readable by the owner only.
+fn encryption_key_file(dir: &Path) -> Result<PathBuf, DemoError> {
+    let path = dir.join("encryption-key");
+    if path.is_file() {
+        return Ok(path);
+    }
+    let key = EncryptionKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(io("creating the encryption key file"))?;
+    std::io::Write::write_all(&mut file, key.to_hex().expose_secret().as_bytes())
+        .map_err(io("writing the encryption key file"))?;
+    Ok(path)
+}
+
+fn broker_config(
+    broker_url: &str,
+    sim_url: &str,
+    dir: &Path,
+    secret_file: &Path,
+    key_file: &Path,
+    api_key: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -187,6 +215,10 @@ authority = "{sim_url}"
 backend = "embedded"
 path = "{store}"
 
+[[encryption.keys]]
+id = "demo"
+file = "{key_file}"
+
 [[connectors]]
 id = "demo-files"
 display_name = "Demo Files Connector"
@@ -197,6 +229,7 @@ api_key_hashes = ["{hash}"]
 "#,
         store = dir.join("broker.redb").display(),
         secret = secret_file.display(),
+        key_file = key_file.display(),
         hash = api_key_hash(api_key),
     )
 }

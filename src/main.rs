@@ -31,6 +31,24 @@ enum Command {
     },
     /// Generate a connector API key and the hash to put in the config.
     NewApiKey,
+    /// Print a fresh 256-bit encryption key (64 hex digits) on standard output, for a key file
+    /// or environment variable named in [[encryption.keys]]; how to configure it goes to stderr.
+    NewEncryptionKey,
+    /// Re-encrypt every stored record under the primary key, in batches, while brokers run
+    /// (Redis; the embedded store admits one process, so stop its broker first). Exits non-zero
+    /// when a record could not be re-encrypted.
+    RotateKeys {
+        /// Config file (TOML) with the [encryption] keys: the new primary and every old key.
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// Records per batch.
+        #[arg(long, default_value_t = consent_broker::store::rotate::DEFAULT_BATCH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+        batch: usize,
+        /// Also encrypt records stored before encryption was turned on (instead of reporting
+        /// them as unreadable).
+        #[arg(long)]
+        encrypt_plaintext: bool,
+    },
     /// Explain an Entra error a user pasted (sign-in page text, log line, exception, token body, URL).
     Explain {
         /// The text; read from standard input when omitted.
@@ -76,6 +94,39 @@ fn main() -> anyhow::Result<()> {
                 "Add to the connector's api_key_hashes:  \"{}\"",
                 consent_broker::crypto::api_key_hash(&key)
             );
+        }
+        Command::NewEncryptionKey => {
+            let key = consent_broker::store::encrypted::EncryptionKey::generate();
+            println!("{}", secrecy::ExposeSecret::expose_secret(&key.to_hex()));
+            eprintln!(
+                "A new 256-bit key is on standard output. Keep it in a file only the broker can read (or an environment variable) and add to the config:\n  [[encryption.keys]]\n  id = \"k2\"   # any new id\n  file = \"/run/secrets/consent-broker-k2\"\nTo rotate: make it the primary (keep the old keys), restart the brokers, run `consent-broker rotate-keys`, then remove the old keys."
+            );
+        }
+        Command::RotateKeys {
+            config,
+            batch,
+            encrypt_plaintext,
+        } => {
+            let config = consent_broker::Config::load(&config)?;
+            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let report = runtime()?.block_on(async {
+                let store = consent_broker::app::open_store(&config).await?;
+                let options = consent_broker::store::rotate::RotateOptions {
+                    batch,
+                    encrypt_plaintext,
+                };
+                anyhow::Ok(consent_broker::store::rotate::rotate_all(store.as_ref(), options).await?)
+            })?;
+            println!("rotate-keys: {report}");
+            for failure in &report.failures {
+                println!("  failed: {failure}");
+            }
+            if report.failed > 0 {
+                anyhow::bail!(
+                    "{} record(s) could not be re-encrypted; keep the old keys configured until they are dealt with",
+                    report.failed
+                );
+            }
         }
         Command::Explain { text, json } => {
             let text = match text {

@@ -1,6 +1,7 @@
 //! In-process store for tests and throwaway runs; everything is lost on exit.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,10 +16,11 @@ struct Entry {
     expires_at: u64,
 }
 
-/// A `HashMap` behind a mutex; every operation is atomic under the lock.
+/// A sorted map behind a mutex (sorted so that `scan` pages by key); every operation is atomic
+/// under the lock.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<String, Entry>>,
+    map: Mutex<BTreeMap<String, Entry>>,
 }
 
 impl MemoryStore {
@@ -27,7 +29,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>, u64) -> T) -> Result<T, StoreError> {
+    fn with_map<T>(&self, f: impl FnOnce(&mut BTreeMap<String, Entry>, u64) -> T) -> Result<T, StoreError> {
         let mut map = self
             .map
             .lock()
@@ -36,7 +38,7 @@ impl MemoryStore {
     }
 }
 
-fn live<'a>(map: &'a HashMap<String, Entry>, key: &str, now: u64) -> Option<&'a Entry> {
+fn live<'a>(map: &'a BTreeMap<String, Entry>, key: &str, now: u64) -> Option<&'a Entry> {
     map.get(key).filter(|e| !is_expired(e.expires_at, now))
 }
 
@@ -130,6 +132,42 @@ impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_map(|_, _| ())
     }
+
+    async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let limit = limit.max(1);
+        self.with_map(|map, now| {
+            let from = match &cursor {
+                Some(c) => Bound::Excluded(c.as_str()),
+                None => Bound::Unbounded,
+            };
+            let mut live = map
+                .range::<str, _>((from, Bound::Unbounded))
+                .filter(|(_, e)| !is_expired(e.expires_at, now))
+                .map(|(k, _)| k);
+            let keys: Vec<String> = live.by_ref().take(limit).cloned().collect();
+            let next = match live.next() {
+                Some(_) => keys.last().cloned(),
+                None => None,
+            };
+            (keys, next)
+        })
+    }
+
+    async fn rewrite_in_place(
+        &self,
+        key: &str,
+        expected_version: u64,
+        expected_value: &[u8],
+        value: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        self.with_map(|map, now| match map.get_mut(key) {
+            Some(e) if !is_expired(e.expires_at, now) && e.version == expected_version && e.value == expected_value => {
+                e.value = value;
+                true
+            }
+            _ => false,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +178,8 @@ mod tests {
     async fn conformance() {
         super::super::conformance::run(&MemoryStore::new()).await;
         super::super::conformance::purge_counts(&MemoryStore::new()).await;
+        super::super::conformance::scan_and_rewrite(&MemoryStore::new()).await;
+        super::super::conformance::ordered_scan(&MemoryStore::new()).await;
         super::super::conformance::concurrent_take(std::sync::Arc::new(MemoryStore::new())).await;
     }
 }

@@ -5,18 +5,24 @@
 //! on a version, delete, purge) so that Redis implements it with single commands or short Lua
 //! scripts, each touching one key (so it also works on Redis Cluster). Every record may carry an
 //! expiry; an expired record is invisible to every operation even before the purge task removes it.
+//!
+//! [`EncryptedStore`] wraps any backend and encrypts every value at rest; [`rotate`] re-encrypts
+//! a store under a new key.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
 mod embedded;
+pub mod encrypted;
 mod memory;
 pub mod records;
 mod redis;
+pub mod rotate;
 
 pub use self::redis::RedisStore;
 pub use embedded::EmbeddedStore;
+pub use encrypted::{EncryptedStore, Keyring};
 pub use memory::MemoryStore;
 
 /// Errors from a store backend. A store error is never "not found": callers must not act on it
@@ -79,6 +85,40 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self) -> Result<usize, StoreError>;
     /// Checks the backend answers (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// One page of record keys, for maintenance jobs (`rotate-keys`), never for request handling.
+    ///
+    /// Start with `cursor = None` and pass each returned cursor back until it comes back `None`;
+    /// a cursor is opaque and belongs to the backend that made it. Every record that stays live
+    /// for the whole scan is returned at least once; one written, deleted or expiring meanwhile
+    /// may or may not be. Memory and embedded return at most `limit` keys per page, in key order,
+    /// each once. Redis uses `SCAN` (on a cluster, every master in turn): `limit` is its `COUNT`
+    /// hint, so a page may hold somewhat more or fewer keys (even none while the cursor is not
+    /// `None`), a key may come twice, and a resharding or failover during the scan may hide some
+    /// keys from it (run the job again). A `limit` of 0 counts as 1.
+    async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError>;
+
+    /// Replaces the bytes of a live record that still has exactly `expected_version` and
+    /// `expected_value`, keeping its version and its expiry; true when replaced.
+    ///
+    /// For rewrites that leave a record's meaning as it was (re-encryption under another key):
+    /// a broker that read the record before still holds a valid version for its
+    /// compare-and-swap, so a rotation never makes a refresh lose its rotated token; and the
+    /// expiry is kept by the backend itself, exactly, without reading and re-applying a TTL.
+    /// Comparing the bytes as well as the version makes it safe even if the record was deleted
+    /// and rewritten up to the same version meanwhile.
+    async fn rewrite_in_place(
+        &self,
+        key: &str,
+        expected_version: u64,
+        expected_value: &[u8],
+        value: Vec<u8>,
+    ) -> Result<bool, StoreError>;
+
+    /// The encryption layer, when this store is one (`rotate-keys` needs it); `None` otherwise.
+    fn encryption(&self) -> Option<&EncryptedStore> {
+        None
+    }
 }
 
 /// Milliseconds since the Unix epoch (the stores' clock).
@@ -197,6 +237,107 @@ pub mod conformance {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(store.purge_expired().await.unwrap() >= 1);
         assert_eq!(store.purge_expired().await.unwrap(), 0, "nothing left to purge");
+    }
+
+    /// `scan` pages through every live record exactly as its contract says, and `rewrite_in_place`
+    /// replaces only an unchanged record, keeping its version and expiry. Uses keys starting with
+    /// `s:`, `r` and `t`; run it on an empty store.
+    pub async fn scan_and_rewrite(store: &dyn Store) {
+        assert!(scan_all(store, 10).await.is_empty(), "an empty store scans empty");
+
+        let mut expected = std::collections::BTreeSet::new();
+        for i in 0..25 {
+            let key = format!("s:{i:02}");
+            let ttl = (i % 3 == 0).then(|| Duration::from_secs(60));
+            store.put(&key, b"v".to_vec(), ttl).await.unwrap();
+            expected.insert(key);
+        }
+        store
+            .put("s:expired", b"v".to_vec(), Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let seen = scan_all(store, 7).await;
+        assert_eq!(
+            seen.iter().cloned().collect::<std::collections::BTreeSet<_>>(),
+            expected,
+            "every live record, no expired one"
+        );
+
+        // rewrite_in_place: only the exact version and bytes, version and expiry kept.
+        store.put("r", b"a".to_vec(), None).await.unwrap();
+        assert_eq!(
+            store.compare_and_swap("r", 1, b"b".to_vec(), None).await.unwrap(),
+            CasOutcome::Written(2)
+        );
+        assert!(!store.rewrite_in_place("r", 1, b"b", b"x".to_vec()).await.unwrap());
+        assert!(!store.rewrite_in_place("r", 2, b"a", b"x".to_vec()).await.unwrap());
+        assert!(!store.rewrite_in_place("missing", 1, b"a", b"x".to_vec()).await.unwrap());
+        assert!(store.rewrite_in_place("r", 2, b"b", b"c".to_vec()).await.unwrap());
+        assert_eq!(
+            store.get("r").await.unwrap(),
+            Some(Versioned {
+                value: b"c".to_vec(),
+                version: 2
+            })
+        );
+        assert_eq!(
+            store.compare_and_swap("r", 2, b"d".to_vec(), None).await.unwrap(),
+            CasOutcome::Written(3),
+            "a writer holding the version read before the rewrite still wins"
+        );
+        store
+            .put("t", b"a".to_vec(), Some(Duration::from_millis(150)))
+            .await
+            .unwrap();
+        assert!(store.rewrite_in_place("t", 1, b"a", b"b".to_vec()).await.unwrap());
+        assert_eq!(store.get("t").await.unwrap().map(|v| v.value), Some(b"b".to_vec()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(store.get("t").await.unwrap(), None, "the expiry was kept");
+        assert!(!store.rewrite_in_place("t", 1, b"b", b"c".to_vec()).await.unwrap());
+    }
+
+    /// For the backends that page in key order (memory, embedded): pages of at most `limit` keys,
+    /// sorted, each key once. Uses the keys `o:0` to `o:9`; run it on an empty store.
+    pub async fn ordered_scan(store: &dyn Store) {
+        for i in 0..10 {
+            store.put(&format!("o:{i}"), b"v".to_vec(), None).await.unwrap();
+        }
+        let mut pages = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (keys, next) = store.scan(cursor, 3).await.unwrap();
+            pages.push(keys);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let expected: Vec<Vec<String>> = [&[0, 1, 2][..], &[3, 4, 5], &[6, 7, 8], &[9]]
+            .iter()
+            .map(|page| page.iter().map(|i| format!("o:{i}")).collect())
+            .collect();
+        assert_eq!(pages, expected);
+        assert_eq!(
+            store.scan(None, 0).await.unwrap().0,
+            ["o:0"],
+            "a limit of 0 counts as 1"
+        );
+    }
+
+    /// Every key a whole scan returns, in page order (Redis may repeat one).
+    async fn scan_all(store: &dyn Store, limit: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        for _ in 0..1_000 {
+            let (keys, next) = store.scan(cursor, limit).await.unwrap();
+            seen.extend(keys);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return seen,
+            }
+        }
+        panic!("the scan does not end");
     }
 
     /// 32 concurrent `take`s of one value: exactly one wins. Uses the key `once`.

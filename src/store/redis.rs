@@ -15,6 +15,10 @@
 //! which Redis runs atomically. They are called with `EVALSHA` and loaded automatically when a node
 //! does not know them yet (after a restart or failover); [`RedisStore::connect`] loads them up front
 //! so that a server refusing scripts fails at start-up rather than on the first sign-in.
+//!
+//! `scan` (for maintenance jobs) is `SCAN … MATCH {key_prefix}* COUNT limit`; on a cluster it
+//! walks the masters one after the other, each named by the lowest slot it serves (the cursor is
+//! `<slot>:<SCAN cursor>`), with the command routed to the master of that slot.
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,7 +26,8 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Client, Cmd, FromRedisValue, RedisResult, Script, ScriptInvocation, TlsCertificates};
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use ::redis::{Client, Cmd, FromRedisValue, RedisResult, Script, ScriptInvocation, TlsCertificates, Value};
 use async_trait::async_trait;
 
 use super::{CasOutcome, Store, StoreError, Versioned};
@@ -42,6 +47,7 @@ struct Scripts {
     insert_new: Script,
     take: Script,
     compare_and_swap: Script,
+    rewrite: Script,
 }
 
 impl Scripts {
@@ -51,11 +57,18 @@ impl Scripts {
             insert_new: Script::new(include_str!("redis/insert_new.lua")),
             take: Script::new(include_str!("redis/take.lua")),
             compare_and_swap: Script::new(include_str!("redis/compare_and_swap.lua")),
+            rewrite: Script::new(include_str!("redis/rewrite.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 4] {
-        [&self.put, &self.insert_new, &self.take, &self.compare_and_swap]
+    fn all(&self) -> [&Script; 5] {
+        [
+            &self.put,
+            &self.insert_new,
+            &self.take,
+            &self.compare_and_swap,
+            &self.rewrite,
+        ]
     }
 }
 
@@ -242,6 +255,78 @@ impl RedisStore {
         .await
     }
 
+    /// The record keys (prefix removed) among the names `SCAN` returned. Names that are not
+    /// UTF-8 were not written by the broker and are left out.
+    fn unprefixed(&self, names: Vec<Vec<u8>>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter_map(|n| String::from_utf8(n).ok())
+            .filter_map(|n| n.strip_prefix(self.prefix.as_str()).map(str::to_string))
+            .collect()
+    }
+
+    /// `SCAN cursor MATCH {prefix}* COUNT count`.
+    fn scan_cmd(&self, cursor: u64, count: usize) -> Cmd {
+        let mut cmd = ::redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}*", glob_escape(&self.prefix)))
+            .arg("COUNT")
+            .arg(count);
+        cmd
+    }
+
+    /// The masters of the cluster, each named by the lowest slot it serves, in slot order (from
+    /// `CLUSTER SLOTS`, asked again for every page so that the walk follows the current layout).
+    async fn masters(&self, conn: &ClusterConnection) -> Result<Vec<u16>, StoreError> {
+        let mut conn = conn.clone();
+        let reply: Value = self
+            .bounded("CLUSTER SLOTS", async move {
+                ::redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await
+            })
+            .await?;
+        lowest_slot_per_master(&reply)
+            .ok_or_else(|| StoreError::Backend("redis CLUSTER SLOTS: unexpected reply".into()))
+    }
+
+    /// One page of a cluster scan; see the module documentation for the cursor.
+    async fn scan_cluster(
+        &self,
+        conn: &ClusterConnection,
+        cursor: Option<String>,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let masters = self.masters(conn).await?;
+        let (slot, node_cursor) = match cursor {
+            None => match masters.first() {
+                Some(first) => (*first, 0),
+                None => return Ok((Vec::new(), None)),
+            },
+            Some(c) => parse_cluster_cursor(&c)
+                .ok_or_else(|| StoreError::Backend(format!("redis SCAN: invalid cursor {c:?}")))?,
+        };
+        let route = Slot::new(slot)
+            .map(|s| {
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+                    s,
+                    SlotAddr::Master,
+                )))
+            })
+            .ok_or_else(|| StoreError::Backend(format!("redis SCAN: slot {slot} out of range")))?;
+        let cmd = self.scan_cmd(node_cursor, count);
+        let mut c = conn.clone();
+        let reply = self
+            .bounded("SCAN", async move { c.route_command(cmd, route).await })
+            .await?;
+        let (next, names): (u64, Vec<Vec<u8>>) = ::redis::from_redis_value(reply)
+            .map_err(|e| StoreError::Backend(format!("redis SCAN: unexpected reply: {e}")))?;
+        let next = match next {
+            0 => masters.iter().find(|m| **m > slot).map(|m| format!("{m}:0")),
+            n => Some(format!("{slot}:{n}")),
+        };
+        Ok((self.unprefixed(names), next))
+    }
+
     async fn script<T: FromRedisValue + Send>(&self, op: &str, call: ScriptInvocation<'_>) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         self.bounded(op, async move {
@@ -331,6 +416,92 @@ impl Store for RedisStore {
         // On a cluster, PING goes to every node: ready means every slot's master answers.
         self.command::<()>("PING", ::redis::cmd("PING")).await
     }
+
+    async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
+        let count = limit.max(1);
+        match &self.conn {
+            Conn::Standalone(_) => {
+                let from = match cursor {
+                    None => 0,
+                    Some(c) => c
+                        .parse::<u64>()
+                        .map_err(|_| StoreError::Backend(format!("redis SCAN: invalid cursor {c:?}")))?,
+                };
+                let (next, names): (u64, Vec<Vec<u8>>) = self.command("SCAN", self.scan_cmd(from, count)).await?;
+                Ok((self.unprefixed(names), (next != 0).then(|| next.to_string())))
+            }
+            Conn::Cluster(conn) => self.scan_cluster(conn, cursor, count).await,
+        }
+    }
+
+    async fn rewrite_in_place(
+        &self,
+        key: &str,
+        expected_version: u64,
+        expected_value: &[u8],
+        value: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        let mut call = self.scripts.rewrite.key(self.key(key));
+        call.arg(expected_version.to_string()).arg(expected_value).arg(value);
+        let written: i64 = self.script("rewrite", call).await?;
+        Ok(written == 1)
+    }
+}
+
+/// `text` with the glob characters of `SCAN … MATCH` escaped, so that a prefix is matched
+/// literally.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `<slot>:<cursor>` of a cluster scan.
+fn parse_cluster_cursor(cursor: &str) -> Option<(u16, u64)> {
+    let (slot, node) = cursor.split_once(':')?;
+    Some((slot.parse().ok()?, node.parse().ok()?))
+}
+
+/// From a `CLUSTER SLOTS` reply (`[[start, end, [host, port, node id, …], replicas…], …]`): the
+/// lowest slot of each master, sorted. Masters are told apart by node id (host and port when a
+/// reply lacks it).
+fn lowest_slot_per_master(reply: &Value) -> Option<Vec<u16>> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    let mut lowest: std::collections::HashMap<String, u16> = std::collections::HashMap::new();
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return None;
+        };
+        let start = match fields.first()? {
+            Value::Int(n) => u16::try_from(*n).ok()?,
+            _ => return None,
+        };
+        let Value::Array(master) = fields.get(2)? else {
+            return None;
+        };
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            Value::Int(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let id = match master.get(2).and_then(text) {
+            Some(id) => id,
+            None => format!("{}:{}", text(master.first()?)?, text(master.get(1)?)?),
+        };
+        let slot = lowest.entry(id).or_insert(start);
+        *slot = (*slot).min(start);
+    }
+    let mut slots: Vec<u16> = lowest.into_values().collect();
+    slots.sort_unstable();
+    Some(slots)
 }
 
 #[cfg(test)]
@@ -361,6 +532,36 @@ mod tests {
     }
 
     #[test]
+    fn scan_patterns_and_cursors() {
+        assert_eq!(glob_escape("cb:"), "cb:");
+        assert_eq!(glob_escape("a*b?[c]\\^-"), "a\\*b\\?\\[c\\]\\\\\\^\\-");
+        assert_eq!(parse_cluster_cursor("5461:17"), Some((5461, 17)));
+        assert_eq!(parse_cluster_cursor("17"), None);
+        assert_eq!(parse_cluster_cursor("x:1"), None);
+    }
+
+    #[test]
+    fn masters_are_named_by_their_lowest_slot() {
+        let node = |host: &str, port: i64, id: &str| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(id.as_bytes().to_vec()),
+            ])
+        };
+        let range =
+            |start: i64, end: i64, master: Value| Value::Array(vec![Value::Int(start), Value::Int(end), master]);
+        let reply = Value::Array(vec![
+            range(10_923, 16_383, node("127.0.0.1", 7002, "c")),
+            range(0, 5_460, node("127.0.0.1", 7000, "a")),
+            range(5_461, 10_000, node("127.0.0.1", 7001, "b")),
+            range(10_001, 10_922, node("127.0.0.1", 7000, "a")),
+        ]);
+        assert_eq!(lowest_slot_per_master(&reply), Some(vec![0, 5_461, 10_923]));
+        assert_eq!(lowest_slot_per_master(&Value::Int(1)), None);
+    }
+
+    #[test]
     fn scripts_touch_only_their_one_key() {
         // Cluster safety: a script may only use KEYS[1] (never build key names itself).
         for script in [
@@ -368,6 +569,7 @@ mod tests {
             include_str!("redis/insert_new.lua"),
             include_str!("redis/take.lua"),
             include_str!("redis/compare_and_swap.lua"),
+            include_str!("redis/rewrite.lua"),
         ] {
             assert!(!script.contains("KEYS[2]"), "{script}");
             for call in script.split("redis.call(").skip(1) {

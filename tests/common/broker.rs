@@ -19,6 +19,9 @@ pub const KEY_B: &str = "cbk_test_connector_b_key_0123456789abcdefghijklmnop";
 pub const RETURN_A: &str = "https://app-a.example.com/oauth/done";
 /// Connector B's registered return URL.
 pub const RETURN_B: &str = "https://app-b.example.com/return";
+/// The encryption key (id `test`) of every test broker that is not given its own `[encryption]`
+/// section. Fixed, so that a broker restarted on the same embedded store can read it.
+pub const TEST_ENCRYPTION_KEY: &str = "6b1e0c9d2a4f87e35c0b19d6a2f4e87c3d5a1b9e0f2c4d6a8b7e9f1c3d5a7b9e";
 
 /// A port reserved for a broker before it starts (the simulator needs its redirect URI first).
 pub struct Reserved {
@@ -72,6 +75,9 @@ pub struct BrokerOptions {
     pub entra: String,
     /// Serve TLS with this (certificate, key) PEM pair instead of plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Body of the `[encryption]` section (may add `[[encryption.keys]]` blocks); `None` gives
+    /// the broker one key, id `test`, [`TEST_ENCRYPTION_KEY`] read from a key file.
+    pub encryption: Option<String>,
 }
 
 impl Default for BrokerOptions {
@@ -81,6 +87,7 @@ impl Default for BrokerOptions {
             flow: String::new(),
             entra: "jwks_min_refetch_interval_secs = 300".into(),
             tls: None,
+            encryption: None,
         }
     }
 }
@@ -150,6 +157,14 @@ impl Broker {
         let secret_b: PathBuf = secrets.path().join("b");
         std::fs::write(&secret_a, APP_A_SECRET).expect("write secret");
         std::fs::write(&secret_b, APP_B_SECRET).expect("write secret");
+        let encryption = match opts.encryption {
+            Some(section) => section,
+            None => {
+                let key_file = secrets.path().join("encryption-key");
+                std::fs::write(&key_file, TEST_ENCRYPTION_KEY).expect("write key");
+                format!("[[encryption.keys]]\nid = \"test\"\nfile = \"{}\"", key_file.display())
+            }
+        };
         let toml = format!(
             r#"
 [server]
@@ -167,6 +182,9 @@ authority = "{sim_url}"
 
 [flow]
 {flow}
+
+[encryption]
+{encryption}
 
 [[connectors]]
 id = "files"

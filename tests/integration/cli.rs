@@ -25,6 +25,7 @@ fn example_config_documents_only_real_keys_and_validates() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
         ])
         .env("SHAREPOINT_CLIENT_SECRET", "example-secret")
+        .env("CONSENT_BROKER_KEY_K1", "0f".repeat(32))
         .env("BROKER_SERVER__TLS__CERT_FILE", &cert)
         .env("BROKER_SERVER__TLS__KEY_FILE", &key)
         .output()
@@ -119,8 +120,9 @@ fn serve_answers_and_stops_on_sigterm() {
         dir.path(),
         "broker.toml",
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\npath = \"{}\"\n",
-            dir.path().join("db/broker.redb").display()
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\npath = \"{}\"\n[[encryption.keys]]\nid = \"k1\"\nfile = \"{}\"\n",
+            dir.path().join("db/broker.redb").display(),
+            write(dir.path(), "key", &"5a".repeat(32)).display()
         ),
     );
     let mut child = Killed(

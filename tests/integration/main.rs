@@ -6,6 +6,7 @@ mod common;
 mod approval;
 mod browser;
 mod cli;
+mod encryption;
 mod explain;
 mod happy;
 mod lifecycle;

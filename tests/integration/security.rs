@@ -547,6 +547,19 @@ async fn no_secret_reaches_the_logs() {
         first_rt,
         stored.refresh_token.unwrap().expose().to_string(),
     ]);
+    // The store's encryption key as configured (hex, either case) and as its bytes would print
+    // (a byte list, base64).
+    let key = crate::common::broker::TEST_ENCRYPTION_KEY;
+    let key_bytes: Vec<u8> = (0..key.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&key[i..i + 2], 16).unwrap())
+        .collect();
+    secrets.extend([
+        key.to_string(),
+        key.to_ascii_uppercase(),
+        format!("{key_bytes:?}"),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &key_bytes)[..40].to_string(),
+    ]);
     let logs = crate::common::broker::captured_logs();
     assert!(logs.contains(&conn), "the capture works: the flow was logged");
     for secret in &secrets {
