@@ -237,7 +237,9 @@ pub async fn continue_flow(
         .await
         .map_err(FlowError::from)?
         .ok_or_else(|| not_found(lang))?;
-    let url = flow::start_for_approval(&state, &approval).await?;
+    let url = flow::start_for_approval(&state, &approval)
+        .await
+        .map_err(|e| PageError::from_flow(e, lang))?;
     Ok(found(url.as_str()))
 }
 

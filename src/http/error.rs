@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::i18n::{Lang, fill};
 use super::pages::{self, PageContent};
 use crate::entra::Category;
 use crate::flow::FlowError;
@@ -246,52 +247,38 @@ impl From<QueryRejection> for PageError {
 
 impl From<FlowError> for PageError {
     fn from(e: FlowError) -> Self {
-        let (status, title, lead, retry_after) = match &e {
-            FlowError::UnknownConnector => (StatusCode::BAD_REQUEST, "Unknown app", "This sign-in link names an app this service does not know.".to_string(), None),
-            FlowError::ReturnUrlNotAllowed => (
-                StatusCode::BAD_REQUEST,
-                "Sign-in link not allowed",
-                "This sign-in link would send you to an address the app has not registered, so it was stopped.".into(),
-                None,
-            ),
-            FlowError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "Invalid sign-in link", format!("The sign-in link is not valid ({e})."), None),
-            FlowError::UnknownSession => (StatusCode::BAD_REQUEST, "Sign-in link expired", "This sign-in link is unknown or has expired. Start again from the app.".into(), None),
-            FlowError::SessionCompleted => (StatusCode::BAD_REQUEST, "Already connected", "This sign-in link was already used to connect. Return to the app.".into(), None),
-            FlowError::InvalidState => (
-                StatusCode::BAD_REQUEST,
-                "Sign-in expired",
-                "This sign-in attempt is unknown, has expired or was already completed. Start again from the app.".into(),
-                None,
-            ),
-            FlowError::IdToken(_) => (
-                StatusCode::BAD_REQUEST,
-                "Sign-in could not be verified",
-                "Microsoft's answer to this sign-in could not be verified, so nothing was saved. Start again from the app.".into(),
-                None,
-            ),
-            FlowError::EntraUnavailable { retry_after } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in service unavailable",
-                "Microsoft's sign-in service is busy or unavailable. Please try again in a few minutes.".into(),
-                Some(*retry_after),
-            ),
+        PageError::from_flow(e, Lang::En)
+    }
+}
+
+impl PageError {
+    /// The page for a flow error, in the reader's language.
+    pub fn from_flow(e: FlowError, lang: Lang) -> Self {
+        let (status, index, retry_after) = match &e {
+            FlowError::UnknownConnector => (StatusCode::BAD_REQUEST, 0, None),
+            FlowError::ReturnUrlNotAllowed => (StatusCode::BAD_REQUEST, 1, None),
+            FlowError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, 2, None),
+            FlowError::UnknownSession => (StatusCode::BAD_REQUEST, 3, None),
+            FlowError::SessionCompleted => (StatusCode::BAD_REQUEST, 4, None),
+            FlowError::InvalidState => (StatusCode::BAD_REQUEST, 5, None),
+            FlowError::IdToken(_) => (StatusCode::BAD_REQUEST, 6, None),
+            FlowError::EntraUnavailable { retry_after } => (StatusCode::SERVICE_UNAVAILABLE, 7, Some(*retry_after)),
             FlowError::EntraProtocol(m) => {
                 tracing::error!(error = %m, "unexpected answer from Entra");
-                (StatusCode::BAD_GATEWAY, "Sign-in failed", "Microsoft's sign-in service answered unexpectedly. Please try again later.".into(), None)
+                (StatusCode::BAD_GATEWAY, 8, None)
             }
             FlowError::Store(s) => {
                 tracing::error!(error = %s, "store error in a browser flow");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Temporarily unavailable",
-                    "This service is temporarily unavailable. Please try again in a minute.".into(),
-                    Some(STORE_RETRY_AFTER),
-                )
+                (StatusCode::SERVICE_UNAVAILABLE, 9, Some(STORE_RETRY_AFTER))
             }
         };
+        let (title, text) = lang.texts().flow_errors[index];
         PageError {
             status,
-            content: PageContent::message(title, lead),
+            content: PageContent {
+                lang,
+                ..PageContent::message(title, fill(text, &[("detail", &e.to_string())]))
+            },
             retry_after,
         }
     }

@@ -164,6 +164,24 @@ pub struct Texts {
     pub consent_state_invalid: &'static str,
     /// Approval page not found.
     pub approval_not_found: &'static str,
+    /// Out-of-band page title.
+    pub connected_title: &'static str,
+    /// "{connector} is now connected to your Microsoft account."
+    pub connected_lead: &'static str,
+    /// Copy instructions with `{connector}` and `{minutes}`.
+    pub connected_code: &'static str,
+    /// Error page title.
+    pub failed_title: &'static str,
+    /// "For your IT team or {connector}: {message}"
+    pub failed_for_it: &'static str,
+    /// Assignment instructions with `{connector}` and `{client_id}`.
+    pub assign_hint: &'static str,
+    /// "Back to {connector}"
+    pub back_to: &'static str,
+    /// Flow errors: (title, text) for unknown app, return URL refused, bad link, expired link,
+    /// link already used, state invalid, unverifiable answer, Entra unavailable, unexpected answer,
+    /// temporarily unavailable.
+    pub flow_errors: [(&'static str, &'static str); 10],
 }
 
 /// English.
@@ -215,6 +233,52 @@ pub const EN: Texts = Texts {
     consent_wrong_tenant: "A different organization was approved than the one that asked. Nothing was recorded; open the approval link again and sign in with an administrator of the right organization.",
     consent_state_invalid: "This approval link is unknown, expired or was already used. Open the approval page again to get a fresh link.",
     approval_not_found: "This approval page is unknown or has expired. Start again from the app.",
+    connected_title: "You're connected",
+    connected_lead: "{connector} is now connected to your Microsoft account.",
+    connected_code: "Copy this code and paste it into {connector} to finish. It works once and expires in {minutes} minutes.",
+    failed_title: "We couldn't connect your account",
+    failed_for_it: "For your IT team or {connector}: {message}",
+    assign_hint: "Ask your administrator to assign you to the enterprise application \u{201c}{connector}\u{201d} (application ID {client_id}) under Enterprise applications > Users and groups.",
+    back_to: "Back to {connector}",
+    flow_errors: [
+        (
+            "Unknown app",
+            "This sign-in link names an app this service does not know.",
+        ),
+        (
+            "Sign-in link not allowed",
+            "This sign-in link would send you to an address the app has not registered, so it was stopped.",
+        ),
+        ("Invalid sign-in link", "The sign-in link is not valid ({detail})."),
+        (
+            "Sign-in link expired",
+            "This sign-in link is unknown or has expired. Start again from the app.",
+        ),
+        (
+            "Already connected",
+            "This sign-in link was already used to connect. Return to the app.",
+        ),
+        (
+            "Sign-in expired",
+            "This sign-in attempt is unknown, has expired or was already completed. Start again from the app.",
+        ),
+        (
+            "Sign-in could not be verified",
+            "Microsoft's answer to this sign-in could not be verified, so nothing was saved. Start again from the app.",
+        ),
+        (
+            "Sign-in service unavailable",
+            "Microsoft's sign-in service is busy or unavailable. Please try again in a few minutes.",
+        ),
+        (
+            "Sign-in failed",
+            "Microsoft's sign-in service answered unexpectedly. Please try again later.",
+        ),
+        (
+            "Temporarily unavailable",
+            "This service is temporarily unavailable. Please try again in a minute.",
+        ),
+    ],
 };
 
 /// German.
@@ -266,7 +330,113 @@ pub const DE: Texts = Texts {
     consent_wrong_tenant: "Freigegeben wurde eine andere Organisation als die anfragende. Es wurde nichts gespeichert; öffnen Sie den Freigabelink erneut und melden Sie sich als Administrator der richtigen Organisation an.",
     consent_state_invalid: "Dieser Freigabelink ist unbekannt, abgelaufen oder wurde bereits verwendet. Öffnen Sie die Freigabeseite erneut, um einen neuen Link zu erhalten.",
     approval_not_found: "Diese Freigabeseite ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
+    connected_title: "Sie sind verbunden",
+    connected_lead: "{connector} ist jetzt mit Ihrem Microsoft-Konto verbunden.",
+    connected_code: "Kopieren Sie diesen Code und fügen Sie ihn in {connector} ein, um abzuschließen. Er funktioniert einmal und läuft in {minutes} Minuten ab.",
+    failed_title: "Wir konnten Ihr Konto nicht verbinden",
+    failed_for_it: "Für Ihre IT oder {connector}: {message}",
+    assign_hint: "Bitten Sie Ihre Administration, Sie der Unternehmensanwendung \u{201e}{connector}\u{201c} (Anwendungs-ID {client_id}) unter Unternehmensanwendungen > Benutzer und Gruppen zuzuweisen.",
+    back_to: "Zurück zu {connector}",
+    flow_errors: [
+        (
+            "Unbekannte App",
+            "Dieser Anmeldelink nennt eine App, die dieser Dienst nicht kennt.",
+        ),
+        (
+            "Anmeldelink nicht erlaubt",
+            "Dieser Anmeldelink würde Sie zu einer Adresse schicken, die die App nicht registriert hat; er wurde deshalb gestoppt.",
+        ),
+        ("Ungültiger Anmeldelink", "Der Anmeldelink ist ungültig ({detail})."),
+        (
+            "Anmeldelink abgelaufen",
+            "Dieser Anmeldelink ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
+        ),
+        (
+            "Bereits verbunden",
+            "Dieser Anmeldelink wurde bereits verwendet. Kehren Sie zur App zurück.",
+        ),
+        (
+            "Anmeldung abgelaufen",
+            "Dieser Anmeldeversuch ist unbekannt, abgelaufen oder bereits abgeschlossen. Beginnen Sie erneut in der App.",
+        ),
+        (
+            "Anmeldung konnte nicht geprüft werden",
+            "Die Antwort von Microsoft auf diese Anmeldung konnte nicht geprüft werden; es wurde nichts gespeichert. Beginnen Sie erneut in der App.",
+        ),
+        (
+            "Anmeldedienst nicht verfügbar",
+            "Der Anmeldedienst von Microsoft ist ausgelastet oder nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
+        ),
+        (
+            "Anmeldung fehlgeschlagen",
+            "Der Anmeldedienst von Microsoft hat unerwartet geantwortet. Bitte versuchen Sie es später erneut.",
+        ),
+        (
+            "Vorübergehend nicht verfügbar",
+            "Dieser Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es in einer Minute erneut.",
+        ),
+    ],
 };
+
+/// German plain-words messages per category: (for the user, for the admin). The per-code table is
+/// English; German pages use these category-level texts.
+pub fn category_messages_de(category: crate::entra::Category) -> (&'static str, &'static str) {
+    use crate::entra::Category::*;
+    match category {
+        AdminApprovalRequired => (
+            "Ihre Organisation muss diese App freigeben, bevor Sie sie verwenden können.",
+            "Eine Administratorin oder ein Administrator muss der App für die angeforderten Berechtigungen mandantenweit zustimmen.",
+        ),
+        ConsentRequired => (
+            "Diese App braucht Ihre Zustimmung für den Zugriff auf Ihre Daten. Melden Sie sich erneut an und stimmen Sie zu, oder fragen Sie Ihre Administration.",
+            "Die Zustimmung fehlt; Benutzer können zustimmen, wenn der Mandant es erlaubt, sonst ist eine Administratorzustimmung nötig.",
+        ),
+        UserDeclined => (
+            "Die Anmeldung wurde abgebrochen oder die Berechtigungen wurden abgelehnt. Sie können es erneut versuchen.",
+            "Der Benutzer hat abgelehnt; es ist nichts zu beheben, außer er konnte nicht zustimmen.",
+        ),
+        NotAssigned => (
+            "Ihr Konto darf diese App nicht verwenden. Prüfen Sie, ob Sie das richtige Konto verwenden, oder bitten Sie Ihre Administration um Zugriff.",
+            "Weisen Sie den Benutzer (oder eine Gruppe) der Unternehmensanwendung zu oder prüfen Sie, ob das Konto aktiv ist und zu diesem Mandanten gehört.",
+        ),
+        ConditionalAccess => (
+            "Eine Richtlinie Ihrer Organisation hat diese Anmeldung blockiert (Gerät, Standort oder App-Regeln).",
+            "Eine Richtlinie für bedingten Zugriff oder eine Mandantenrichtlinie blockiert diese App; prüfen Sie den Anmeldeprotokolleintrag.",
+        ),
+        InteractionRequired => (
+            "Sie müssen einen zusätzlichen Anmeldeschritt abschließen (etwa die mehrstufige Authentifizierung). Melden Sie sich erneut an.",
+            "Der Benutzer muss einen interaktiven Schritt abschließen (MFA, Kennwortänderung); am Mandanten ist nichts zu ändern.",
+        ),
+        ReauthRequired => (
+            "Ihre Anmeldung ist abgelaufen oder wurde widerrufen. Bitte melden Sie sich erneut an.",
+            "Die Berechtigung zur Aktualisierung ist abgelaufen oder wurde widerrufen; der Benutzer muss sich neu verbinden.",
+        ),
+        AppMisconfigured => (
+            "Die Anmeldung dieser App ist falsch eingerichtet. Wenden Sie sich an den Support der App.",
+            "Die App-Registrierung oder Anfrage des Connectors ist fehlerhaft (Umleitungs-URI, Berechtigungen oder Anwendungs-ID).",
+        ),
+        TenantMisconfigured => (
+            "Im Verzeichnis Ihrer Organisation fehlt etwas, das diese App braucht. Wenden Sie sich an Ihre Administration.",
+            "Der Mandant wurde nicht gefunden, hat kein Abonnement oder Dienst, oder gehört zu einer anderen Cloud.",
+        ),
+        ClientCredentialInvalid => (
+            "Der Dienst hat gerade Probleme bei der Anmeldung. Bitte versuchen Sie es später erneut.",
+            "Der geheime Clientschlüssel oder das Zertifikat des Connectors ist ungültig oder abgelaufen; der Betreiber muss es erneuern.",
+        ),
+        Transient => (
+            "Der Anmeldedienst von Microsoft ist ausgelastet oder nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
+            "Entra hat einen vorübergehenden Fehler oder eine Drosselung gemeldet; später erneut versuchen.",
+        ),
+        InvalidRequest => (
+            "Dieser Anmeldelink ist ungültig oder wurde bereits verwendet. Beginnen Sie erneut in der App.",
+            "Die Anfrage an den Broker war fehlerhaft, wiederholt oder manipuliert.",
+        ),
+        Unknown => (
+            "Bei der Anmeldung ist etwas schiefgegangen. Bitte versuchen Sie es erneut oder wenden Sie sich an den Support der App.",
+            "Der Fehler konnte nicht eingeordnet werden; suchen Sie die Trace- und Korrelations-ID im Entra-Anmeldeprotokoll.",
+        ),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -390,3 +390,49 @@ async fn approval_page_speaks_german_and_carries_security_headers() {
         .unwrap();
     assert!(r.text().await.unwrap().contains("lang=\"en\""));
 }
+
+#[tokio::test]
+async fn sign_in_result_pages_speak_german() {
+    let w = World::new().await;
+    let german = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            std::iter::once((reqwest::header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9".parse().unwrap())).collect(),
+        )
+        .build()
+        .unwrap();
+    let follow = |url: String| {
+        let german = german.clone();
+        async move {
+            let mut next = url;
+            loop {
+                let r = german.get(&next).send().await.unwrap();
+                match r.headers().get("location") {
+                    Some(l) => next = l.to_str().unwrap().to_string(),
+                    None => return (r.status(), r.text().await.unwrap()),
+                }
+            }
+        }
+    };
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("alice")}))
+        .await;
+    let (_, html) = follow(s["connect_url"].as_str().unwrap().to_string()).await;
+    assert!(
+        html.contains("lang=\"de\"") && html.contains("Sie sind verbunden") && html.contains("Ihr Code"),
+        "{html}"
+    );
+
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("bob")}))
+        .await;
+    let (_, html) = follow(s["connect_url"].as_str().unwrap().to_string()).await;
+    assert!(
+        html.contains("Wir konnten Ihr Konto nicht verbinden") && html.contains("AADSTS65004"),
+        "{html}"
+    );
+
+    let (status, html) = follow(format!("{}/v1/callback?state=unknown&code=x", w.broker.url)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("Anmeldung abgelaufen"), "{html}");
+}
