@@ -10,7 +10,7 @@ use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
 use crate::store::{EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, records::Records};
-use crate::tokens::SingleFlight;
+use crate::tokens::{ServedTokens, SingleFlight};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,8 @@ pub struct App {
     pub keys: KeyCache,
     /// In-process single-flight for refreshes.
     pub refreshes: SingleFlight,
+    /// The last token served per connection, for answering while the store is unreachable.
+    pub served: ServedTokens,
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -87,6 +89,7 @@ impl AppState {
             keys,
             connectors,
             refreshes: SingleFlight::default(),
+            served: ServedTokens::default(),
             config,
         })))
     }

@@ -133,6 +133,13 @@ struct RawStore {
     #[serde(default = "default_redis_response_timeout")]
     response_timeout_ms: u64,
     tls_ca_file: Option<PathBuf>,
+    // The refresh lease, for every backend.
+    #[serde(default = "default_refresh_lease")]
+    refresh_lease_ms: u64,
+    #[serde(default = "default_refresh_wait")]
+    refresh_wait_ms: u64,
+    #[serde(default = "default_true")]
+    refresh_lease_renew: bool,
 }
 
 impl Default for RawStore {
@@ -147,6 +154,9 @@ impl Default for RawStore {
             connect_timeout_ms: default_redis_connect_timeout(),
             response_timeout_ms: default_redis_response_timeout(),
             tls_ca_file: None,
+            refresh_lease_ms: default_refresh_lease(),
+            refresh_wait_ms: default_refresh_wait(),
+            refresh_lease_renew: true,
         }
     }
 }
@@ -271,6 +281,15 @@ fn default_redis_connect_timeout() -> u64 {
 fn default_redis_response_timeout() -> u64 {
     500
 }
+fn default_refresh_lease() -> u64 {
+    10_000
+}
+fn default_refresh_wait() -> u64 {
+    15_000
+}
+fn default_true() -> bool {
+    true
+}
 fn default_state_ttl() -> u64 {
     600
 }
@@ -308,6 +327,8 @@ pub struct Config {
     pub entra: EntraConfig,
     /// Which store to use.
     pub store: StoreConfig,
+    /// How brokers sharing a store agree on who refreshes a connection.
+    pub refresh: RefreshConfig,
     /// Lifetimes of flows, sessions and codes.
     pub flow: FlowConfig,
     /// Log output.
@@ -417,6 +438,20 @@ pub fn redact_redis_url(raw: &str) -> String {
         }
         Err(_) => "<unparsable redis url>".into(),
     }
+}
+
+/// The per-connection refresh lease (`[store] refresh_*`), which makes one broker among all that
+/// share the store call Entra for a connection while the others wait for its result.
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    /// How long a lease lives unless its holder renews it (it renews every third of this while
+    /// its Entra call runs, so a crashed holder blocks the others for at most this long).
+    pub lease: Duration,
+    /// How long a caller waits for another broker's refresh before answering 503.
+    pub wait: Duration,
+    /// Whether the holder renews its lease; `false` only for tests and diagnosis (a slow refresh
+    /// then loses its lease, which fencing must make harmless).
+    pub renew: bool,
 }
 
 /// Lifetimes of the flow's short-lived records.
@@ -545,6 +580,19 @@ impl Config {
         }
 
         let purge_interval = Duration::from_secs(raw.store.purge_interval_secs.max(1));
+        for (key, ms) in [
+            ("store.refresh_lease_ms", raw.store.refresh_lease_ms),
+            ("store.refresh_wait_ms", raw.store.refresh_wait_ms),
+        ] {
+            if ms == 0 || ms > 600_000 {
+                return Err(invalid(key, "must be between 1 and 600000 milliseconds".into()));
+            }
+        }
+        let refresh = RefreshConfig {
+            lease: Duration::from_millis(raw.store.refresh_lease_ms),
+            wait: Duration::from_millis(raw.store.refresh_wait_ms),
+            renew: raw.store.refresh_lease_renew,
+        };
         if raw.store.backend != "redis" {
             if raw.store.url.is_some() {
                 return Err(invalid("store.url", "only used with backend = \"redis\"".into()));
@@ -697,6 +745,7 @@ impl Config {
                 default_retry_after: Duration::from_secs(raw.entra.default_retry_after_secs.max(1)),
             },
             store,
+            refresh,
             flow: FlowConfig {
                 state_ttl: Duration::from_secs(raw.flow.state_ttl_secs),
                 session_ttl: Duration::from_secs(raw.flow.session_ttl_secs),
@@ -1030,6 +1079,29 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             Ok(())
         });
         out
+    }
+
+    #[test]
+    fn refresh_lease_settings() {
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::from_toml_str(&base(""), "t.toml").expect("defaults");
+            assert_eq!(cfg.refresh.lease, Duration::from_secs(10));
+            assert_eq!(cfg.refresh.wait, Duration::from_secs(15));
+            assert!(cfg.refresh.renew);
+            let cfg = Config::from_toml_str(
+                &base("refresh_lease_ms = 300\nrefresh_wait_ms = 2000\nrefresh_lease_renew = false"),
+                "t.toml",
+            )
+            .expect("set");
+            assert_eq!(cfg.refresh.lease, Duration::from_millis(300));
+            assert_eq!(cfg.refresh.wait, Duration::from_secs(2));
+            assert!(!cfg.refresh.renew);
+            Ok(())
+        });
+        let e = err_of(&base("refresh_lease_ms = 0"));
+        assert!(e.contains("store.refresh_lease_ms"), "{e}");
+        let e = err_of(&base("refresh_wait_ms = 600001"));
+        assert!(e.contains("store.refresh_wait_ms"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! Serving access tokens: cache hit, refresh (once per connection however many callers ask),
 //! or a clear "reauth required" / "try later".
 //!
-//! Concurrency: callers for one connection queue on that connection's lock; the first refreshes
-//! and writes with compare-and-swap, the rest re-read the store after the lock and find the fresh
-//! token. The rotated refresh token is durably written before anyone is answered.
+//! Concurrency: callers for one connection queue on that connection's in-process lock; the first
+//! takes the connection's refresh lease in the store (`lease:{<id>}`), so that one broker among
+//! all that share the store refreshes, renews the lease while Entra answers, and writes with
+//! compare-and-swap on the version read under the lease (the fencing token: a refresher that lost
+//! its lease never overwrites a newer rotation). Everyone else re-reads the store and finds the
+//! fresh token. The rotated refresh token is durably written before anyone is answered.
+//!
+//! A token is served only for the identity it was issued for: the connection's tenant and the
+//! connector's current client id and scope set ([`TokenIdentity`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,6 +67,70 @@ pub enum Served {
     Refreshed,
     /// Entra was unavailable, but the stored token is still valid.
     StaleButValid,
+    /// The store was unreachable; this broker's last served token is still valid.
+    FromMemory,
+}
+
+/// Most connections whose last served token [`ServedTokens`] keeps; past it, the entry that
+/// expires first makes room.
+const SERVED_TOKENS_CAPACITY: usize = 10_000;
+
+/// The last access token this broker served per connection (never a refresh token), kept in
+/// memory only to keep answering while the store is unreachable; an entry is useless once its
+/// token expires.
+#[derive(Default)]
+pub struct ServedTokens {
+    entries: Mutex<HashMap<String, (String, AccessToken)>>,
+}
+
+impl ServedTokens {
+    /// Remembers a token served for a connector's connection.
+    fn remember(&self, connector: &str, connection_id: &str, token: &AccessToken) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= SERVED_TOKENS_CAPACITY && !map.contains_key(connection_id) {
+            let now = now_unix();
+            map.retain(|_, (_, t)| t.expires_at > now);
+            if map.len() >= SERVED_TOKENS_CAPACITY
+                && let Some(first) = map
+                    .iter()
+                    .min_by_key(|(_, (_, t))| t.expires_at)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&first);
+            }
+        }
+        map.insert(connection_id.to_string(), (connector.to_string(), token.clone()));
+    }
+
+    /// The remembered token of a connector's connection, while it is still valid.
+    fn recall(&self, connector: &str, connection_id: &str) -> Option<AccessToken> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(connection_id) {
+            Some((owner, t)) if owner == connector && t.expires_at > now_unix() => Some(AccessToken {
+                served: Served::FromMemory,
+                ..t.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Forgets a connection (it needs a new sign-in, or is gone).
+    fn forget(&self, connection_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(connection_id);
+    }
+
+    /// How many connections have a remembered token (for tests).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True when no token is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An access token for the API response.
@@ -115,21 +185,53 @@ fn needs_new_sign_in(category: Category) -> bool {
 }
 
 /// Returns an access token for `connection_id` that lives at least `min_ttl` (refreshing if needed).
+///
+/// When the store is unreachable, the token this broker last served for the connection is
+/// served while it is still valid (whatever `min_ttl` asks: it is the best there is); without
+/// one, the store error stands (503). A store error never changes a connection.
 pub async fn access_token(
     state: &AppState,
     connector: &str,
     connection_id: &str,
     min_ttl: Duration,
 ) -> Result<AccessToken, TokenServiceError> {
+    match serve(state, connector, connection_id, min_ttl).await {
+        Ok(token) => {
+            state.served.remember(connector, connection_id, &token);
+            Ok(token)
+        }
+        Err(TokenServiceError::Store(e)) => match state.served.recall(connector, connection_id) {
+            Some(token) => {
+                tracing::warn!(connection = %connection_id, connector = %connector, error = %e, "store unreachable; serving the last token served from memory");
+                Ok(token)
+            }
+            None => Err(TokenServiceError::Store(e)),
+        },
+        Err(e) => {
+            if matches!(e, TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_)) {
+                state.served.forget(connection_id);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn serve(
+    state: &AppState,
+    connector: &str,
+    connection_id: &str,
+    min_ttl: Duration,
+) -> Result<AccessToken, TokenServiceError> {
     let (conn, seen_version) = load(state, connector, connection_id).await?;
-    if let Some(token) = usable(&conn, min_ttl, Served::CacheHit)? {
+    let identity = expected_identity(state, connector, &conn)?;
+    if let Some(token) = usable(&conn, &identity, min_ttl, Served::CacheHit)? {
         return Ok(token);
     }
     state
         .refreshes
         .run(
             connection_id,
-            refresh_locked(state, connector, connection_id, min_ttl, seen_version),
+            refresh_leased(state, connector, connection_id, min_ttl, seen_version),
         )
         .await
 }
@@ -141,8 +243,25 @@ async fn load(state: &AppState, connector: &str, id: &str) -> Result<(Connection
     }
 }
 
-/// The stored token when it is fresh enough; the reauth error when the connection is dead.
-fn usable(conn: &Connection, min_ttl: Duration, served: Served) -> Result<Option<AccessToken>, TokenServiceError> {
+/// What the connection's tokens must have been issued for to be served now: its tenant and the
+/// connector's current client id and scopes.
+fn expected_identity(state: &AppState, connector: &str, conn: &Connection) -> Result<TokenIdentity, TokenServiceError> {
+    let connector = state.connector(connector).ok_or(TokenServiceError::NotFound)?;
+    Ok(TokenIdentity::new(
+        &conn.tenant_id,
+        &connector.client_id,
+        &connector.scopes,
+    ))
+}
+
+/// The stored token when it is fresh enough and was issued for `identity`; the reauth error when
+/// the connection is dead.
+fn usable(
+    conn: &Connection,
+    identity: &TokenIdentity,
+    min_ttl: Duration,
+    served: Served,
+) -> Result<Option<AccessToken>, TokenServiceError> {
     if conn.status == ConnectionStatus::ReauthRequired {
         return Err(TokenServiceError::ReauthRequired(conn.reauth.clone().unwrap_or(
             ReauthReason {
@@ -151,8 +270,12 @@ fn usable(conn: &Connection, min_ttl: Duration, served: Served) -> Result<Option
             },
         )));
     }
+    if conn.token_identity.as_ref() != Some(identity) {
+        return Ok(None);
+    }
     let remaining = conn.access_expires_at - now_unix();
-    Ok((remaining >= min_ttl.as_secs() as i64).then(|| to_token(conn, served)))
+    // Never an expired token, even when any remaining lifetime will do.
+    Ok((remaining > 0 && remaining >= min_ttl.as_secs() as i64).then(|| to_token(conn, served)))
 }
 
 fn to_token(conn: &Connection, served: Served) -> AccessToken {
@@ -164,6 +287,103 @@ fn to_token(conn: &Connection, served: Served) -> AccessToken {
     }
 }
 
+/// First wait between two looks at a connection whose lease another broker holds.
+const WAIT_FIRST: Duration = Duration::from_millis(25);
+/// Longest wait between two looks.
+const WAIT_MAX: Duration = Duration::from_millis(250);
+/// `Retry-After` when another broker's refresh did not finish within the wait.
+const WAIT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Refreshes under the connection's lease in the store, so that one broker among all that share
+/// the store calls Entra; the others poll the connection (25 ms doubling to 250 ms) until it
+/// changes or the lease is free, for at most `refresh.wait`, and never call Entra without it.
+async fn refresh_leased(
+    state: &AppState,
+    connector_id: &str,
+    connection_id: &str,
+    min_ttl: Duration,
+    seen_version: u64,
+) -> Result<AccessToken, TokenServiceError> {
+    let refresh = &state.config.refresh;
+    let deadline = tokio::time::Instant::now() + refresh.wait;
+    let mut pause = WAIT_FIRST;
+    loop {
+        // Re-read first: a caller before us (here or on another broker) may have refreshed
+        // while we waited. Its result is ours too, even if Entra's lifetime is shorter than our
+        // min_ttl — asking again would only repeat the same answer, once per waiting caller.
+        let (conn, version) = load(state, connector_id, connection_id).await?;
+        if let Some(token) = refreshed_meanwhile(state, connector_id, &conn, version, min_ttl, seen_version)? {
+            return Ok(token);
+        }
+        if let Some(mut lease) = state.records.try_lease(connection_id, refresh.lease).await? {
+            let out = {
+                let work = refresh_locked(state, connector_id, connection_id, min_ttl, seen_version);
+                let renew = keep_lease(state, &mut lease, connection_id);
+                tokio::select! {
+                    out = work => out,
+                    never = renew => match never {},
+                }
+            };
+            if let Err(e) = state.records.release_lease(lease).await {
+                // It expires by itself; the others wait at most until then.
+                tracing::warn!(connection = %connection_id, error = %e, "releasing the refresh lease failed");
+            }
+            return out;
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(WAIT_MAX);
+    }
+    tracing::warn!(connection = %connection_id, connector = %connector_id, "another broker's refresh did not finish in time");
+    let (conn, _) = load(state, connector_id, connection_id).await?;
+    let identity = expected_identity(state, connector_id, &conn)?;
+    match usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
+        Some(token) => Ok(token),
+        None => Err(TokenServiceError::Unavailable {
+            retry_after: WAIT_RETRY_AFTER,
+        }),
+    }
+}
+
+/// The stored token when it is fresh enough, or when the connection was written since
+/// `seen_version` (someone refreshed it) and its token is still valid.
+fn refreshed_meanwhile(
+    state: &AppState,
+    connector_id: &str,
+    conn: &Connection,
+    version: u64,
+    min_ttl: Duration,
+    seen_version: u64,
+) -> Result<Option<AccessToken>, TokenServiceError> {
+    let identity = expected_identity(state, connector_id, conn)?;
+    let written_since = version != seen_version && conn.access_expires_at > now_unix();
+    let wanted = if written_since { Duration::ZERO } else { min_ttl };
+    usable(conn, &identity, wanted, Served::Refreshed)
+}
+
+/// Renews a held lease every third of its lifetime while the refresh runs; never returns (the
+/// refresh finishing ends it). When renewal fails the lease may be lost: the refresh goes on,
+/// and the compare-and-swap of its result decides whether it may be written.
+async fn keep_lease(state: &AppState, lease: &mut Lease, connection_id: &str) -> std::convert::Infallible {
+    let refresh = &state.config.refresh;
+    if refresh.renew {
+        loop {
+            tokio::time::sleep(refresh.lease / 3).await;
+            match state.records.renew_lease(lease, refresh.lease).await {
+                Ok(true) => continue,
+                Ok(false) => {
+                    tracing::warn!(connection = %connection_id, "the refresh lease was lost; a newer refresh by another broker will win")
+                }
+                Err(e) => tracing::warn!(connection = %connection_id, error = %e, "renewing the refresh lease failed"),
+            }
+            break;
+        }
+    }
+    std::future::pending().await
+}
+
 async fn refresh_locked(
     state: &AppState,
     connector_id: &str,
@@ -171,19 +391,24 @@ async fn refresh_locked(
     min_ttl: Duration,
     seen_version: u64,
 ) -> Result<AccessToken, TokenServiceError> {
-    // Re-read under the lock: a caller before us may have refreshed while we waited. Its result
-    // is ours too, even if Entra's lifetime is shorter than our min_ttl — asking again would
-    // only repeat the same answer, once per waiting caller.
+    // Re-read under the lease: whoever held it before us may have refreshed. The version read
+    // here fences our write: it happens only if nobody wrote the connection since.
     let (conn, version) = load(state, connector_id, connection_id).await?;
-    let refreshed_meanwhile = version != seen_version && conn.access_expires_at > now_unix();
-    let wanted = if refreshed_meanwhile { Duration::ZERO } else { min_ttl };
-    if let Some(token) = usable(&conn, wanted, Served::Refreshed)? {
+    let identity = expected_identity(state, connector_id, &conn)?;
+    if let Some(token) = refreshed_meanwhile(state, connector_id, &conn, version, min_ttl, seen_version)? {
         return Ok(token);
     }
     let connector = state.connector(connector_id).ok_or(TokenServiceError::NotFound)?;
     let Some(refresh_token) = conn.refresh_token.clone() else {
         return flip_to_reauth(state, conn, version, Category::ReauthRequired.as_str(), None).await;
     };
+    if let Some(issued) = &conn.token_identity
+        && (issued.client_id != identity.client_id || issued.tenant_id != identity.tenant_id)
+    {
+        // The refresh token belongs to another application or tenant: only a new sign-in helps.
+        tracing::warn!(connection = %connection_id, connector = %connector_id, "the connector's client id changed since the sign-in");
+        return flip_to_reauth(state, conn, version, Category::ReauthRequired.as_str(), None).await;
+    }
     let secret = secrecy::ExposeSecret::expose_secret(&connector.client_secret);
     let result = state
         .entra
@@ -210,15 +435,26 @@ async fn refresh_locked(
                 updated.scopes = scope.split_whitespace().map(str::to_string).collect();
             }
             updated.refreshed_at = now;
+            updated.token_identity = Some(identity);
             match state.records.update_connection(&updated, version).await? {
                 CasOutcome::Written(_) => {
                     tracing::info!(connection = %connection_id, connector = %connector_id, "access token refreshed");
                     Ok(to_token(&updated, Served::Refreshed))
                 }
-                // Someone else wrote (another refresher, a delete, a new sign-in): theirs wins.
+                // Someone else wrote (another refresher, perhaps after our lease was lost; a
+                // delete; a new sign-in): theirs wins, ours is never written over it (fencing).
                 CasOutcome::Conflict => {
+                    tracing::info!(connection = %connection_id, connector = %connector_id, "refresh result discarded: the connection was written meanwhile");
                     let (latest, _) = load(state, connector_id, connection_id).await?;
-                    Ok(to_token(&latest, Served::Refreshed))
+                    usable(
+                        &latest,
+                        &expected_identity(state, connector_id, &latest)?,
+                        Duration::ZERO,
+                        Served::Refreshed,
+                    )?
+                    .ok_or(TokenServiceError::Unavailable {
+                        retry_after: WAIT_RETRY_AFTER,
+                    })
                 }
             }
         }
@@ -247,10 +483,10 @@ async fn refresh_locked(
                 _ => state.config.entra.default_retry_after,
             };
             tracing::warn!(connection = %connection_id, connector = %connector_id, error = %e, "refresh failed; Entra unavailable");
-            if conn.access_expires_at > now_unix() {
-                return Ok(to_token(&conn, Served::StaleButValid));
+            match usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
+                Some(token) => Ok(token),
+                None => Err(TokenServiceError::Unavailable { retry_after }),
             }
-            Err(TokenServiceError::Unavailable { retry_after })
         }
     }
 }
@@ -273,7 +509,9 @@ async fn flip_to_reauth(
         // A concurrent sign-in or refresh replaced the record; answer from what is there now.
         CasOutcome::Conflict => {
             let (latest, _) = load(state, &conn.connector, &conn.id).await?;
-            usable(&latest, Duration::ZERO, Served::Refreshed)?.ok_or(TokenServiceError::ReauthRequired(reason))
+            let identity = expected_identity(state, &conn.connector, &latest)?;
+            usable(&latest, &identity, Duration::ZERO, Served::Refreshed)?
+                .ok_or(TokenServiceError::ReauthRequired(reason))
         }
     }
 }
@@ -282,6 +520,36 @@ async fn flip_to_reauth(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn served_tokens_are_bounded_valid_and_per_connector() {
+        let cache = ServedTokens::default();
+        let token = |expires_at: i64| AccessToken {
+            access_token: Sensitive::new("at"),
+            expires_at,
+            scope: String::new(),
+            served: Served::CacheHit,
+        };
+        let now = now_unix();
+        cache.remember("files", "c1", &token(now + 60));
+        assert_eq!(cache.recall("files", "c1").map(|t| t.served), Some(Served::FromMemory));
+        assert!(cache.recall("crm", "c1").is_none(), "only for its connector");
+        cache.remember("files", "c2", &token(now - 1));
+        assert!(cache.recall("files", "c2").is_none(), "never an expired token");
+        cache.forget("c1");
+        assert!(cache.recall("files", "c1").is_none());
+
+        for i in 0..SERVED_TOKENS_CAPACITY + 10 {
+            cache.remember("files", &format!("n{i}"), &token(now + 60 + i as i64));
+        }
+        assert_eq!(cache.len(), SERVED_TOKENS_CAPACITY, "bounded");
+        assert!(cache.recall("files", "n0").is_none(), "the soonest to expire made room");
+        assert!(
+            cache
+                .recall("files", &format!("n{}", SERVED_TOKENS_CAPACITY + 9))
+                .is_some()
+        );
+    }
 
     #[tokio::test]
     async fn single_flight_serialises_and_cleans_up() {

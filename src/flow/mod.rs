@@ -609,6 +609,7 @@ async fn complete(
         status: ConnectionStatus::Active,
         reauth: None,
         return_url: flow.return_url.clone(),
+        token_identity: Some(TokenIdentity::new(&claims.tid, &connector.client_id, &connector.scopes)),
     };
     state.records.put_connection(&connection).await?;
 
@@ -647,8 +648,14 @@ async fn complete(
 /// Writes the flow's outcome onto its connect session (best effort: the user's page matters more).
 async fn record_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
     let Some(session_id) = &flow.session_id else { return };
-    let Ok(Some(mut session)) = state.records.session(&flow.connector, session_id).await else {
-        return;
+    let mut session = match state.records.session(&flow.connector, session_id).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        // Unreadable is not absent: say so, and leave the session as it is.
+        Err(e) => {
+            tracing::warn!(session = %session_id, error = %e, "could not read the flow's session to record its outcome");
+            return;
+        }
     };
     match result {
         Ok(CallbackOutcome::Completed { connection_id, .. }) => {

@@ -71,7 +71,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_new(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StoreError>;
     /// Atomically reads and deletes a live record (single-use values).
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Writes only if the live record still has `expected_version`.
+    /// Writes only if the live record still has `expected_version`. A zero `ttl` makes the
+    /// record expire at once (a delete conditional on the version; refresh leases use it).
     async fn compare_and_swap(
         &self,
         key: &str,
@@ -150,7 +151,7 @@ pub mod conformance {
     //! the first broken expectation and needs only normal dependencies.
     use super::*;
 
-    /// The whole contract on one store. Uses the keys `a`, `b`, `e`, `f`, `g`, `keep` and
+    /// The whole contract on one store. Uses the keys `a`, `b`, `e`, `f`, `g`, `keep`, `l` and
     /// `missing`; run it on an empty store.
     pub async fn run(store: &dyn Store) {
         // get / put / versions
@@ -186,6 +187,25 @@ pub mod conformance {
             store.compare_and_swap("missing", 1, b"3".to_vec(), None).await.unwrap(),
             CasOutcome::Conflict
         );
+
+        // compare_and_swap with a zero TTL is a delete conditional on the version
+        store.put("l", b"1".to_vec(), None).await.unwrap();
+        assert_eq!(
+            store
+                .compare_and_swap("l", 2, b"1".to_vec(), Some(Duration::ZERO))
+                .await
+                .unwrap(),
+            CasOutcome::Conflict
+        );
+        assert!(matches!(
+            store
+                .compare_and_swap("l", 1, b"1".to_vec(), Some(Duration::ZERO))
+                .await
+                .unwrap(),
+            CasOutcome::Written(_)
+        ));
+        assert_eq!(store.get("l").await.unwrap(), None);
+        assert!(store.insert_new("l", b"2".to_vec(), None).await.unwrap(), "free again");
 
         // delete
         assert!(store.delete("a").await.unwrap());

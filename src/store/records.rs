@@ -167,6 +167,45 @@ pub struct Connection {
     pub reauth: Option<ReauthReason>,
     /// Return URL of the flow that made it, reused for reconnects.
     pub return_url: Option<String>,
+    /// What the stored tokens were issued for; `None` in records written before it existed
+    /// (their access token is then not served until a refresh records it).
+    #[serde(default)]
+    pub token_identity: Option<TokenIdentity>,
+}
+
+/// The whole identity a connection's tokens were issued for: a token is served only for exactly
+/// this tenant, client id and scope set, so that changing a connector's client id or scopes never
+/// serves a token issued for the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenIdentity {
+    /// Tenant GUID.
+    pub tenant_id: String,
+    /// The connector's Entra application (client) id.
+    pub client_id: String,
+    /// The resource scopes requested, sorted and without duplicates (compared as sets).
+    pub scopes: Vec<String>,
+}
+
+impl TokenIdentity {
+    /// The identity for a tenant, client id and requested scopes (in any order, any case).
+    pub fn new(tenant_id: &str, client_id: &str, scopes: &[String]) -> Self {
+        let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+        scopes.sort();
+        scopes.dedup();
+        Self {
+            tenant_id: tenant_id.to_ascii_lowercase(),
+            client_id: client_id.to_ascii_lowercase(),
+            scopes,
+        }
+    }
+}
+
+/// A refresh lease this broker holds on one connection (see [`Records::try_lease`]).
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    owner: String,
+    version: u64,
 }
 
 /// Typed access to the broker's records.
@@ -200,10 +239,14 @@ fn handoff_key(connector: &str, code: &str) -> String {
     format!("handoff:{connector}:{}", sha256_hex(code))
 }
 /// `conn:{<id>}`: the braces are a Redis Cluster hash tag, so every key built around one
-/// connection id (this record, and later its lease and fencing keys) lands in one slot and can be
+/// connection id (this record and its refresh lease, `lease:{<id>}`) lands in one slot and can be
 /// used together by one Lua script. Other backends treat the braces as plain characters.
 fn connection_key(id: &str) -> String {
     format!("conn:{{{id}}}")
+}
+/// `lease:{<id>}`: the refresh lease of a connection, in the connection's hash slot.
+fn lease_key(connection_id: &str) -> String {
+    format!("lease:{{{connection_id}}}")
 }
 fn connection_index_key(connector: &str, tenant_id: &str, oid: &str) -> String {
     format!("connidx:{connector}:{tenant_id}:{oid}")
@@ -365,6 +408,66 @@ impl Records {
             .await
     }
 
+    /// Takes the refresh lease of a connection for `ttl` when nobody holds it; `None` when
+    /// another holder does. The lease names a random owner, so only its taker can renew or
+    /// release it.
+    pub async fn try_lease(&self, connection_id: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let key = lease_key(connection_id);
+        let owner = crate::crypto::random_token();
+        if !self.store.insert_new(&key, encode(&owner), Some(ttl)).await? {
+            return Ok(None);
+        }
+        // The version is needed to renew and release; read it back (and make sure the lease
+        // did not expire in between, which only a tiny TTL on a slow store could cause).
+        match self.get::<String>(&key).await? {
+            Some((stored, version)) if stored == owner => Ok(Some(Lease { key, owner, version })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Extends a held lease to `ttl` from now; false when it was lost (expired, and perhaps
+    /// taken by another broker).
+    ///
+    /// The owner is checked before the compare-and-swap because versions start again at 1 when
+    /// an expired lease is taken anew, so a version alone could match another holder's lease.
+    /// What is left (the lease expiring and being retaken between the two steps, up to the same
+    /// version) can only cost a second refresh: the connection's own compare-and-swap, not the
+    /// lease, is what keeps a refresh from overwriting a newer one.
+    pub async fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> Result<bool, StoreError> {
+        if !self.still_ours(lease).await? {
+            return Ok(false);
+        }
+        match self
+            .store
+            .compare_and_swap(&lease.key, lease.version, encode(&lease.owner), Some(ttl))
+            .await?
+        {
+            CasOutcome::Written(version) => {
+                lease.version = version;
+                Ok(true)
+            }
+            CasOutcome::Conflict => Ok(false),
+        }
+    }
+
+    /// Gives a lease up, if it is still ours: a compare-and-swap with a zero TTL, which every
+    /// backend treats as "expired at once", so a lease another broker took meanwhile stays.
+    pub async fn release_lease(&self, lease: Lease) -> Result<(), StoreError> {
+        if self.still_ours(&lease).await? {
+            self.store
+                .compare_and_swap(&lease.key, lease.version, encode(&lease.owner), Some(Duration::ZERO))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn still_ours(&self, lease: &Lease) -> Result<bool, StoreError> {
+        Ok(matches!(
+            self.get::<String>(&lease.key).await?,
+            Some((owner, version)) if owner == lease.owner && version == lease.version
+        ))
+    }
+
     /// Deletes a connection and its index; true when it existed.
     pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
         let existed = self.store.delete(&connection_key(&conn.id)).await?;
@@ -383,8 +486,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_identities_compare_scopes_as_sets() {
+        let scopes = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            TokenIdentity::new("T", "C", &scopes(&["b", "A", "a"])),
+            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+        );
+        assert_ne!(
+            TokenIdentity::new("t", "c", &scopes(&["a"])),
+            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_and_only_it_renews_or_releases() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let ttl = Duration::from_secs(60);
+        let mut first = records.try_lease("c1", ttl).await.unwrap().expect("free");
+        assert!(records.try_lease("c1", ttl).await.unwrap().is_none(), "held");
+        assert!(records.try_lease("c2", ttl).await.unwrap().is_some(), "per connection");
+        assert!(records.renew_lease(&mut first, ttl).await.unwrap());
+        records.release_lease(first).await.unwrap();
+        let mut second = records.try_lease("c1", ttl).await.unwrap().expect("released");
+
+        // A lease that expired and was taken by someone else is not theirs to renew or release.
+        let mut stale = records
+            .try_lease("c3", Duration::from_millis(20))
+            .await
+            .unwrap()
+            .expect("free");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let taker = records
+            .try_lease("c3", ttl)
+            .await
+            .unwrap()
+            .expect("expired, free again");
+        assert!(!records.renew_lease(&mut stale, ttl).await.unwrap());
+        records.release_lease(stale).await.unwrap();
+        assert!(
+            records.try_lease("c3", ttl).await.unwrap().is_none(),
+            "still the taker's"
+        );
+        records.release_lease(taker).await.unwrap();
+        assert!(records.renew_lease(&mut second, ttl).await.unwrap());
+    }
+
+    #[test]
     fn a_connections_key_is_hash_tagged_on_its_id() {
         assert_eq!(connection_key("conn_abc"), "conn:{conn_abc}");
+        assert_eq!(lease_key("conn_abc"), "lease:{conn_abc}");
         // Keys of other records carry no braces, so Redis Cluster hashes them whole.
         for key in [
             session_key("files", "cs_1"),

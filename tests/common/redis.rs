@@ -1,6 +1,6 @@
 //! Real `redis-server` processes for a test: one server (plain or TLS) or a 3-master Redis Cluster,
-//! each on ephemeral loopback ports, with nothing persisted, killed when dropped. Needs
-//! `redis-server` and `redis-cli` on the PATH (`scripts/test` installs them).
+//! each on ephemeral loopback ports, with nothing persisted (except `start_persistent`), killed
+//! when dropped. Needs `redis-server` and `redis-cli` on the PATH (`scripts/test` installs them).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -156,6 +156,8 @@ pub struct RedisServer {
     port: u16,
     /// The certificate clients must trust (TLS servers only).
     ca_file: Option<PathBuf>,
+    /// Whether every write is appended to a file (fsynced) that a restart reads back.
+    persistent: bool,
     dir: tempfile::TempDir,
 }
 
@@ -167,6 +169,22 @@ impl RedisServer {
             process: None,
             port: 0,
             ca_file: None,
+            persistent: false,
+            dir,
+        };
+        server.launch(None);
+        server
+    }
+
+    /// A plain server that writes every change to an append-only file before answering, so that
+    /// [`RedisServer::restart`] (even after a kill) finds the data again.
+    pub fn start_persistent() -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut server = RedisServer {
+            process: None,
+            port: 0,
+            ca_file: None,
+            persistent: true,
             dir,
         };
         server.launch(None);
@@ -186,6 +204,7 @@ impl RedisServer {
             process: None,
             port: 0,
             ca_file: Some(cert_file),
+            persistent: false,
             dir,
         };
         server.launch(None);
@@ -212,6 +231,10 @@ impl RedisServer {
                 None => vec!["--port".into(), port.to_string()],
             };
             args.extend(["--loglevel".into(), "notice".into()]);
+            if self.persistent {
+                // Later arguments override the defaults of `Process::spawn`.
+                args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+            }
             let Some(mut process) = Process::spawn(self.dir.path(), &format!("redis-{port}"), &args) else {
                 continue;
             };
@@ -259,7 +282,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts a stopped server again on the same port (data is gone: nothing is persisted).
+    /// Starts a stopped server again on the same port (data is gone unless it is persistent).
     pub fn restart(&mut self) {
         self.stop();
         let port = self.port;

@@ -12,4 +12,5 @@ mod happy;
 mod lifecycle;
 mod redis_store;
 mod security;
+mod shared_refresh;
 mod sim_wire;

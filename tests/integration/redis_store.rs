@@ -98,7 +98,7 @@ async fn cluster_spreads_connection_keys_over_slots_and_nodes() {
 
     let mut nodes = cluster.raw_nodes();
     // The hash tag decides the slot: the prefixed record key and any other key tagged with the
-    // same connection id (a future lease or fencing key) share it.
+    // same connection id (its refresh lease) share it.
     let mut slots = HashSet::new();
     for id in &ids {
         let slot = |key: String, node: &mut redis::Connection| -> i64 {
@@ -245,4 +245,113 @@ async fn broker_signs_in_serves_and_refreshes_tokens_on_redis() {
     let flows: Vec<String> = redis::cmd("KEYS").arg("e2e:flow:*").query(&mut raw).unwrap();
     let handoffs: Vec<String> = redis::cmd("KEYS").arg("e2e:handoff:*").query(&mut raw).unwrap();
     assert!(flows.is_empty() && handoffs.is_empty(), "{flows:?} {handoffs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
+    let mut server = RedisServer::start_persistent();
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            store: format!(
+                "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
+                server.url()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let served = w.connect(&w.upn("alice")).await;
+    let unserved = w.connect(&w.upn("carol")).await;
+    let (status, before) = w.token(&served, None).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    let token = before["access_token"].as_str().unwrap().to_string();
+
+    // Token calls keep running while Redis dies and comes back.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (http, url, stop) = (w.http.clone(), w.broker.url.clone(), stop.clone());
+        let path = format!("/v1/connections/{served}/token");
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = http
+                    .get(format!("{url}{path}"))
+                    .bearer_auth(crate::common::broker::KEY_A)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                answers.push((status, body["access_token"].as_str().map(str::to_string)));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop();
+
+    // The token this broker served is still valid: it keeps answering, even for a min_ttl the
+    // token no longer meets (nothing better can be had without the store).
+    for min_ttl in [None, Some(7_200)] {
+        let (status, body) = w.token(&served, min_ttl).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["access_token"], token.as_str());
+    }
+    // A connection this broker has served nothing for: 503 with Retry-After.
+    let r = w
+        .http
+        .get(format!("{}/v1/connections/{unserved}/token", w.broker.url))
+        .bearer_auth(crate::common::broker::KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    // New flows get a readable page; readiness is red.
+    let landing = w
+        .http
+        .get(format!(
+            "{}/v1/authorize?connector=files&return_url={}",
+            w.broker.url,
+            crate::common::broker::RETURN_A
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(landing.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(landing.headers().contains_key("retry-after"));
+    let page = landing.text().await.unwrap();
+    assert!(page.contains("temporarily unavailable"), "{page}");
+    let r = w.http.get(format!("{}/readyz", w.broker.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back on the same port with its data: ready again, and every connection is intact.
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = w.http.get(format!("{}/readyz", w.broker.url)).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broker did not become ready again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = background.await.unwrap();
+    assert!(answers.len() > 5, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, t)| *s == StatusCode::OK && t.as_deref() == Some(token.as_str())),
+        "every call during the outage was answered with the valid token: {answers:?}"
+    );
+    for conn in [&served, &unserved] {
+        let (stored, _) = w.broker.state.records.connection(conn).await.unwrap().expect("kept");
+        assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
+        let (status, body) = w.token(conn, Some(7_200)).await;
+        assert_eq!(status, StatusCode::OK, "a refresh works again: {body}");
+    }
+    assert_eq!(w.sim.token_grants("refresh_token").await, 2);
 }
