@@ -16,23 +16,13 @@ use super::errors::{Category, Classification, EntraError, classify, codes_in};
 /// Longest text accepted (the contract's limit).
 pub const MAX_TEXT: usize = 64 * 1024;
 
-/// The contract's answer for `POST /v1/explain` and `consent-broker explain --json`.
+/// The contract's answer for `POST /v1/explain` and `consent-broker explain --json`: the
+/// classification's fields, plus who fixes it and the plain-words messages.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Explanation {
-    /// Category.
-    pub category: Category,
-    /// Finer reason.
-    pub reason: Option<&'static str>,
-    /// AADSTS codes, most specific first.
-    pub aadsts: Vec<u32>,
-    /// OAuth `error`.
-    pub oauth_error: Option<String>,
-    /// `suberror`.
-    pub suberror: Option<String>,
-    /// Entra trace id.
-    pub trace_id: Option<String>,
-    /// Entra correlation id.
-    pub correlation_id: Option<String>,
+    /// Category, reason, codes, OAuth error, suberror, trace and correlation ids.
+    #[serde(flatten)]
+    pub classification: Classification,
     /// Who can fix it.
     pub who_fixes: WhoFixes,
     /// Plain words for the user.
@@ -47,19 +37,14 @@ impl From<Classification> for Explanation {
             who_fixes: c.who_fixes(),
             user_message: c.user_message(),
             admin_message: c.admin_message(),
-            category: c.category,
-            reason: c.reason,
-            aadsts: c.aadsts,
-            oauth_error: c.oauth_error,
-            suberror: c.suberror,
-            trace_id: c.trace_id,
-            correlation_id: c.correlation_id,
+            classification: c,
         }
     }
 }
 
 /// The explanation as text for people (`consent-broker explain` without `--json`).
-pub fn render_text(e: &Explanation) -> String {
+pub fn render_text(explained: &Explanation) -> String {
+    let e = &explained.classification;
     let mut out = String::new();
     let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<15}{v}\n"));
     match e.reason {
@@ -80,9 +65,9 @@ pub fn render_text(e: &Explanation) -> String {
             line(k, v);
         }
     }
-    line("Who fixes it:", e.who_fixes.as_str());
-    line("For the user:", e.user_message);
-    line("For the admin:", e.admin_message);
+    line("Who fixes it:", explained.who_fixes.as_str());
+    line("For the user:", explained.user_message);
+    line("For the admin:", explained.admin_message);
     out
 }
 
@@ -300,7 +285,7 @@ mod tests {
 
     fn cat(text: &str) -> (Category, Vec<u32>) {
         let e = explain(text);
-        (e.category, e.aadsts)
+        (e.classification.category, e.classification.aadsts)
     }
 
     #[test]
@@ -394,10 +379,13 @@ mod tests {
         let e = explain(
             "https://x/cb?error=consent_required&error_description=AADSTS65004%3a+User+declined.%0d%0aTrace+ID%3a+7c839d05-4806-48f2-ba40-bf4128382500%0d%0aCorrelation+ID%3a+b94f5bce-b15e-48c6-a713-fc07c5c41a77&error_subcode=cancel",
         );
-        assert_eq!(e.oauth_error.as_deref(), Some("consent_required"));
-        assert_eq!(e.trace_id.as_deref(), Some("7c839d05-4806-48f2-ba40-bf4128382500"));
+        assert_eq!(e.classification.oauth_error.as_deref(), Some("consent_required"));
         assert_eq!(
-            e.correlation_id.as_deref(),
+            e.classification.trace_id.as_deref(),
+            Some("7c839d05-4806-48f2-ba40-bf4128382500")
+        );
+        assert_eq!(
+            e.classification.correlation_id.as_deref(),
             Some("b94f5bce-b15e-48c6-a713-fc07c5c41a77")
         );
         assert_eq!(e.who_fixes, WhoFixes::User);
@@ -415,11 +403,14 @@ mod tests {
             "AADSTS",
         ] {
             let e = explain(text);
-            assert_eq!(e.category, Unknown, "{text}");
-            assert!(e.aadsts.is_empty(), "{text}");
+            assert_eq!(e.classification.category, Unknown, "{text}");
+            assert!(e.classification.aadsts.is_empty(), "{text}");
         }
         assert_eq!(
-            explain(r#"{"error":"invalid_grant"}"#).oauth_error.as_deref(),
+            explain(r#"{"error":"invalid_grant"}"#)
+                .classification
+                .oauth_error
+                .as_deref(),
             Some("invalid_grant")
         );
     }
@@ -428,8 +419,8 @@ mod tests {
     fn every_table_code_round_trips_through_text() {
         for info in crate::entra::aadsts::CODES {
             let e = explain(&format!("AADSTS{}: something happened", info.code));
-            assert_eq!(e.category, info.category, "{}", info.code);
-            assert_eq!(e.aadsts, vec![info.code]);
+            assert_eq!(e.classification.category, info.category, "{}", info.code);
+            assert_eq!(e.classification.aadsts, vec![info.code]);
             assert_eq!(e.who_fixes, info.who, "{}", info.code);
             assert_eq!(e.user_message, info.meaning);
         }
