@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
-use crate::store::{EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, records::Records};
+use crate::metrics::Metrics;
+use crate::store::{
+    EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
+};
 use crate::tokens::{ServedTokens, SingleFlight};
 
 /// Why the broker could not start.
@@ -53,6 +56,8 @@ pub struct App {
     pub refreshes: SingleFlight,
     /// The last token served per connection, for answering while the store is unreachable.
     pub served: ServedTokens,
+    /// Prometheus metrics (`GET /metrics`), built once with the state.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -74,8 +79,11 @@ impl AppState {
         Self::with_store(config, store)
     }
 
-    /// Builds the state over a given store (used as given: no encryption layer is added).
+    /// Builds the state over a given store (no encryption layer is added; a timing layer for
+    /// the store-latency metric is).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
         let entra = EntraClient::new(&config.entra)?;
         let keys = KeyCache::new(
             entra.clone(),
@@ -90,6 +98,7 @@ impl AppState {
             connectors,
             refreshes: SingleFlight::default(),
             served: ServedTokens::default(),
+            metrics,
             config,
         })))
     }

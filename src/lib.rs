@@ -10,6 +10,7 @@ pub mod demo;
 pub mod entra;
 pub mod flow;
 pub mod http;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

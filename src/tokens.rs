@@ -20,6 +20,7 @@ use crate::clock::now_unix;
 use crate::crypto::Sensitive;
 use crate::entra::client::ClientAuth;
 use crate::entra::{Category, Classification, TokenError, classify};
+use crate::metrics::TokenOutcome;
 use crate::store::{CasOutcome, StoreError, records::*};
 
 /// Per-key async locks that vanish when nobody holds or waits for them.
@@ -190,6 +191,32 @@ fn needs_new_sign_in(category: Category) -> bool {
 /// served while it is still valid (whatever `min_ttl` asks: it is the best there is); without
 /// one, the store error stands (503). A store error never changes a connection.
 pub async fn access_token(
+    state: &AppState,
+    connector: &str,
+    connection_id: &str,
+    min_ttl: Duration,
+) -> Result<AccessToken, TokenServiceError> {
+    let result = answer(state, connector, connection_id, min_ttl).await;
+    let outcome = match &result {
+        Ok(t) => match t.served {
+            Served::CacheHit => TokenOutcome::CacheHit,
+            Served::Refreshed => TokenOutcome::Refreshed,
+            Served::StaleButValid => TokenOutcome::StaleButValid,
+            Served::FromMemory => TokenOutcome::Unavailable,
+        },
+        Err(TokenServiceError::NotFound) => TokenOutcome::NotFound,
+        Err(TokenServiceError::ReauthRequired(_)) => TokenOutcome::Reauth,
+        Err(TokenServiceError::Unavailable { .. } | TokenServiceError::Store(_)) => TokenOutcome::Unavailable,
+        Err(TokenServiceError::Upstream(_)) => TokenOutcome::Upstream,
+    };
+    // An unknown connector id is a caller's typo, not a bounded label: it is not counted.
+    if state.connector(connector).is_some() {
+        state.metrics.token_request(connector, outcome);
+    }
+    result
+}
+
+async fn answer(
     state: &AppState,
     connector: &str,
     connection_id: &str,
@@ -410,6 +437,7 @@ async fn refresh_locked(
         return flip_to_reauth(state, conn, version, Category::ReauthRequired.as_str(), None).await;
     }
     let secret = secrecy::ExposeSecret::expose_secret(&connector.client_secret);
+    let started = std::time::Instant::now();
     let result = state
         .entra
         .refresh(
@@ -422,6 +450,7 @@ async fn refresh_locked(
             &connector.scopes,
         )
         .await;
+    state.metrics.refresh_duration(started.elapsed());
     match result {
         Ok(resp) => {
             let now = now_unix();
@@ -460,6 +489,7 @@ async fn refresh_locked(
         }
         Err(TokenError::Rejected(err)) => {
             let c = classify(&err);
+            state.metrics.entra_error(c.primary_code());
             tracing::warn!(
                 connection = %connection_id,
                 connector = %connector_id,

@@ -70,6 +70,10 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
         expires_at: now + APPROVAL_TTL.as_secs() as i64,
     };
     state.records.put_approval(&approval, RETENTION).await?;
+    state.metrics.approval_opened(
+        &approval.connector,
+        approval.tenant_id.as_deref().unwrap_or(&approval.tenant),
+    );
     tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_deref().unwrap_or("?"), "approval page opened");
     Ok(flow.id.clone())
 }
@@ -357,6 +361,7 @@ pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result
         )
         .await?;
     tracing::info!(connector = %connector, tenant = %tenant_id, "tenant approved the connector");
+    state.metrics.tenant_approved(&connector, &tenant_id);
     Ok(ConsentOutcome::Approved {
         connector,
         tenant_id,

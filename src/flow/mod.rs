@@ -370,6 +370,7 @@ async fn start(
         .put_flow(&state_value, &flow, state.config.flow.state_ttl)
         .await?;
     tracing::info!(flow = %flow.id, connector = %flow.connector, "flow started");
+    state.metrics.flow_started(&flow.connector);
     Ok(url)
 }
 
@@ -488,7 +489,29 @@ pub async fn callback(state: &AppState, params: CallbackParams) -> Result<Callba
         failed.approval_path = Some(crate::approval::page_path(&id));
     }
     record_outcome(state, &flow, &result).await;
+    count_outcome(state, &flow, &result);
     result
+}
+
+/// Counts the callback's end in the flow metrics (and Entra's error code, when it refused).
+fn count_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
+    let m = &state.metrics;
+    match result {
+        Ok(CallbackOutcome::Completed { .. }) => m.flow_completed(&flow.connector),
+        Ok(CallbackOutcome::Failed(f)) => {
+            let c = &f.classification;
+            m.flow_failed(&flow.connector, c.category.as_str());
+            m.entra_error(c.primary_code());
+        }
+        // The same category the session records for it.
+        Err(e) => {
+            let category = match e {
+                FlowError::EntraUnavailable { .. } => Category::Transient,
+                _ => Category::InvalidRequest,
+            };
+            m.flow_failed(&flow.connector, category.as_str());
+        }
+    }
 }
 
 fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> CallbackOutcome {

@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/approval.js", get(script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/assets/broker.css", get(stylesheet))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -85,6 +86,15 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         }
     }
+}
+
+/// Prometheus text exposition; carries no secrets (labels are connector ids, categories,
+/// outcomes, table AADSTS codes and store operation names).
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
 }
 
 async fn script() -> impl IntoResponse {

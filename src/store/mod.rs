@@ -19,11 +19,13 @@ mod memory;
 pub mod records;
 mod redis;
 pub mod rotate;
+mod timed;
 
 pub use self::redis::RedisStore;
 pub use embedded::EmbeddedStore;
 pub use encrypted::{EncryptedStore, Keyring};
 pub use memory::MemoryStore;
+pub use timed::TimedStore;
 
 /// Errors from a store backend. A store error is never "not found": callers must not act on it
 /// as if a record were absent.

@@ -10,6 +10,7 @@ mod encryption;
 mod explain;
 mod happy;
 mod lifecycle;
+mod metrics;
 mod redis_store;
 mod security;
 mod shared_refresh;
