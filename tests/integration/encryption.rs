@@ -12,10 +12,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client};
+use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved};
 use crate::common::flows::{World, param};
 use crate::common::redis::{RedisCluster, RedisServer};
-use crate::common::sim::{Sim, standard_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_consent-broker");
 
@@ -99,34 +98,18 @@ async fn restart(w: World, url: &str, opts: BrokerOptions) -> World {
     }
 }
 
-/// A world on `store` with the given `[encryption]` body, on a reserved URL it returns.
+/// A world on `store` with the given `[encryption]` body, and its broker's URL (for restarts).
 async fn world(store: &str, encryption: String) -> (World, String) {
-    let reserved = Reserved::new();
-    let url = reserved.url.clone();
-    let mut config = standard_config(&[&reserved.callback()]);
     // Old refresh tokens die the moment they are rotated: only the stored newest one works, so a
     // rotated refresh token lost by the re-encryption would show.
-    config["refresh_token_rotation_grace_secs"] = json!(0);
-    let sim = Sim::start(config.clone()).await;
-    let broker = Broker::start(
-        reserved,
-        sim.base_url(),
-        BrokerOptions {
-            store: store.to_string(),
-            encryption: Some(encryption),
-            ..Default::default()
-        },
-    )
-    .await;
-    (
-        World {
-            sim,
-            broker,
-            http: client(),
-            sim_config: config,
-        },
-        url,
-    )
+    let opts = BrokerOptions {
+        store: store.to_string(),
+        encryption: Some(encryption),
+        ..Default::default()
+    };
+    let w = World::with(|c| c["refresh_token_rotation_grace_secs"] = json!(0), opts).await;
+    let url = w.broker.url.clone();
+    (w, url)
 }
 
 /// The access token served now for each connection (asserting 200).

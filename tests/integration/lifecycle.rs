@@ -217,27 +217,13 @@ async fn embedded_store_keeps_connections_and_rotated_tokens_across_restarts() {
         "backend = \"embedded\"\npath = \"{}\"",
         dir.path().join("broker.redb").display()
     );
-    let reserved = Reserved::new();
-    let url = reserved.url.clone();
-    let mut config = standard_config(&[&reserved.callback()]);
     // Old refresh tokens die the moment they are rotated: only the stored newest one works.
-    config["refresh_token_rotation_grace_secs"] = json!(0);
-    let sim = Sim::start(config.clone()).await;
-    let broker = Broker::start(
-        reserved,
-        sim.base_url(),
-        BrokerOptions {
-            store: store.clone(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let w = World {
-        sim,
-        broker,
-        http: crate::common::broker::client(),
-        sim_config: config,
+    let opts = BrokerOptions {
+        store: store.clone(),
+        ..Default::default()
     };
+    let w = World::with(|c| c["refresh_token_rotation_grace_secs"] = json!(0), opts).await;
+    let url = w.broker.url.clone();
     let conn = w.connect(&w.upn("alice")).await;
     let (status, rotated) = w.token(&conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK);
