@@ -82,7 +82,8 @@ impl AppState {
     /// Builds the state over a given store (no encryption layer is added; a timing layer for
     /// the store-latency metric is).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
-        let metrics = Arc::new(Metrics::new());
+        let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
+        let metrics = Arc::new(Metrics::for_connectors(&ids, Some(config.entra.authority.as_str())));
         let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
         let entra = EntraClient::new(&config.entra)?;
         let keys = KeyCache::new(
@@ -144,6 +145,8 @@ pub struct Application {
     state: AppState,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
+    /// The separate `/metrics` listener, when `server.metrics_listen` is set.
+    metrics_listener: Option<std::net::TcpListener>,
 }
 
 impl Application {
@@ -155,14 +158,29 @@ impl Application {
     }
 
     /// Runs on an already bound listener (tests bind port 0 first to learn the URL).
+    /// Binds `server.metrics_listen` here too, if set.
     pub fn with_listener(state: AppState, listener: std::net::TcpListener) -> Result<Self, StartError> {
         let local_addr = listener.local_addr().map_err(StartError::Serve)?;
         listener.set_nonblocking(true).map_err(StartError::Serve)?;
+        let metrics_listener = match state.config.metrics_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+                l.set_nonblocking(true).map_err(StartError::Serve)?;
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Self {
             state,
             listener,
             local_addr,
+            metrics_listener,
         })
+    }
+
+    /// The bound address of the separate metrics listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address.
@@ -177,11 +195,27 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Self { state, listener, .. } = self;
+        let Self {
+            state,
+            listener,
+            metrics_listener,
+            ..
+        } = self;
         let grace = state.config.shutdown_grace;
         let purge = tokio::spawn(purge_loop(state.clone()));
+        let probe = tokio::spawn(probe_store(state.clone()));
         let router = crate::http::router(state.clone());
         let handle = axum_server::Handle::new();
+        let metrics_server = match metrics_listener {
+            Some(l) => {
+                let server = axum_server::from_tcp(l)
+                    .map_err(StartError::Serve)?
+                    .handle(handle.clone())
+                    .serve(crate::http::metrics_router(state.clone()).into_make_service());
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
         let on_signal = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -207,7 +241,13 @@ impl Application {
             }
         };
         purge.abort();
+        probe.abort();
         let _ = purge.await;
+        let _ = probe.await;
+        if let Some(m) = metrics_server {
+            // The shared handle has already told it to stop; a scrape in flight may finish.
+            let _ = m.await;
+        }
         served.map_err(StartError::Serve)
     }
 }
@@ -227,6 +267,29 @@ async fn purge_loop(state: AppState) {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "purged expired records"),
             Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+        }
+    }
+}
+
+/// How often the store is pinged for the `store_up` gauge.
+const STORE_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps `consent_broker_store_up` current, so "store down" alerts need no request traffic.
+async fn probe_store(state: AppState) {
+    let mut tick = tokio::time::interval(STORE_PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_up = true;
+    loop {
+        tick.tick().await;
+        let up = state.records.store().ping().await.is_ok();
+        state.metrics.store_up(up);
+        if up != was_up {
+            if up {
+                tracing::info!("the store answers again");
+            } else {
+                tracing::warn!("the store does not answer its health check");
+            }
+            was_up = up;
         }
     }
 }

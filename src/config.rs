@@ -59,6 +59,8 @@ struct RawConfig {
     connectors: Vec<RawConnector>,
     #[serde(default)]
     encryption: RawEncryption,
+    #[serde(default)]
+    limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +73,8 @@ struct RawServer {
     tls: Option<RawTls>,
     #[serde(default = "default_shutdown_grace")]
     shutdown_grace_secs: u64,
+    metrics_listen: Option<SocketAddr>,
+    trusted_proxy_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +101,57 @@ struct RawEntra {
     clock_skew_secs: u64,
     #[serde(default = "default_retry_after")]
     default_retry_after_secs: u64,
+    #[serde(default = "default_max_retries")]
+    max_retries: u32,
+    #[serde(default = "default_retry_base_delay")]
+    retry_base_delay_ms: u64,
+    #[serde(default = "default_retry_max_delay")]
+    retry_max_delay_ms: u64,
+    #[serde(default = "default_circuit_threshold")]
+    circuit_failure_threshold: u32,
+    #[serde(default = "default_circuit_open")]
+    circuit_open_secs: u64,
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_retry_base_delay() -> u64 {
+    200
+}
+fn default_retry_max_delay() -> u64 {
+    2_000
+}
+fn default_circuit_threshold() -> u32 {
+    5
+}
+fn default_circuit_open() -> u64 {
+    30
+}
+
+/// `[limits]`: requests per minute and burst per key; 0 per minute turns a limit off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    ip_per_minute: u32,
+    ip_burst: u32,
+    connector_per_minute: u32,
+    connector_burst: u32,
+    tenant_flow_starts_per_minute: u32,
+    tenant_flow_starts_burst: u32,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            ip_per_minute: 300,
+            ip_burst: 60,
+            connector_per_minute: 6_000,
+            connector_burst: 600,
+            tenant_flow_starts_per_minute: 120,
+            tenant_flow_starts_burst: 30,
+        }
+    }
 }
 
 impl Default for RawEntra {
@@ -109,6 +164,11 @@ impl Default for RawEntra {
             jwks_cache_ttl_secs: default_jwks_ttl(),
             clock_skew_secs: default_clock_skew(),
             default_retry_after_secs: default_retry_after(),
+            max_retries: default_max_retries(),
+            retry_base_delay_ms: default_retry_base_delay(),
+            retry_max_delay_ms: default_retry_max_delay(),
+            circuit_failure_threshold: default_circuit_threshold(),
+            circuit_open_secs: default_circuit_open(),
         }
     }
 }
@@ -323,6 +383,13 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// A second listener serving only `/metrics`; when set, the main listener does not serve it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The header a trusted reverse proxy puts the client address in (lower-cased); without it
+    /// the client IP is the TCP peer's.
+    pub trusted_proxy_header: Option<http::HeaderName>,
+    /// Rate limits.
+    pub limits: LimitsConfig,
     /// Entra endpoints and client behaviour.
     pub entra: EntraConfig,
     /// Which store to use.
@@ -366,6 +433,51 @@ pub struct EntraConfig {
     pub clock_skew: Duration,
     /// `Retry-After` sent when Entra is unavailable and said nothing itself.
     pub default_retry_after: Duration,
+    /// Retries of transient failures.
+    pub retry: RetryConfig,
+    /// The per-authority circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+/// How failed calls to Entra are retried.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (0: never retry).
+    pub max_retries: u32,
+    /// Backoff before the first retry; doubled per retry, with full jitter.
+    pub base_delay: Duration,
+    /// Longest wait before a retry, `Retry-After` included: a longer `Retry-After` is passed to
+    /// the caller instead of waited out.
+    pub max_delay: Duration,
+}
+
+/// When calls to an Entra authority stop being sent.
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    /// Consecutive failed calls (after retries) that open the circuit (0: never).
+    pub failure_threshold: u32,
+    /// How long an open circuit fails calls fast before one trial call is let through.
+    pub open_for: Duration,
+}
+
+/// One rate limit: a sustained rate and a burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+}
+
+/// `[limits]`: each `None` is off.
+#[derive(Debug, Clone, Default)]
+pub struct LimitsConfig {
+    /// Per client IP, on browser endpoints.
+    pub per_ip: Option<RateLimit>,
+    /// Per connector, on the API.
+    pub per_connector: Option<RateLimit>,
+    /// Per tenant, on flow starts (redirects to Entra).
+    pub per_tenant: Option<RateLimit>,
 }
 
 /// The store backend.
@@ -730,11 +842,46 @@ impl Config {
             });
         }
 
+        let trusted_proxy_header = match raw.server.trusted_proxy_header.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => Some(
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    invalid(
+                        "server.trusted_proxy_header",
+                        format!("{name:?} is not a header name (e.g. \"x-forwarded-for\")"),
+                    )
+                })?,
+            ),
+        };
+        let limit = |key: &str, per_minute: u32, burst: u32| -> Result<Option<RateLimit>, ConfigError> {
+            match (per_minute, burst) {
+                (0, _) => Ok(None),
+                (_, 0) => Err(invalid(
+                    &format!("limits.{key}_burst"),
+                    "must be at least 1 when the limit is on".into(),
+                )),
+                (per_minute, burst) => Ok(Some(RateLimit { per_minute, burst })),
+            }
+        };
+        let l = &raw.limits;
+        let limits = LimitsConfig {
+            per_ip: limit("ip", l.ip_per_minute, l.ip_burst)?,
+            per_connector: limit("connector", l.connector_per_minute, l.connector_burst)?,
+            per_tenant: limit(
+                "tenant_flow_starts",
+                l.tenant_flow_starts_per_minute,
+                l.tenant_flow_starts_burst,
+            )?,
+        };
+
         Ok(Config {
             listen: raw.server.listen,
             public_url,
             tls,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
+            metrics_listen: raw.server.metrics_listen,
+            trusted_proxy_header,
+            limits,
             entra: EntraConfig {
                 authority,
                 connect_timeout: Duration::from_secs(raw.entra.connect_timeout_secs),
@@ -743,6 +890,15 @@ impl Config {
                 jwks_cache_ttl: Duration::from_secs(raw.entra.jwks_cache_ttl_secs.max(60)),
                 clock_skew: Duration::from_secs(raw.entra.clock_skew_secs),
                 default_retry_after: Duration::from_secs(raw.entra.default_retry_after_secs.max(1)),
+                retry: RetryConfig {
+                    max_retries: raw.entra.max_retries.min(10),
+                    base_delay: Duration::from_millis(raw.entra.retry_base_delay_ms),
+                    max_delay: Duration::from_millis(raw.entra.retry_max_delay_ms),
+                },
+                breaker: BreakerConfig {
+                    failure_threshold: raw.entra.circuit_failure_threshold,
+                    open_for: Duration::from_secs(raw.entra.circuit_open_secs.max(1)),
+                },
             },
             store,
             refresh,
@@ -1079,6 +1235,48 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             Ok(())
         });
         out
+    }
+
+    #[test]
+    fn limits_proxy_header_and_retries() {
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::from_toml_str(&base(""), "t.toml").expect("defaults");
+            assert_eq!(
+                cfg.limits.per_ip,
+                Some(RateLimit {
+                    per_minute: 300,
+                    burst: 60
+                })
+            );
+            assert!(cfg.trusted_proxy_header.is_none() && cfg.metrics_listen.is_none());
+            assert_eq!(cfg.entra.retry.max_retries, 2);
+            assert_eq!(cfg.entra.breaker.failure_threshold, 5);
+            let text = base("[limits]\nip_per_minute = 0\nconnector_per_minute = 60\nconnector_burst = 1").replace(
+                "plain_http = true",
+                "plain_http = true\ntrusted_proxy_header = \"X-Forwarded-For\"",
+            );
+            let cfg = Config::from_toml_str(&text, "t.toml").expect("set");
+            assert_eq!(cfg.limits.per_ip, None, "0 per minute turns a limit off");
+            assert_eq!(
+                cfg.limits.per_connector,
+                Some(RateLimit {
+                    per_minute: 60,
+                    burst: 1
+                })
+            );
+            assert_eq!(
+                cfg.trusted_proxy_header.as_ref().map(|h| h.as_str()),
+                Some("x-forwarded-for")
+            );
+            Ok(())
+        });
+        let e = err_of(&base("[limits]\ntenant_flow_starts_burst = 0"));
+        assert!(e.contains("limits.tenant_flow_starts_burst"), "{e}");
+        let e = err_of(&base("").replace(
+            "plain_http = true",
+            "plain_http = true\ntrusted_proxy_header = \"x forwarded\"",
+        ));
+        assert!(e.contains("server.trusted_proxy_header"), "{e}");
     }
 
     #[test]

@@ -1,45 +1,147 @@
-//! Prometheus metrics, held in [`crate::app::App`] (no process-global recorder) and rendered in
-//! the text exposition format by `GET /metrics`.
+//! Prometheus metrics on `prometheus-client`, held in [`crate::app::App`] (an explicit registry,
+//! no process-global recorder, so tests in one binary never share counts) and rendered by
+//! `GET /metrics` in the OpenMetrics text format.
 //!
 //! Every label comes from a bounded set (connector ids from config, error categories, token
-//! outcomes, AADSTS codes from the table or `other`/`none`, store operation names), so a caller
-//! cannot grow the series count. Nothing secret is ever a label.
+//! outcomes, AADSTS codes from the table or `other`/`none`, route templates, store operation
+//! names, tenants capped at [`MAX_TENANT_LABELS`]), so a caller cannot grow the series count.
+//! Nothing secret is ever a label.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Histogram bucket upper bounds in seconds (store calls are sub-millisecond, refreshes ~100 ms).
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Label values, in the order of the metric's label names.
-type Labels = Vec<String>;
+/// Distinct tenants the pending-approvals gauge labels by name; later ones share `other`.
+pub const MAX_TENANT_LABELS: usize = 1_000;
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectorLabels {
+    connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    connector: String,
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    connector: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    connector: String,
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntraLabels {
+    endpoint: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthorityLabels {
+    authority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialLabels {
+    connector: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialErrorLabels {
+    connector: String,
+    code: String,
 }
 
 /// The broker's metrics.
 pub struct Metrics {
-    flows_started: Mutex<BTreeMap<Labels, u64>>,
-    flows_completed: Mutex<BTreeMap<Labels, u64>>,
-    flows_failed: Mutex<BTreeMap<Labels, u64>>,
-    entra_errors: Mutex<BTreeMap<Labels, u64>>,
-    token_requests: Mutex<BTreeMap<Labels, u64>>,
-    refresh_duration: Mutex<BTreeMap<Labels, Histogram>>,
-    store_duration: Mutex<BTreeMap<Labels, Histogram>>,
-    rate_limited: AtomicU64,
-    pending_approvals: AtomicI64,
-    /// Approval pages opened and not yet approved, per (connector, tenant), so that a tenant's
-    /// approval takes exactly its own pages off the gauge.
-    pending_by_tenant: Mutex<HashMap<(String, String), i64>>,
+    registry: Registry,
+    families: Vec<FamilyInfo>,
+    flows_started: Family<ConnectorLabels, Counter>,
+    flows_completed: Family<ConnectorLabels, Counter>,
+    flows_failed: Family<FailureLabels, Counter>,
+    entra_errors: Family<CodeLabels, Counter>,
+    token_requests: Family<OutcomeLabels, Counter>,
+    refresh_duration: Histogram,
+    store_duration: HistogramFamily<OpLabels>,
+    store_up: Gauge,
+    rate_limited: Family<ScopeLabels, Counter>,
+    pending_approvals: Family<TenantLabels, Gauge>,
+    /// Tenants that have a `pending_approvals` series of their own (the cap's bookkeeping).
+    labelled_tenants: Mutex<HashSet<String>>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    entra_requests: Family<EntraLabels, Counter>,
+    entra_retries: Family<EndpointLabels, Counter>,
+    circuit_open: Family<AuthorityLabels, Gauge>,
+    credential_expiry: Family<CredentialLabels, Gauge>,
+    credential_errors: Family<CredentialErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -82,6 +184,66 @@ impl TokenOutcome {
     }
 }
 
+/// Which limit refused a request, as the `scope` label of `rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// Per client IP, on browser endpoints.
+    Ip,
+    /// Per connector, on the API.
+    Connector,
+    /// Per tenant, on flow starts.
+    Tenant,
+}
+
+impl LimitScope {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ip => "ip",
+            Self::Connector => "connector",
+            Self::Tenant => "tenant",
+        }
+    }
+}
+
+/// How one call to Entra ended, as the `result` label of `entra_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntraResult {
+    /// A success answer.
+    Ok,
+    /// An OAuth error answer that retrying cannot change.
+    Rejected,
+    /// Unreachable, timed out, a 5xx or a transient AADSTS code.
+    Unavailable,
+    /// 429.
+    Throttled,
+    /// Not sent: the authority's circuit breaker is open.
+    ShortCircuited,
+}
+
+impl EntraResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Rejected => "rejected",
+            Self::Unavailable => "unavailable",
+            Self::Throttled => "throttled",
+            Self::ShortCircuited => "short_circuited",
+        }
+    }
+}
+
+/// Entra endpoints the broker calls, as the `endpoint` label.
+pub const ENDPOINTS: [&str; 3] = ["token", "keys", "metadata"];
+
+const RESULTS: [EntraResult; 5] = [
+    EntraResult::Ok,
+    EntraResult::Rejected,
+    EntraResult::Unavailable,
+    EntraResult::Throttled,
+    EntraResult::ShortCircuited,
+];
+
 /// The `code` label for an AADSTS code: the code when the table knows it, `other` when it does
 /// not (an unbounded set would let Entra grow the series count), `none` without a code.
 pub fn code_label(code: Option<u32>) -> String {
@@ -92,227 +254,390 @@ pub fn code_label(code: Option<u32>) -> String {
     }
 }
 
-fn inc(map: &Mutex<BTreeMap<Labels, u64>>, labels: &[&str]) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(labels.iter().map(|s| s.to_string()).collect()).or_default() += 1;
+/// The `method` label: the standard methods by name, anything else `other` (methods are
+/// client-chosen strings).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 
-fn observe(map: &Mutex<BTreeMap<Labels, Histogram>>, labels: &[&str], d: Duration) {
-    let secs = d.as_secs_f64();
-    if let Ok(mut m) = map.lock() {
-        let h = m.entry(labels.iter().map(|s| s.to_string()).collect()).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
-    }
+/// What kind of series a family exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `<name>_total`.
+    Counter,
+    /// `<name>`.
+    Gauge,
+    /// `<name>_bucket`, `<name>_sum`, `<name>_count`.
+    Histogram,
 }
 
-/// Escapes a label value for the exposition format.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// One registered metric family.
+#[derive(Debug, Clone)]
+pub struct FamilyInfo {
+    /// Its name with the `consent_broker_` prefix (without `_total` for counters).
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
 }
 
-fn label_set(names: &[&str], values: &[String], extra: Option<(&str, &str)>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((n, v)) = extra {
-        parts.push(format!("{n}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn render_counter(out: &mut String, name: &str, help: &str, names: &[&str], map: &Mutex<BTreeMap<Labels, u64>>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    if let Ok(m) = map.lock() {
-        for (values, n) in m.iter() {
-            let _ = writeln!(out, "{name}{} {n}", label_set(names, values, None));
+impl FamilyInfo {
+    /// The names its samples carry (what a PromQL query may refer to).
+    pub fn sample_names(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Counter => vec![format!("{}_total", self.name)],
+            Kind::Gauge => vec![self.name.clone()],
+            Kind::Histogram => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|suffix| format!("{}{suffix}", self.name))
+                .collect(),
         }
     }
 }
 
-fn render_histogram(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    names: &[&str],
-    map: &Mutex<BTreeMap<Labels, Histogram>>,
-) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    if let Ok(m) = map.lock() {
-        for (values, h) in m.iter() {
-            for (le, n) in BUCKETS.iter().zip(&h.counts) {
-                let le = le.to_string();
-                let _ = writeln!(out, "{name}_bucket{} {n}", label_set(names, values, Some(("le", &le))));
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{} {}",
-                label_set(names, values, Some(("le", "+Inf"))),
-                h.count
-            );
-            let _ = writeln!(out, "{name}_sum{} {}", label_set(names, values, None), h.sum);
-            let _ = writeln!(out, "{name}_count{} {}", label_set(names, values, None), h.count);
-        }
+const PREFIX: &str = "consent_broker";
+
+/// Registers metrics and remembers what it registered.
+struct Builder {
+    registry: Registry,
+    families: Vec<FamilyInfo>,
+}
+
+impl Builder {
+    fn add<M>(&mut self, name: &str, help: &str, kind: Kind, metric: M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        // prometheus-client ends every HELP text with a period itself.
+        self.registry.register(name, help.trim_end_matches('.'), metric.clone());
+        self.families.push(FamilyInfo {
+            name: format!("{PREFIX}_{name}"),
+            kind,
+        });
+        metric
+    }
+
+    fn counters<L: Labels>(&mut self, name: &str, help: &str) -> Family<L, Counter> {
+        self.add(name, help, Kind::Counter, Family::default())
+    }
+
+    fn gauges<L: Labels>(&mut self, name: &str, help: &str) -> Family<L, Gauge> {
+        self.add(name, help, Kind::Gauge, Family::default())
+    }
+
+    fn histograms<L: Labels>(&mut self, name: &str, help: &str) -> HistogramFamily<L> {
+        let family = HistogramFamily::new_with_constructor(histogram as fn() -> Histogram);
+        self.add(name, help, Kind::Histogram, family)
     }
 }
+
+/// What a label set must be to key a family.
+trait Labels: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static {}
+impl<T: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> Labels for T {}
+
+/// Token outcomes, for pre-creating their series.
+const OUTCOMES: [TokenOutcome; 7] = [
+    TokenOutcome::CacheHit,
+    TokenOutcome::Refreshed,
+    TokenOutcome::StaleButValid,
+    TokenOutcome::Reauth,
+    TokenOutcome::Unavailable,
+    TokenOutcome::NotFound,
+    TokenOutcome::Upstream,
+];
 
 impl Metrics {
-    /// Empty metrics.
+    /// All metrics registered, at zero, with no connector-specific series.
     pub fn new() -> Self {
-        Self {
-            flows_started: Mutex::default(),
-            flows_completed: Mutex::default(),
-            flows_failed: Mutex::default(),
-            entra_errors: Mutex::default(),
-            token_requests: Mutex::default(),
-            refresh_duration: Mutex::default(),
-            store_duration: Mutex::default(),
-            rate_limited: AtomicU64::new(0),
-            pending_approvals: AtomicI64::new(0),
-            pending_by_tenant: Mutex::default(),
+        Self::for_connectors(&[], None)
+    }
+
+    /// All metrics registered; the series of every connector in `connectors` and of every limit
+    /// and Entra endpoint exist at zero from the start, so `rate()` and alerts see the first
+    /// event. `authority` gets a closed circuit.
+    pub fn for_connectors(connectors: &[&str], authority: Option<&str>) -> Self {
+        let mut b = Builder {
+            registry: Registry::with_prefix(PREFIX),
+            families: Vec::new(),
+        };
+        let build_info: Family<VersionLabels, Gauge> = b.gauges("build_info", "The broker's version.");
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let m = Self {
+            flows_started: b.counters("flows_started", "Sign-in flows started."),
+            flows_completed: b.counters("flows_completed", "Sign-in flows that ended in a connection."),
+            flows_failed: b.counters("flows_failed", "Sign-in flows that ended in an error, by category."),
+            entra_errors: b.counters(
+                "entra_errors",
+                "Errors Entra returned to sign-in callbacks and refreshes, by AADSTS code (other: not in the table; none: no code).",
+            ),
+            token_requests: b.counters("token_requests", "Token requests, by outcome."),
+            refresh_duration: b.add(
+                "refresh_duration_seconds",
+                "Duration of refreshes at Entra (retries included).",
+                Kind::Histogram,
+                histogram(),
+            ),
+            store_duration: b.histograms("store_duration_seconds", "Duration of store operations, by operation."),
+            store_up: b.add(
+                "store_up",
+                "1 when the last store health check answered, 0 when it failed.",
+                Kind::Gauge,
+                Gauge::default(),
+            ),
+            rate_limited: b.counters("rate_limited", "Requests refused by rate limiting, by limit."),
+            pending_approvals: b.gauges(
+                "pending_approvals",
+                "Approval pages opened by this process whose tenant has not approved since, by connector and tenant.",
+            ),
+            labelled_tenants: Mutex::default(),
+            http_requests: b.counters("http_requests", "HTTP requests answered, by route and status."),
+            http_duration: b.histograms("http_request_duration_seconds", "Time to answer HTTP requests, by route."),
+            entra_requests: b.counters(
+                "entra_requests",
+                "Calls to Entra, by endpoint and result (each retry counts).",
+            ),
+            entra_retries: b.counters("entra_retries", "Calls to Entra that were retries of a failed call."),
+            circuit_open: b.gauges(
+                "entra_circuit_open",
+                "1 while the circuit breaker for an Entra authority is open (calls fail fast).",
+            ),
+            credential_expiry: b.gauges(
+                "credential_expiry_timestamp_seconds",
+                "When a connector's client secret or certificate expires (Unix seconds), where known.",
+            ),
+            credential_errors: b.counters(
+                "credential_errors",
+                "Token calls Entra refused because of the connector's own credential, by AADSTS code.",
+            ),
+            // Last: moved out once every family above is registered.
+            registry: b.registry,
+            families: b.families,
+        };
+        m.store_up.set(1);
+        for connector in connectors {
+            let connector = connector.to_string();
+            let _ = m.flows_started.get_or_create(&ConnectorLabels {
+                connector: connector.clone(),
+            });
+            let _ = m.flows_completed.get_or_create(&ConnectorLabels {
+                connector: connector.clone(),
+            });
+            for outcome in OUTCOMES {
+                let _ = m.token_requests.get_or_create(&OutcomeLabels {
+                    connector: connector.clone(),
+                    outcome: outcome.as_str(),
+                });
+            }
         }
+        for scope in [LimitScope::Ip, LimitScope::Connector, LimitScope::Tenant] {
+            let _ = m.rate_limited.get_or_create(&ScopeLabels { scope: scope.as_str() });
+        }
+        for endpoint in ENDPOINTS {
+            let _ = m.entra_retries.get_or_create(&EndpointLabels { endpoint });
+            for result in RESULTS {
+                let _ = m.entra_requests.get_or_create(&EntraLabels {
+                    endpoint,
+                    result: result.as_str(),
+                });
+            }
+        }
+        if let Some(authority) = authority {
+            m.circuit_open(authority, false);
+        }
+        m
+    }
+
+    /// Every registered family (what dashboards and alerts may query).
+    pub fn families(&self) -> &[FamilyInfo] {
+        &self.families
     }
 
     /// A flow was started for `connector` (redirected to Entra).
     pub fn flow_started(&self, connector: &str) {
-        inc(&self.flows_started, &[connector]);
+        self.flows_started
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
     }
 
     /// A flow's callback ended in a connection.
     pub fn flow_completed(&self, connector: &str) {
-        inc(&self.flows_completed, &[connector]);
+        self.flows_completed
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
     }
 
     /// A flow's callback ended in an error of `category`.
     pub fn flow_failed(&self, connector: &str, category: &str) {
-        inc(&self.flows_failed, &[connector, category]);
+        self.flows_failed
+            .get_or_create(&FailureLabels {
+                connector: connector.to_string(),
+                category: category.to_string(),
+            })
+            .inc();
     }
 
     /// Entra returned an error carrying `code` (or none).
     pub fn entra_error(&self, code: Option<u32>) {
-        inc(&self.entra_errors, &[&code_label(code)]);
+        self.entra_errors
+            .get_or_create(&CodeLabels { code: code_label(code) })
+            .inc();
     }
 
     /// A token request for `connector` ended in `outcome`.
     pub fn token_request(&self, connector: &str, outcome: TokenOutcome) {
-        inc(&self.token_requests, &[connector, outcome.as_str()]);
+        self.token_requests
+            .get_or_create(&OutcomeLabels {
+                connector: connector.to_string(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
-    /// One refresh call to Entra took `d`.
+    /// One refresh at Entra took `d`.
     pub fn refresh_duration(&self, d: Duration) {
-        observe(&self.refresh_duration, &[], d);
+        self.refresh_duration.observe(d.as_secs_f64());
     }
 
     /// One store operation `op` took `d`.
-    pub fn store_duration(&self, op: &str, d: Duration) {
-        observe(&self.store_duration, &[op], d);
+    pub fn store_duration(&self, op: &'static str, d: Duration) {
+        self.store_duration
+            .get_or_create(&OpLabels { op })
+            .observe(d.as_secs_f64());
     }
 
-    /// A request was refused for rate limiting (none are yet: the counter is registered so
-    /// dashboards and alerts can be built before limits exist).
-    pub fn rate_limited(&self) {
-        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    /// The store's health check answered (`true`) or failed.
+    pub fn store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// A request was refused by the `scope` limit.
+    pub fn rate_limited(&self, scope: LimitScope) {
+        self.rate_limited
+            .get_or_create(&ScopeLabels { scope: scope.as_str() })
+            .inc();
+    }
+
+    /// The tenant label for `tenant`: itself while fewer than [`MAX_TENANT_LABELS`] tenants have
+    /// one, `other` after that.
+    fn tenant_label(&self, tenant: &str) -> String {
+        let Ok(mut seen) = self.labelled_tenants.lock() else {
+            return "other".to_string();
+        };
+        if seen.contains(tenant) {
+            return tenant.to_string();
+        }
+        if seen.len() < MAX_TENANT_LABELS {
+            seen.insert(tenant.to_string());
+            return tenant.to_string();
+        }
+        "other".to_string()
     }
 
     /// An approval page was opened for `connector` in `tenant`.
     pub fn approval_opened(&self, connector: &str, tenant: &str) {
-        if let Ok(mut m) = self.pending_by_tenant.lock() {
-            *m.entry((connector.to_string(), tenant.to_string())).or_default() += 1;
-            self.pending_approvals.fetch_add(1, Ordering::Relaxed);
-        }
+        let labels = TenantLabels {
+            connector: connector.to_string(),
+            tenant: self.tenant_label(tenant),
+        };
+        self.pending_approvals.get_or_create(&labels).inc();
     }
 
     /// `tenant` approved `connector`: its open pages are no longer pending.
     pub fn tenant_approved(&self, connector: &str, tenant: &str) {
-        if let Ok(mut m) = self.pending_by_tenant.lock()
-            && let Some(n) = m.remove(&(connector.to_string(), tenant.to_string()))
-        {
-            self.pending_approvals.fetch_sub(n, Ordering::Relaxed);
-        }
+        let labels = TenantLabels {
+            connector: connector.to_string(),
+            tenant: tenant.to_string(),
+        };
+        self.pending_approvals.remove(&labels);
     }
 
-    /// The exposition text.
+    /// An HTTP request matched `route` (the route template, or `unmatched`) and was answered
+    /// with `status` after `d`.
+    pub fn http_request(&self, method: &'static str, route: &str, status: u16, d: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method,
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.to_string(),
+            })
+            .observe(d.as_secs_f64());
+    }
+
+    /// One call to Entra's `endpoint` (`token`, `keys`, `metadata`) ended in `result`.
+    pub fn entra_request(&self, endpoint: &'static str, result: EntraResult) {
+        self.entra_requests
+            .get_or_create(&EntraLabels {
+                endpoint,
+                result: result.as_str(),
+            })
+            .inc();
+    }
+
+    /// A failed call to `endpoint` is being retried.
+    pub fn entra_retry(&self, endpoint: &'static str) {
+        self.entra_retries.get_or_create(&EndpointLabels { endpoint }).inc();
+    }
+
+    /// The circuit breaker for `authority` opened (`true`) or closed.
+    pub fn circuit_open(&self, authority: &str, open: bool) {
+        self.circuit_open
+            .get_or_create(&AuthorityLabels {
+                authority: authority.to_string(),
+            })
+            .set(i64::from(open));
+    }
+
+    /// `connector`'s credential of `kind` (`secret` or `certificate`) expires at `unix_secs`.
+    pub fn credential_expires_at(&self, connector: &str, kind: &'static str, unix_secs: i64) {
+        self.credential_expiry
+            .get_or_create(&CredentialLabels {
+                connector: connector.to_string(),
+                kind,
+            })
+            .set(unix_secs);
+    }
+
+    /// Entra refused `connector`'s own credential with `code`.
+    pub fn credential_error(&self, connector: &str, code: Option<u32>) {
+        self.credential_errors
+            .get_or_create(&CredentialErrorLabels {
+                connector: connector.to_string(),
+                code: code_label(code),
+            })
+            .inc();
+    }
+
+    /// The exposition text (OpenMetrics; [`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP consent_broker_build_info The broker's version.\n# TYPE consent_broker_build_info gauge\nconsent_broker_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
-        render_counter(
-            &mut out,
-            "consent_broker_flows_started_total",
-            "Sign-in flows started.",
-            &["connector"],
-            &self.flows_started,
-        );
-        render_counter(
-            &mut out,
-            "consent_broker_flows_completed_total",
-            "Sign-in flows that ended in a connection.",
-            &["connector"],
-            &self.flows_completed,
-        );
-        render_counter(
-            &mut out,
-            "consent_broker_flows_failed_total",
-            "Sign-in flows that ended in an error, by category.",
-            &["connector", "category"],
-            &self.flows_failed,
-        );
-        render_counter(
-            &mut out,
-            "consent_broker_entra_errors_total",
-            "Errors Entra returned to sign-in callbacks and refreshes, by AADSTS code (other: not in the table; none: no code).",
-            &["code"],
-            &self.entra_errors,
-        );
-        render_counter(
-            &mut out,
-            "consent_broker_token_requests_total",
-            "Token requests, by outcome.",
-            &["connector", "outcome"],
-            &self.token_requests,
-        );
-        render_histogram(
-            &mut out,
-            "consent_broker_refresh_duration_seconds",
-            "Duration of refresh-token calls to Entra.",
-            &[],
-            &self.refresh_duration,
-        );
-        render_histogram(
-            &mut out,
-            "consent_broker_store_duration_seconds",
-            "Duration of store operations, by operation.",
-            &["op"],
-            &self.store_duration,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP consent_broker_rate_limited_total Requests refused by rate limiting.\n# TYPE consent_broker_rate_limited_total counter\nconsent_broker_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP consent_broker_pending_approvals Approval pages opened by this process whose tenant has not approved since.\n# TYPE consent_broker_pending_approvals gauge\nconsent_broker_pending_approvals {}",
-            self.pending_approvals.load(Ordering::Relaxed)
-        );
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String cannot fail; if the encoder ever does, say so rather than
+            // serve a truncated scrape that looks valid.
+            tracing::error!(error = %e, "encoding metrics failed");
+            return "# EOF\n".to_string();
+        }
         out
     }
 }
@@ -320,6 +645,10 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn has_line(m: &Metrics, line: &str) -> bool {
+        m.render().lines().any(|l| l == line)
+    }
 
     #[test]
     fn codes_fold_into_a_bounded_label_set() {
@@ -337,6 +666,94 @@ mod tests {
         m.approval_opened("c", "t2");
         m.tenant_approved("c", "t1");
         m.tenant_approved("c", "t9");
-        assert!(m.render().contains("\nconsent_broker_pending_approvals 1\n"));
+        assert!(has_line(
+            &m,
+            "consent_broker_pending_approvals{connector=\"c\",tenant=\"t2\"} 1"
+        ));
+        assert!(!m.render().contains("tenant=\"t1\""));
+    }
+
+    #[test]
+    fn tenant_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..MAX_TENANT_LABELS + 5 {
+            m.approval_opened("c", &format!("t{i}"));
+        }
+        assert!(has_line(
+            &m,
+            "consent_broker_pending_approvals{connector=\"c\",tenant=\"other\"} 5"
+        ));
+        // A tenant that already has its series keeps it.
+        m.approval_opened("c", "t0");
+        assert!(has_line(
+            &m,
+            "consent_broker_pending_approvals{connector=\"c\",tenant=\"t0\"} 2"
+        ));
+    }
+
+    #[test]
+    fn known_series_exist_at_zero_before_anything_is_counted() {
+        let text = Metrics::for_connectors(&["files"], Some("https://login.example")).render();
+        for line in [
+            "consent_broker_flows_started_total{connector=\"files\"} 0",
+            "consent_broker_token_requests_total{connector=\"files\",outcome=\"refreshed\"} 0",
+            "consent_broker_rate_limited_total{scope=\"tenant\"} 0",
+            "consent_broker_entra_requests_total{endpoint=\"token\",result=\"short_circuited\"} 0",
+            "consent_broker_entra_circuit_open{authority=\"https://login.example\"} 0",
+            "consent_broker_store_up 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains(&format!(
+            "consent_broker_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(!text.contains(".."), "one period after HELP texts: {text}");
+    }
+
+    #[test]
+    fn families_name_every_registered_family_as_its_samples_do() {
+        let m = Metrics::new();
+        m.flow_started("c");
+        m.flow_completed("c");
+        m.flow_failed("c", "user_declined");
+        m.token_request("c", TokenOutcome::CacheHit);
+        m.refresh_duration(Duration::from_millis(1));
+        m.circuit_open("a", true);
+        m.entra_error(Some(90094));
+        m.store_duration("get", Duration::from_millis(1));
+        m.approval_opened("c", "t");
+        m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
+        m.credential_expires_at("c", "secret", 1);
+        m.credential_error("c", Some(7000222));
+        let text = m.render();
+        let sampled: HashSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let declared: HashSet<String> = m.families().iter().flat_map(FamilyInfo::sample_names).collect();
+        for name in &sampled {
+            assert!(declared.contains(*name), "{name} is exported but not in families()");
+        }
+        for name in &declared {
+            assert!(
+                sampled.contains(name.as_str()),
+                "{name} is in families() but has no sample"
+            );
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.flow_started("a\"b\\c\nd");
+        assert!(
+            m.render()
+                .contains("consent_broker_flows_started_total{connector=\"a\\\"b\\\\c\\nd\"} 1"),
+            "{}",
+            m.render()
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod approval;
 pub mod browser;
 pub mod error;
 pub mod i18n;
+pub mod observe;
 pub mod pages;
 
 use axum::Router;
@@ -32,7 +33,7 @@ pub fn router(state: AppState) -> Router {
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];
-    let mut router = Router::new()
+    let mut router: Router<AppState> = Router::new()
         .route("/v1/connect-sessions", post(api::create_session))
         .route("/v1/connect-sessions/{session_id}", get(api::get_session))
         .route("/v1/handoff/redeem", post(api::redeem))
@@ -53,10 +54,14 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/approval.js", get(script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/assets/broker.css", get(stylesheet))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { ApiError::NotFound });
+    if state.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics));
+    }
+    let mut router = router
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
         .with_state(state);
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
@@ -80,19 +85,31 @@ pub fn found(location: &str) -> axum::response::Response {
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.records.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+        Ok(()) => {
+            state.metrics.store_up(true);
+            (StatusCode::OK, "ready")
+        }
         Err(e) => {
+            state.metrics.store_up(false);
             tracing::warn!(error = %e, "readiness check failed: store does not answer");
             (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         }
     }
 }
 
-/// Prometheus text exposition; carries no secrets (labels are connector ids, categories,
-/// outcomes, table AADSTS codes and store operation names).
+/// The router of the separate metrics listener (`server.metrics_listen`): `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// OpenMetrics text exposition; carries no secrets (labels are connector ids, categories,
+/// outcomes, table AADSTS codes, route templates and store operation names).
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
 }

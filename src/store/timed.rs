@@ -20,7 +20,7 @@ impl TimedStore {
         Self { inner, metrics }
     }
 
-    async fn timed<T>(&self, op: &str, f: impl Future<Output = T>) -> T {
+    async fn timed<T>(&self, op: &'static str, f: impl Future<Output = T>) -> T {
         let start = Instant::now();
         let out = f.await;
         self.metrics.store_duration(op, start.elapsed());

@@ -73,6 +73,10 @@ pub struct BrokerOptions {
     pub flow: String,
     /// Extra TOML appended to the `[entra]` section.
     pub entra: String,
+    /// Extra TOML appended to the `[server]` section.
+    pub server: String,
+    /// Body of the `[limits]` section (empty: the defaults).
+    pub limits: String,
     /// Serve TLS with this (certificate, key) PEM pair instead of plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Body of the `[encryption]` section (may add `[[encryption.keys]]` blocks); `None` gives
@@ -86,6 +90,8 @@ impl Default for BrokerOptions {
             store: "backend = \"memory\"".into(),
             flow: String::new(),
             entra: "jwks_min_refetch_interval_secs = 300".into(),
+            server: String::new(),
+            limits: String::new(),
             tls: None,
             encryption: None,
         }
@@ -98,6 +104,8 @@ pub struct Broker {
     pub url: String,
     /// Its shared state (to inspect the store).
     pub state: AppState,
+    /// `http://ADDR` of the separate metrics listener, when `server.metrics_listen` is set.
+    pub metrics_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _secrets: tempfile::TempDir,
@@ -172,6 +180,7 @@ listen = "127.0.0.1:0"
 public_url = "{url}"
 shutdown_grace_secs = 5
 {listener}
+{server}
 
 [entra]
 authority = "{sim_url}"
@@ -185,6 +194,9 @@ authority = "{sim_url}"
 
 [encryption]
 {encryption}
+
+[limits]
+{limits}
 
 [[connectors]]
 id = "files"
@@ -217,6 +229,8 @@ api_key_hashes = ["{hash_b}"]
                 None => "plain_http = true".into(),
             },
             entra = opts.entra,
+            server = opts.server,
+            limits = opts.limits,
             store = opts.store,
             flow = opts.flow,
             secret_a = secret_a.display(),
@@ -227,6 +241,7 @@ api_key_hashes = ["{hash_b}"]
         let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
         let state = AppState::build(config).await.expect("broker state");
         let app = Application::with_listener(state.clone(), reserved.listener).expect("application");
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             app.run_until(async {
@@ -238,6 +253,7 @@ api_key_hashes = ["{hash_b}"]
         Broker {
             url: reserved.url,
             state,
+            metrics_url,
             shutdown: Some(tx),
             task: Some(task),
             _secrets: secrets,

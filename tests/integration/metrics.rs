@@ -3,6 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::common::broker::BrokerOptions;
 use crate::common::flows::World;
 
 /// The value of the sample `name{labels}` (labels exactly as rendered, e.g.
@@ -22,14 +23,23 @@ fn sample(text: &str, name: &str, labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn scrape(w: &World) -> String {
-    let r = w.http.get(format!("{}/metrics", w.broker.url)).send().await.unwrap();
+async fn scrape_at(http: &reqwest::Client, base: &str) -> String {
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(
-        r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"),
-        "Prometheus text format"
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "OpenMetrics text format"
     );
-    r.text().await.unwrap()
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "a complete exposition: {text}");
+    text
+}
+
+async fn scrape(w: &World) -> String {
+    scrape_at(&w.http, &w.broker.url).await
 }
 
 #[tokio::test]
@@ -44,9 +54,15 @@ async fn scripted_flows_show_up_as_exact_counts() {
         ),
         1.0
     );
-    assert!(before.contains("# TYPE consent_broker_rate_limited_total counter"));
-    assert_eq!(sample(&before, "consent_broker_rate_limited_total", ""), 0.0);
-    assert_eq!(sample(&before, "consent_broker_pending_approvals", ""), 0.0);
+    // Known series exist at zero before anything happens, so rate() sees the first event.
+    assert!(
+        before.contains("\nconsent_broker_rate_limited_total{scope=\"ip\"} 0\n"),
+        "{before}"
+    );
+    assert!(
+        before.contains("\nconsent_broker_token_requests_total{connector=\"crm\",outcome=\"refreshed\"} 0\n"),
+        "{before}"
+    );
 
     // A connection, a cached token, a forced refresh.
     let alice = w.upn("alice");
@@ -140,9 +156,101 @@ async fn scripted_flows_show_up_as_exact_counts() {
         sample(&m, "consent_broker_store_duration_seconds_count", "op=\"get\"") >= 1.0,
         "{m}"
     );
-    assert_eq!(sample(&m, "consent_broker_pending_approvals", ""), 1.0, "{m}");
-    assert_eq!(sample(&m, "consent_broker_rate_limited_total", ""), 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            "consent_broker_pending_approvals",
+            &format!("{files},tenant=\"{}\"", crate::common::sim::FABRIKAM_TID)
+        ),
+        1.0,
+        "{m}"
+    );
+    for scope in ["ip", "connector", "tenant"] {
+        let labels = format!("scope=\"{scope}\"");
+        assert_eq!(sample(&m, "consent_broker_rate_limited_total", &labels), 0.0, "{m}");
+    }
+
+    // HTTP requests by route template and status: ids never become labels.
+    let route = |method: &str, route: &str, status: u16| {
+        sample(
+            &m,
+            "consent_broker_http_requests_total",
+            &format!("method=\"{method}\",route=\"{route}\",status=\"{status}\""),
+        )
+    };
+    assert_eq!(route("GET", "/v1/connections/{connection_id}/token", 200), 2.0, "{m}");
+    assert_eq!(route("GET", "/v1/connections/{connection_id}/token", 409), 1.0, "{m}");
+    assert_eq!(route("GET", "/v1/connections/{connection_id}/token", 404), 1.0, "{m}");
+    assert_eq!(route("POST", "/v1/connect-sessions", 201), 3.0, "{m}");
+    assert_eq!(route("GET", "/metrics", 200), 1.0, "the first scrape: {m}");
+    assert!(
+        sample(
+            &m,
+            "consent_broker_http_request_duration_seconds_count",
+            "method=\"GET\",route=\"/v1/connections/{connection_id}/token\""
+        ) == 4.0,
+        "{m}"
+    );
+    assert!(!m.contains(&conn), "connection ids are not labels: {m}");
     for secret in ["access_token", "refresh_token", "client_secret", "Bearer"] {
         assert!(!m.contains(secret), "no secrets in /metrics: {secret}");
     }
+}
+
+#[tokio::test]
+async fn unknown_paths_share_one_label_and_the_store_is_reported_up() {
+    let w = World::new().await;
+    for path in ["/nope/1", "/nope/2", "/v1/connections"] {
+        let r = w.http.get(format!("{}{path}", w.broker.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        w.http
+            .get(format!("{}/readyz", w.broker.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let m = scrape(&w).await;
+    assert_eq!(
+        sample(
+            &m,
+            "consent_broker_http_requests_total",
+            "method=\"GET\",route=\"unmatched\",status=\"404\""
+        ),
+        3.0,
+        "{m}"
+    );
+    assert!(!m.contains("/nope"), "{m}");
+    assert_eq!(sample(&m, "consent_broker_store_up", ""), 1.0, "{m}");
+}
+
+#[tokio::test]
+async fn a_separate_metrics_listener_takes_metrics_off_the_public_one() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            server: "metrics_listen = \"127.0.0.1:0\"".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = w.http.get(format!("{}/metrics", w.broker.url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "not on the public listener");
+    let admin = w.broker.metrics_url.clone().expect("metrics listener bound");
+    let m = scrape_at(&w.http, &admin).await;
+    // The public listener's 404 above is counted; the metrics listener serves nothing else.
+    assert_eq!(
+        sample(
+            &m,
+            "consent_broker_http_requests_total",
+            "method=\"GET\",route=\"unmatched\",status=\"404\""
+        ),
+        1.0,
+        "{m}"
+    );
+    let r = w.http.get(format!("{admin}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
