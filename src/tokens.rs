@@ -512,7 +512,8 @@ async fn refresh_locked(
                 } => *r,
                 _ => state.config.entra.default_retry_after,
             };
-            tracing::warn!(connection = %connection_id, connector = %connector_id, error = %e, "refresh failed; Entra unavailable");
+            let (trace_id, correlation_id) = e.entra_ids();
+            tracing::warn!(connection = %connection_id, connector = %connector_id, error = %e, trace_id, correlation_id, "refresh failed; Entra unavailable");
             match usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
                 Some(token) => Ok(token),
                 None => Err(TokenServiceError::Unavailable { retry_after }),

@@ -311,7 +311,14 @@ pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result
             ..Default::default()
         };
         let c = classify(&err);
-        tracing::warn!(connector = %connector, category = %c.category, aadsts = ?c.aadsts, "admin consent not granted");
+        tracing::warn!(
+            connector = %connector,
+            category = %c.category,
+            aadsts = ?c.aadsts,
+            trace_id = c.trace_id.as_deref().unwrap_or(""),
+            correlation_id = c.correlation_id.as_deref().unwrap_or(""),
+            "admin consent not granted"
+        );
         let cancelled = err.error_subcode.as_deref() == Some("cancel") || c.primary_code() == Some(65004);
         return Ok(if cancelled {
             ConsentOutcome::Cancelled { connector }

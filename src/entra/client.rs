@@ -69,6 +69,30 @@ pub enum TokenError {
     Protocol(String),
 }
 
+impl TokenError {
+    /// The `Retry-After` Entra sent with an unavailable answer.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Entra's trace and correlation ids from the error body, `""` when absent: every log line
+    /// about a failed call carries them, so an admin can find it in the Entra sign-in logs.
+    pub fn entra_ids(&self) -> (&str, &str) {
+        let e = match self {
+            Self::Rejected(e) => Some(e),
+            Self::Unavailable { error, .. } => error.as_ref(),
+            Self::Protocol(_) => None,
+        };
+        (
+            e.and_then(|e| e.trace_id.as_deref()).unwrap_or(""),
+            e.and_then(|e| e.correlation_id.as_deref()).unwrap_or(""),
+        )
+    }
+}
+
 /// A JWK as Entra publishes it: the key plus its `issuer` (possibly templated with `{tenantid}`).
 #[derive(Debug, Clone)]
 pub struct PublishedKey {

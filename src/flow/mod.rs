@@ -565,12 +565,11 @@ async fn complete(
     {
         Ok(t) => t,
         Err(TokenError::Rejected(err)) => return Ok(fail(flow, connector, classify(&err))),
-        Err(TokenError::Unavailable {
-            retry_after, detail, ..
-        }) => {
-            tracing::warn!(flow = %flow.id, %detail, "code redemption failed: Entra unavailable");
+        Err(e @ TokenError::Unavailable { .. }) => {
+            let (trace_id, correlation_id) = e.entra_ids();
+            tracing::warn!(flow = %flow.id, error = %e, trace_id, correlation_id, "code redemption failed: Entra unavailable");
             return Err(FlowError::EntraUnavailable {
-                retry_after: retry_after.unwrap_or(state.config.entra.default_retry_after),
+                retry_after: e.retry_after().unwrap_or(state.config.entra.default_retry_after),
             });
         }
         Err(TokenError::Protocol(m)) => return Err(FlowError::EntraProtocol(m)),

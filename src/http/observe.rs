@@ -1,26 +1,147 @@
-//! Per-request observation: HTTP request counts and latency by route and status.
+//! Per-request observation: a request id on every log line of a request (and in the response),
+//! an access-log line, and HTTP request counts and latency by route and status.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::metrics::method_label;
 
-/// Counts and times every request under its route template (`/v1/connections/{connection_id}`,
-/// never the concrete path, which would carry ids), or `unmatched`.
+/// The header a request id is taken from and returned in.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming `x-request-id` adopted; longer ones are replaced (they end up in every log line).
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request's id: the caller's `x-request-id` when it is short printable ASCII without
+/// spaces (anything else could forge or break log lines), else the trace id of a W3C
+/// `traceparent`, else a fresh random one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        return id.to_string();
+    }
+    if let Some(trace_id) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent_trace_id)
+    {
+        return trace_id.to_string();
+    }
+    // Shaped like a W3C trace id, so it can be searched for alongside propagated ones.
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The trace id of a version-00 `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless all zero.
+fn traceparent_trace_id(value: &str) -> Option<&str> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let valid = version == "00"
+        && parts.next().is_none()
+        && hex(trace_id, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then_some(trace_id)
+}
+
+/// Runs the request inside a span carrying its id, route and method (so every log line of the
+/// request names them), returns the id in `x-request-id`, logs one access line, and counts and
+/// times the request under its route template (`/v1/connections/{connection_id}`, never the
+/// concrete path, which carries ids and tokens), or `unmatched`.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let response = next.run(req).await;
-    state.metrics.http_request(
-        method,
-        route.as_deref().unwrap_or("unmatched"),
-        response.status().as_u16(),
-        start.elapsed(),
-    );
+    let route = route.as_deref().unwrap_or("unmatched").to_owned();
+    let id = request_id(req.headers());
+    let span = tracing::info_span!("request", request_id = %id, method, route = %route);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    state.metrics.http_request(method, &route, status, elapsed);
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1_000.0;
+        // Probes and scrapes would drown everything else at info.
+        if matches!(
+            route.as_str(),
+            "/healthz" | "/readyz" | "/metrics" | "/assets/approval.js" | "/assets/broker.css"
+        ) {
+            tracing::debug!(status, ms, "request answered");
+        } else {
+            tracing::info!(status, ms, "request answered");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn adopts_a_sane_request_id() {
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123_X.y")])), "abc-123_X.y");
+    }
+
+    #[test]
+    fn replaces_request_ids_that_could_forge_log_lines() {
+        for bad in ["with space", "quote\"d", "", &"x".repeat(129), "ctl\u{7f}"] {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(bad) {
+                h.insert(REQUEST_ID.clone(), v);
+            }
+            let id = request_id(&h);
+            assert_ne!(id, bad);
+            assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+    }
+
+    #[test]
+    fn falls_back_to_the_traceparent_trace_id() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            request_id(&headers(&[("traceparent", tp)])),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        // x-request-id wins over traceparent.
+        assert_eq!(
+            request_id(&headers(&[("traceparent", tp), ("x-request-id", "r1")])),
+            "r1"
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_ne!(
+                request_id(&headers(&[("traceparent", bad)])),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+        }
+    }
 }
