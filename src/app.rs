@@ -10,6 +10,7 @@ use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
 use crate::metrics::Metrics;
+use crate::ratelimit::Limiters;
 use crate::store::{
     EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
 };
@@ -58,6 +59,8 @@ pub struct App {
     pub served: ServedTokens,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
+    /// Rate limiters (`[limits]`).
+    pub limits: Limiters,
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -100,6 +103,7 @@ impl AppState {
             refreshes: SingleFlight::default(),
             served: ServedTokens::default(),
             metrics,
+            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),
             config,
         })))
     }
@@ -252,7 +256,7 @@ impl Application {
     }
 }
 
-/// Removes expired flows, sessions and codes on an interval.
+/// Removes expired flows, sessions and codes on an interval, and idle rate-limiter keys.
 async fn purge_loop(state: AppState) {
     let every = match &state.config.store {
         StoreConfig::Memory { purge_interval }
@@ -263,6 +267,7 @@ async fn purge_loop(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        state.limits.forget_idle();
         match state.records.store().purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "purged expired records"),

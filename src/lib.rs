@@ -11,6 +11,7 @@ pub mod entra;
 pub mod flow;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

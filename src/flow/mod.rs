@@ -63,6 +63,12 @@ pub enum FlowError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many sign-ins were started (towards this tenant, or from this address).
+    #[error("too many sign-ins were started; try again shortly")]
+    RateLimited {
+        /// When to retry.
+        retry_after: Duration,
+    },
 }
 
 /// What a connector backend asks for in `POST /v1/connect-sessions`.
@@ -330,6 +336,13 @@ async fn start(
         }
     }
     let tenant = hints.tenant.clone().unwrap_or_else(|| connector.tenant.clone());
+    // Before anything is stored: a refused start costs nothing but the check.
+    state
+        .limits
+        .check_tenant(&tenant, &state.metrics)
+        .map_err(|l| FlowError::RateLimited {
+            retry_after: l.retry_after,
+        })?;
     let domain_hint = hints
         .tenant
         .as_deref()

@@ -43,7 +43,10 @@ impl FromRequestParts<AppState> for Caller {
                 }
             }
         }
-        found.map(|id| Caller(id.to_string())).ok_or(ApiError::Unauthorized)
+        let id = found.ok_or(ApiError::Unauthorized)?;
+        // After authentication, so nobody can spend a connector's budget without its key.
+        state.limits.check_connector(id, &state.metrics)?;
+        Ok(Caller(id.to_string()))
     }
 }
 

@@ -53,6 +53,11 @@ pub enum ApiError {
         /// Human text.
         message: &'static str,
     },
+    /// Over a rate limit (429 with Retry-After).
+    RateLimited {
+        /// When to retry.
+        retry_after: Duration,
+    },
     /// Entra refused for a reason the user cannot fix (502).
     Upstream {
         /// Category.
@@ -79,6 +84,14 @@ impl From<StoreError> for ApiError {
             code: "store_unavailable",
             retry_after: STORE_RETRY_AFTER,
             message: "the token store is temporarily unavailable",
+        }
+    }
+}
+
+impl From<crate::ratelimit::Limited> for ApiError {
+    fn from(l: crate::ratelimit::Limited) -> Self {
+        Self::RateLimited {
+            retry_after: l.retry_after,
         }
     }
 }
@@ -120,6 +133,7 @@ impl From<FlowError> for ApiError {
             ),
             FlowError::InvalidParameter { .. } => Self::bad_request("invalid_parameter", e.to_string()),
             FlowError::Store(s) => s.into(),
+            FlowError::RateLimited { retry_after } => Self::RateLimited { retry_after },
             other => {
                 tracing::error!(error = %other, "unexpected flow error in the API");
                 Self::Unavailable {
@@ -203,6 +217,15 @@ impl IntoResponse for ApiError {
                 json!({"error": code, "message": message, "retry_after": retry_after.as_secs()}),
                 Some(retry_after),
             ),
+            Self::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({
+                    "error": "rate_limited",
+                    "message": "too many requests; retry after the number of seconds in Retry-After",
+                    "retry_after": retry_after.as_secs(),
+                }),
+                Some(retry_after),
+            ),
             Self::Upstream { category, aadsts } => (
                 StatusCode::BAD_GATEWAY,
                 json!({
@@ -231,7 +254,7 @@ pub struct PageError {
     pub status: StatusCode,
     /// The page.
     pub content: PageContent,
-    /// Retry-After, for 503s.
+    /// Retry-After, for 503s and 429s.
     pub retry_after: Option<Duration>,
 }
 
@@ -271,6 +294,7 @@ impl PageError {
                 tracing::error!(error = %s, "store error in a browser flow");
                 (StatusCode::SERVICE_UNAVAILABLE, 9, Some(STORE_RETRY_AFTER))
             }
+            FlowError::RateLimited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, 10, Some(*retry_after)),
         };
         let (title, text) = lang.texts().flow_errors[index];
         PageError {

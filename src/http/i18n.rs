@@ -181,7 +181,7 @@ pub struct Texts {
     /// Flow errors: (title, text) for unknown app, return URL refused, bad link, expired link,
     /// link already used, state invalid, unverifiable answer, Entra unavailable, unexpected answer,
     /// temporarily unavailable.
-    pub flow_errors: [(&'static str, &'static str); 10],
+    pub flow_errors: [(&'static str, &'static str); 11],
 }
 
 /// English.
@@ -277,6 +277,10 @@ pub const EN: Texts = Texts {
         (
             "Temporarily unavailable",
             "This service is temporarily unavailable. Please try again in a minute.",
+        ),
+        (
+            "Too many attempts",
+            "Too many sign-ins were started in a short time. Please wait a minute and try again.",
         ),
     ],
 };
@@ -374,6 +378,10 @@ pub const DE: Texts = Texts {
         (
             "Vorübergehend nicht verfügbar",
             "Dieser Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es in einer Minute erneut.",
+        ),
+        (
+            "Zu viele Versuche",
+            "In kurzer Zeit wurden zu viele Anmeldungen gestartet. Bitte warten Sie eine Minute und versuchen Sie es erneut.",
         ),
     ],
 };

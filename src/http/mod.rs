@@ -5,6 +5,7 @@ pub mod approval;
 pub mod browser;
 pub mod error;
 pub mod i18n;
+pub mod limits;
 pub mod observe;
 pub mod pages;
 
@@ -43,14 +44,9 @@ pub fn router(state: AppState) -> Router {
             get(api::get_connection).delete(api::delete_connection),
         )
         .route("/v1/connections/{connection_id}/token", get(api::token))
-        .route("/v1/connect/{token}", get(browser::connect))
-        .route("/v1/authorize", get(browser::authorize))
-        .route("/v1/callback", get(browser::callback))
-        .route("/v1/approval/{flow_id}", get(approval::page))
+        // Polled every few seconds by an open approval page: cheap, and not worth a user's budget.
         .route("/v1/approval/{flow_id}/status", get(approval::status))
-        .route("/v1/approval/{flow_id}/continue", get(approval::continue_flow))
-        .route("/v1/admin-consent/start", get(approval::admin_consent_start))
-        .route("/v1/admin-consent/callback", get(approval::admin_consent_callback))
+        .merge(browser_routes(state.clone()))
         .route("/assets/approval.js", get(script))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -70,6 +66,19 @@ pub fn router(state: AppState) -> Router {
         ));
     }
     router
+}
+
+/// Pages and redirects a browser drives, limited per client IP.
+fn browser_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/connect/{token}", get(browser::connect))
+        .route("/v1/authorize", get(browser::authorize))
+        .route("/v1/callback", get(browser::callback))
+        .route("/v1/approval/{flow_id}", get(approval::page))
+        .route("/v1/approval/{flow_id}/continue", get(approval::continue_flow))
+        .route("/v1/admin-consent/start", get(approval::admin_consent_start))
+        .route("/v1/admin-consent/callback", get(approval::admin_consent_callback))
+        .route_layer(axum::middleware::from_fn_with_state(state, limits::per_ip))
 }
 
 /// A `302 Found` redirect (the contract's status; axum's `Redirect::to` answers 303).

@@ -10,6 +10,7 @@ mod encryption;
 mod explain;
 mod happy;
 mod lifecycle;
+mod limits;
 mod logs;
 mod metrics;
 mod redis_store;
