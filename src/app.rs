@@ -88,7 +88,7 @@ impl AppState {
         let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
         let metrics = Arc::new(Metrics::for_connectors(&ids, Some(config.entra.authority.as_str())));
         let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
-        let entra = EntraClient::new(&config.entra)?;
+        let entra = EntraClient::new(&config.entra, metrics.clone())?;
         let keys = KeyCache::new(
             entra.clone(),
             config.entra.jwks_cache_ttl,

@@ -7,14 +7,16 @@
 use std::time::Duration;
 
 use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl, Scope, basic::BasicClient};
-use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
+use std::sync::Arc;
+
 use serde::Deserialize;
 use url::Url;
 
 use super::errors::EntraError;
+use super::resilience::{CallFailure, Resilient};
 use crate::config::EntraConfig;
 use crate::crypto::Sensitive;
+use crate::metrics::Metrics;
 
 /// A successful token-endpoint answer.
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +117,7 @@ pub struct ClientAuth<'a> {
 pub struct EntraClient {
     http: reqwest::Client,
     authority: Url,
+    resilient: Resilient,
 }
 
 /// What the broker sends to `/authorize`.
@@ -140,8 +143,9 @@ pub struct AuthorizeRequest<'a> {
 }
 
 impl EntraClient {
-    /// Builds the client: one connection pool, timeouts from config, no redirects followed.
-    pub fn new(cfg: &EntraConfig) -> Result<Self, reqwest::Error> {
+    /// Builds the client: one connection pool (connections are reused), timeouts from config, no
+    /// redirects followed, retries and a circuit breaker around every call.
+    pub fn new(cfg: &EntraConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
@@ -151,6 +155,7 @@ impl EntraClient {
         Ok(Self {
             http,
             authority: cfg.authority.clone(),
+            resilient: Resilient::new(cfg.authority.as_str(), cfg.retry.clone(), cfg.breaker.clone(), metrics),
         })
     }
 
@@ -231,37 +236,36 @@ impl EntraClient {
 
     async fn token_request(&self, tenant: &str, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
         let url = self.endpoint(tenant, "oauth2/v2.0/token");
-        let response = self
-            .http
-            .post(&url)
-            .header("x-ms-lib-capability", "retry-after, h429")
-            .form(form)
-            .send()
+        let answer = self
+            .resilient
+            .send("token", || {
+                self.http
+                    .post(&url)
+                    .header("x-ms-lib-capability", "retry-after, h429")
+                    .form(form)
+            })
             .await
-            .map_err(|e| TokenError::Unavailable {
-                retry_after: None,
-                // reqwest errors carry the URL, never the form body.
-                detail: format!("token endpoint unreachable: {}", without_url(&e)),
-                error: None,
+            .map_err(|f| match f {
+                CallFailure::Transport(kind) => TokenError::Unavailable {
+                    retry_after: None,
+                    detail: format!("token endpoint: {kind}"),
+                    error: None,
+                },
+                CallFailure::CircuitOpen(wait) => TokenError::Unavailable {
+                    retry_after: Some(wait.max(Duration::from_secs(1))),
+                    detail: "circuit open after repeated failures; not calling Entra".into(),
+                    error: None,
+                },
             })?;
-        let status = response.status();
-        let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-        let body = response.bytes().await.map_err(|e| TokenError::Unavailable {
-            retry_after,
-            detail: format!("token response interrupted: {}", without_url(&e)),
-            error: None,
-        })?;
+        let status = answer.status;
         if status.is_success() {
-            return serde_json::from_slice(&body)
+            return serde_json::from_slice(&answer.body)
                 .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")));
         }
-        let mut error: Option<EntraError> = serde_json::from_slice(&body).ok();
-        if let Some(e) = error.as_mut() {
-            e.http_status = Some(status.as_u16());
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let error = answer.error();
+        if answer.is_transient() {
             return Err(TokenError::Unavailable {
-                retry_after,
+                retry_after: answer.retry_after,
                 detail: format!("token endpoint answered {status}"),
                 error,
             });
@@ -289,11 +293,11 @@ impl EntraClient {
             issuer: String,
         }
         let url = self.endpoint(tenant, "v2.0/.well-known/openid-configuration");
-        let response = self.http.get(&url).send().await.ok()?;
-        if !response.status().is_success() {
+        let answer = self.resilient.send("metadata", || self.http.get(&url)).await.ok()?;
+        if !answer.status.is_success() {
             return None;
         }
-        let metadata: Metadata = response.json().await.ok()?;
+        let metadata: Metadata = serde_json::from_slice(&answer.body).ok()?;
         metadata
             .issuer
             .trim_end_matches('/')
@@ -339,19 +343,15 @@ impl EntraClient {
             keys: Vec<serde_json::Value>,
         }
         let url = self.endpoint(tenant, "discovery/v2.0/keys");
-        let response = self
-            .http
-            .get(&url)
-            .send()
+        let answer = self
+            .resilient
+            .send("keys", || self.http.get(&url))
             .await
-            .map_err(|e| format!("keys endpoint unreachable: {}", without_url(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("keys endpoint answered {}", response.status()));
+            .map_err(|f| format!("keys endpoint: {f:?}"))?;
+        if !answer.status.is_success() {
+            return Err(format!("keys endpoint answered {}", answer.status));
         }
-        let set: KeySet = response
-            .json()
-            .await
-            .map_err(|e| format!("keys document unreadable: {}", without_url(&e)))?;
+        let set: KeySet = serde_json::from_slice(&answer.body).map_err(|e| format!("keys document unreadable: {e}"))?;
         Ok(set
             .keys
             .into_iter()
@@ -363,26 +363,6 @@ impl EntraClient {
     }
 }
 
-/// A reqwest error's message without its URL (URLs are ours, but keep logs short and uniform).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_decode() {
-        "could not decode the body"
-    } else {
-        "request failed"
-    };
-    kind.to_string()
-}
-
-/// `Retry-After` in seconds (Entra sends integers; HTTP dates are ignored), capped at an hour.
-fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
-    let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(3_600)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,13 +372,5 @@ mod tests {
         let t: TokenResponse =
             serde_json::from_str(r#"{"access_token":"a","expires_in":"3599","token_type":"Bearer"}"#).unwrap();
         assert_eq!(t.expires_in, 3599);
-    }
-
-    #[test]
-    fn retry_after_parsing() {
-        let v = reqwest::header::HeaderValue::from_static("7");
-        assert_eq!(parse_retry_after(Some(&v)), Some(Duration::from_secs(7)));
-        let v = reqwest::header::HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(parse_retry_after(Some(&v)), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod errors;
 pub mod explain;
 pub mod id_token;
+pub mod resilience;
 
 pub use client::{EntraClient, TokenError, TokenResponse};
 pub use errors::{Category, Classification, EntraError, classify};

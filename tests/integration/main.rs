@@ -14,6 +14,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod redis_store;
+mod resilience;
 mod security;
 mod shared_refresh;
 mod sim_wire;
