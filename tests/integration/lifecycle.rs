@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved};
 use crate::common::flows::World;
@@ -295,4 +295,60 @@ async fn reconnect_falls_back_to_out_of_band_when_the_return_url_was_unregistere
         crate::common::flows::handoff_code_in(&landing.body).is_some(),
         "ends on the copy-this-code page"
     );
+}
+
+/// Shutdown with a request in flight: the broker stops accepting at once, and the request it
+/// already has (a refresh Entra answers slowly) completes normally within the grace period.
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_and_accepts_no_new_ones() {
+    let w = World::new().await;
+    let conn = w.connect(&w.upn("alice")).await;
+    w.sim.reset_stats().await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1500, "count": 1}))
+        .await;
+    let url = format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url);
+    let http = w.http.clone();
+    let in_flight = tokio::spawn(async move {
+        let r = http.get(url).bearer_auth(KEY_A).send().await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    // The refresh has reached Entra: the request is in the middle of being served.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.sim.token_grants("refresh_token").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never reached the simulator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let base = w.broker.url.clone();
+    let stopping = tokio::spawn(w.broker.stop());
+    // New connections are refused while the in-flight request is still being served.
+    let fresh = crate::common::broker::client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match fresh.get(format!("{base}/healthz")).send().await {
+            Err(_) => break,
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still accepting after shutdown began"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(
+        !in_flight.is_finished(),
+        "the slow refresh is still in flight when accepting stops"
+    );
+
+    let (status, body) = in_flight.await.unwrap().expect("the in-flight request got its answer");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+    stopping.await.unwrap();
 }
