@@ -165,6 +165,58 @@ fn serve_answers_and_stops_on_sigterm() {
     }
 }
 
+/// With `[log] format = "json"`, every line is one JSON object, and a request's lines carry its id
+/// (the operator's way to follow one request through a log collector).
+#[test]
+fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "broker.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\nbackend = \"memory\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n[[encryption.keys]]\nid = \"k1\"\nfile = \"{}\"\n",
+            write(dir.path(), "key", &"5a".repeat(32)).display()
+        ),
+    );
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    let line = wait_for_line(&mut err, "listening", &mut seen).unwrap_or_else(|| panic!("no listening line: {seen}"));
+    let listening: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let addr = listening["fields"]["addr"].as_str().expect("addr field").to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        ::reqwest::Client::new()
+            .get(format!("http://{addr}/v1/connections/conn_x"))
+            .header("x-request-id", "cli-json-req-9")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 401);
+    let line = wait_for_line(&mut err, "cli-json-req-9", &mut seen).unwrap_or_else(|| panic!("{seen}"));
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(v["span"]["request_id"], "cli-json-req-9", "{v}");
+    assert_eq!(v["span"]["route"], "/v1/connections/{connection_id}", "{v}");
+    assert_eq!(v["fields"]["message"], "request answered", "{v}");
+    assert_eq!(v["fields"]["status"], 401, "{v}");
+    // Close the client's pooled keep-alive connection first, so the graceful stop that `child`'s
+    // drop asks for has nothing left to wait for.
+    drop(rt);
+}
+
 /// Follows every redirect (the demo's links end on broker pages) and returns the last body.
 async fn follow_to_end(http: &::reqwest::Client, url: &str) -> String {
     let mut next = url.to_string();
