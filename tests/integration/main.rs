@@ -6,6 +6,7 @@ mod common;
 mod approval;
 mod browser;
 mod cli;
+mod deploy;
 mod encryption;
 mod explain;
 mod happy;
