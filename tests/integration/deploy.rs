@@ -2,7 +2,7 @@
 //! and outlasts its shutdown grace, every broker config there loads with the real loader (through
 //! `consent-broker check-config`, with the environment the manifests give it), the compose demo's
 //! simulator world starts and matches the brokers, and every metric the dashboard and the alert
-//! rules name is one a running broker exports.
+//! rules name is one a running broker exports (its /metrics and its metric registry).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ use std::process::Command;
 use regex::Regex;
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{Map, Value};
+
+use consent_broker::metrics::FamilyInfo;
 
 use crate::common::flows::World;
 use crate::common::sim::Sim;
@@ -569,11 +571,35 @@ async fn dashboard_and_alerts_name_only_metrics_the_broker_exports() {
     let w = World::new().await;
     let response = w.http.get(format!("{}/metrics", w.broker.url)).send().await.unwrap();
     assert!(response.status().is_success());
-    let exported = exported_names(&response.text().await.unwrap());
+    let exposition = response.text().await.unwrap();
+    // prometheus-client leaves a family out of the exposition until it has a series (a fresh
+    // broker has no Entra error, no HTTP request yet, maybe never a known credential expiry), so
+    // the running broker's registry completes the scrape. The scrape keeps the registry honest:
+    // every sample it shows must be a registered name.
+    let registered: BTreeSet<String> = w
+        .broker
+        .state
+        .metrics
+        .families()
+        .iter()
+        .flat_map(FamilyInfo::sample_names)
+        .collect();
+    let unregistered: BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| l.starts_with("consent_broker_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .filter(|name| !registered.contains(*name))
+        .collect();
+    assert!(
+        unregistered.is_empty(),
+        "/metrics shows samples Metrics::families() does not list: {unregistered:?}"
+    );
+    let mut exported = exported_names(&exposition);
     assert!(
         exported.iter().any(|n| n.starts_with("consent_broker_")),
-        "no consent_broker_ metric exported: {exported:?}"
+        "a running broker's /metrics declares no consent_broker_ metric:\n{exposition}"
     );
+    exported.extend(registered);
 
     let metric = Regex::new(r"\bconsent_broker_[A-Za-z0-9_]*").unwrap();
     let manifests = manifests();
