@@ -304,6 +304,24 @@ fn kubernetes_deployment_probes_health_and_outlasts_the_shutdown_grace() {
             .get("shutdown_grace_secs")
             .and_then(toml::Value::as_integer)
             .unwrap_or(20) as u64;
+        // Prometheus is pointed at the port /metrics is really on.
+        let metrics_port = match config["server"].get("metrics_listen").and_then(toml::Value::as_str) {
+            Some(addr) => addr
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .expect("metrics_listen port"),
+            None => container["ports"][0]["containerPort"].as_u64().expect("container port"),
+        };
+        assert!(
+            ports.contains(&&Value::from(metrics_port)),
+            "{at}: the metrics port {metrics_port} is not a container port"
+        );
+        let annotation = &d["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"];
+        if !annotation.is_null() {
+            assert_eq!(annotation, &metrics_port.to_string(), "{at}: prometheus.io/port");
+        }
         let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30);
         let pre_stop = pre_stop_secs(container);
         assert!(
