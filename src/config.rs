@@ -624,7 +624,8 @@ impl Config {
         }
         let raw: RawConfig = Figment::new()
             .merge(Toml::file_exact(file))
-            .merge(Env::prefixed("BROKER_").split("__"))
+            // BROKER_CONFIG names the file itself (the CLI's --config), not a key in it.
+            .merge(Env::prefixed("BROKER_").ignore(&["config"]).split("__"))
             .extract()
             .map_err(|e| ConfigError::Parse {
                 file: name.clone(),
@@ -1235,6 +1236,18 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             Ok(())
         });
         out
+    }
+
+    #[test]
+    fn env_overrides_apply_but_broker_config_is_the_file_not_a_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", &base(""))?;
+            jail.set_env("BROKER_CONFIG", "b.toml");
+            jail.set_env("BROKER_SERVER__SHUTDOWN_GRACE_SECS", "7");
+            let cfg = Config::load(Path::new("b.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.shutdown_grace, Duration::from_secs(7));
+            Ok(())
+        });
     }
 
     #[test]
