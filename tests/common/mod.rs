@@ -4,4 +4,5 @@ pub mod broker;
 pub mod browser;
 pub mod flows;
 pub mod redis;
+pub mod scrape;
 pub mod sim;

@@ -6,23 +6,12 @@ use serde_json::json;
 
 use crate::common::broker::{BrokerOptions, KEY_A, KEY_B};
 use crate::common::flows::World;
+use crate::common::scrape::{sample, scrape};
 use crate::common::sim::FABRIKAM_TID;
 
-async fn rate_limited(w: &World, scope: &str) -> String {
-    let m = w
-        .http
-        .get(format!("{}/metrics", w.broker.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let line = format!("consent_broker_rate_limited_total{{scope=\"{scope}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .unwrap_or_else(|| panic!("no {line} in {m}"))
-        .to_string()
+async fn rate_limited(w: &World, scope: &str) -> f64 {
+    let m = scrape(&w.http, &w.broker.url).await;
+    sample(&m, "consent_broker_rate_limited_total", &format!("scope=\"{scope}\""))
 }
 
 fn retry_after(r: &reqwest::Response) -> u64 {
@@ -66,7 +55,7 @@ async fn a_connector_over_its_api_limit_gets_429_and_others_do_not() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(rate_limited(&w, "connector").await, "1");
+    assert_eq!(rate_limited(&w, "connector").await, 1.0);
 
     // After Retry-After, the connector is served again.
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
@@ -114,7 +103,7 @@ async fn a_browser_over_its_ip_limit_gets_a_429_page_keyed_by_the_trusted_proxy_
     );
     let s = w.session(json!({"connector": "files", "end_user": "u"})).await;
     assert!(s["connect_url"].is_string());
-    assert_eq!(rate_limited(&w, "ip").await, "1");
+    assert_eq!(rate_limited(&w, "ip").await, 1.0);
 }
 
 #[tokio::test]
@@ -150,5 +139,5 @@ async fn flow_starts_are_limited_per_tenant() {
         StatusCode::FOUND,
         "other tenants are unaffected"
     );
-    assert_eq!(rate_limited(w, "tenant").await, "1");
+    assert_eq!(rate_limited(w, "tenant").await, 1.0);
 }

@@ -18,6 +18,16 @@ fn lines_of(id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts a log line carries non-empty `trace_id` and `correlation_id` fields.
+fn assert_names_entra_ids(line: &str) {
+    for field in ["trace_id", "correlation_id"] {
+        assert!(
+            line.contains(&format!("{field}=")) && !line.contains(&format!("{field}=\"\"")),
+            "{field} in {line}"
+        );
+    }
+}
+
 /// A client that sends `x-request-id: <id>` on every request.
 fn client_with_request_id(id: &str) -> reqwest::Client {
     let mut headers = HeaderMap::new();
@@ -108,14 +118,7 @@ async fn failed_entra_calls_are_logged_with_entra_trace_and_correlation_ids() {
         .iter()
         .find(|l| l.contains("sign-in failed at Entra"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert!(
-        failed.contains("trace_id=") && !failed.contains("trace_id=\"\""),
-        "{failed}"
-    );
-    assert!(
-        failed.contains("correlation_id=") && !failed.contains("correlation_id=\"\""),
-        "{failed}"
-    );
+    assert_names_entra_ids(failed);
 
     // A refresh Entra cannot answer (503 AADSTS90033, every attempt).
     w.sim.fault(json!({"endpoint": "token", "kind": "unavailable"})).await;
@@ -134,12 +137,5 @@ async fn failed_entra_calls_are_logged_with_entra_trace_and_correlation_ids() {
         .iter()
         .find(|l| l.contains("refresh failed; Entra unavailable"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
-    assert!(
-        failed.contains("trace_id=") && !failed.contains("trace_id=\"\""),
-        "{failed}"
-    );
-    assert!(
-        failed.contains("correlation_id=") && !failed.contains("correlation_id=\"\""),
-        "{failed}"
-    );
+    assert_names_entra_ids(failed);
 }

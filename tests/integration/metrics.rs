@@ -5,38 +5,7 @@ use serde_json::json;
 
 use crate::common::broker::BrokerOptions;
 use crate::common::flows::World;
-
-/// The value of the sample `name{labels}` (labels exactly as rendered, e.g.
-/// `connector="files",category="user_declined"`; empty for none), or 0 when absent.
-fn sample(text: &str, name: &str, labels: &str) -> f64 {
-    let key = if labels.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}{{{labels}}}")
-    };
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            (k == key).then(|| v.parse::<f64>().expect("numeric sample"))
-        })
-        .unwrap_or(0.0)
-}
-
-async fn scrape_at(http: &reqwest::Client, base: &str) -> String {
-    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text"),
-        "OpenMetrics text format"
-    );
-    let text = r.text().await.unwrap();
-    assert!(text.ends_with("# EOF\n"), "a complete exposition: {text}");
-    text
-}
+use crate::common::scrape::{sample, scrape as scrape_at};
 
 async fn scrape(w: &World) -> String {
     scrape_at(&w.http, &w.broker.url).await

@@ -7,22 +7,14 @@ use serde_json::json;
 
 use crate::common::broker::BrokerOptions;
 use crate::common::flows::World;
+use crate::common::scrape::{sample, scrape};
 
+/// The value of `name{labels}` on the broker's /metrics.
 async fn metric(w: &World, name_and_labels: &str) -> f64 {
-    let m = w
-        .http
-        .get(format!("{}/metrics", w.broker.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{name_and_labels} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(0.0)
+    let (name, labels) = name_and_labels
+        .split_once('{')
+        .map_or((name_and_labels, ""), |(n, l)| (n, l.trim_end_matches('}')));
+    sample(&scrape(&w.http, &w.broker.url).await, name, labels)
 }
 
 fn entra_opts(entra: &str) -> BrokerOptions {
