@@ -16,6 +16,7 @@ use secrecy::zeroize::Zeroizing;
 use serde::Deserialize;
 use url::Url;
 
+use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredential};
 use crate::store::Keyring;
 use crate::store::encrypted::{EncryptionKey, MAX_KEY_ID_LEN, valid_key_id};
 
@@ -271,6 +272,9 @@ struct RawConnector {
     client_id: String,
     client_secret_env: Option<String>,
     client_secret_file: Option<PathBuf>,
+    client_secret_expires_at: Option<String>,
+    client_certificate_file: Option<PathBuf>,
+    client_certificate_key_file: Option<PathBuf>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
@@ -597,8 +601,9 @@ pub struct ConnectorConfig {
     pub display_name: String,
     /// Entra application (client) id.
     pub client_id: String,
-    /// Entra client secret, resolved from env or file.
-    pub client_secret: SecretString,
+    /// How the broker authenticates as the app: a client secret (from env or file) or a
+    /// certificate and its private key (loaded and checked at config time).
+    pub credential: ClientCredential,
     /// Resource scopes the connector needs (OIDC scopes are added by the broker).
     pub scopes: Vec<String>,
     /// Allowed return URLs (exact scheme, host, port and path).
@@ -798,8 +803,7 @@ impl Config {
                     "must be the application (client) id GUID".into(),
                 ));
             }
-            let client_secret = resolve_secret(c.client_secret_env.as_deref(), c.client_secret_file.as_deref())
-                .map_err(|m| invalid(&key("client_secret_env"), m))?;
+            let credential = connector_credential(&c).map_err(|(field, m)| invalid(&key(field), m))?;
             if c.scopes
                 .iter()
                 .any(|s| s.trim().is_empty() || s.contains(char::is_whitespace))
@@ -834,7 +838,7 @@ impl Config {
                 id: c.id,
                 display_name: c.display_name,
                 client_id: c.client_id.to_ascii_lowercase(),
-                client_secret,
+                credential,
                 scopes: c.scopes,
                 return_urls,
                 api_key_hashes,
@@ -1166,10 +1170,74 @@ fn encryption_keys(raw: RawEncryption, store: &StoreConfig) -> Result<Option<Key
         .map_err(|m| ("encryption.keys".into(), m))
 }
 
+/// A connector's credential: exactly one of a client secret (env or file) and a certificate
+/// (certificate and key files). Errors name the field at fault, relative to the connector.
+fn connector_credential(c: &RawConnector) -> Result<ClientCredential, (&'static str, String)> {
+    let secret = c.client_secret_env.is_some() || c.client_secret_file.is_some();
+    let certificate = c.client_certificate_file.is_some() || c.client_certificate_key_file.is_some();
+    if secret && certificate {
+        return Err((
+            "client_certificate_file",
+            "set a client secret (client_secret_env or client_secret_file) or a certificate (client_certificate_file and client_certificate_key_file), not both".into(),
+        ));
+    }
+    if !certificate {
+        let secret = resolve_secret(c.client_secret_env.as_deref(), c.client_secret_file.as_deref())
+            .map_err(|m| ("client_secret_env", m))?;
+        let expires_at = c
+            .client_secret_expires_at
+            .as_deref()
+            .map(parse_expiry)
+            .transpose()
+            .map_err(|m| ("client_secret_expires_at", m))?;
+        return Ok(ClientCredential::Secret { secret, expires_at });
+    }
+    if c.client_secret_expires_at.is_some() {
+        return Err((
+            "client_secret_expires_at",
+            "only used with a client secret; a certificate's expiry is read from the certificate".into(),
+        ));
+    }
+    let (cert_file, key_file) = match (&c.client_certificate_file, &c.client_certificate_key_file) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, _) => {
+            return Err((
+                "client_certificate_file",
+                "missing: a certificate credential needs the certificate (PEM) as well as its key".into(),
+            ));
+        }
+        (_, None) => {
+            return Err((
+                "client_certificate_key_file",
+                "missing: a certificate credential needs its private key (PEM, PKCS#8 RSA)".into(),
+            ));
+        }
+    };
+    let cert = ClientCertificate::load(cert_file, key_file).map_err(|e| {
+        let field = match e.part {
+            CertificatePart::Certificate => "client_certificate_file",
+            CertificatePart::Key => "client_certificate_key_file",
+        };
+        (field, e.message)
+    })?;
+    Ok(ClientCredential::Certificate(std::sync::Arc::new(cert)))
+}
+
+/// An expiry the operator copied from the portal: an RFC 3339 date-time, or a date (midnight UTC).
+fn parse_expiry(raw: &str) -> Result<time::OffsetDateTime, String> {
+    let raw = raw.trim();
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .or_else(|_| {
+            time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
+                .map(|d| d.midnight().assume_utc())
+        })
+        .map_err(|_| format!("{raw:?} is not an RFC 3339 date-time such as \"2027-06-30T00:00:00Z\" (or a date such as \"2027-06-30\")"))
+}
+
 fn resolve_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, String> {
     match (env, file) {
         (Some(_), Some(_)) => Err("set client_secret_env or client_secret_file, not both".into()),
-        (None, None) => Err("missing: name the environment variable (client_secret_env) or file (client_secret_file) holding the client secret; secrets are never inline".into()),
+        (None, None) => Err("missing: name the environment variable (client_secret_env) or file (client_secret_file) holding the client secret (secrets are never inline), or configure a certificate with client_certificate_file and client_certificate_key_file".into()),
         (Some(var), None) => match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
             _ => Err(format!("environment variable {var} is not set or empty")),
@@ -1627,6 +1695,125 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
         );
         assert_eq!(redact_redis_url("redis://:pw@h"), "redis://h");
         assert_eq!(redact_redis_url("nope"), "<unparsable redis url>");
+    }
+
+    #[test]
+    fn certificate_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (cert_pem, key_pem) = crate::entra::credential::test_certificate(90);
+        let (_, other_key) = crate::entra::credential::test_certificate(90);
+        let cert = write("cert.pem", &cert_pem);
+        let key = write("key.pem", &key_pem);
+        let other = write("other.pem", &other_key);
+        let with =
+            |credential: &str| base(&CONNECTOR.replace("client_secret_env = \"CB_TEST_SECRET_PRESENT\"", credential));
+        let certificate = format!("client_certificate_file = \"{cert}\"\nclient_certificate_key_file = \"{key}\"");
+
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret-value");
+            let cfg = Config::from_toml_str(&with(&certificate), "t.toml").expect("certificate loads");
+            let ClientCredential::Certificate(loaded) = &cfg.connectors[0].credential else {
+                panic!("not a certificate: {:?}", cfg.connectors[0].credential);
+            };
+            assert_eq!(loaded.file().display().to_string(), cert);
+            assert_eq!(cfg.connectors[0].credential.kind(), "certificate");
+            assert_eq!(cfg.connectors[0].credential.expires_at(), Some(loaded.not_after()));
+            // Nothing of the private key reaches Debug (and so no log line built from it).
+            let shown = format!("{cfg:?}");
+            let key_body: String = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+            for chunk in key_body.as_bytes().chunks(12) {
+                assert!(
+                    !shown.contains(std::str::from_utf8(chunk).unwrap()),
+                    "key material in Debug"
+                );
+            }
+
+            let secret = "client_secret_env = \"CB_TEST_SECRET_PRESENT\"\nclient_secret_expires_at = \"2027-06-30T12:00:00+02:00\"";
+            let cfg = Config::from_toml_str(&with(secret), "t.toml").expect("secret with expiry");
+            assert_eq!(
+                cfg.connectors[0].credential.expires_at(),
+                Some(time::macros::datetime!(2027-06-30 10:00 UTC))
+            );
+            let shown = format!("{cfg:?}");
+            assert!(!shown.contains("s3cret-value"), "secret in Debug: {shown}");
+            let cfg = Config::from_toml_str(
+                &with("client_secret_env = \"CB_TEST_SECRET_PRESENT\"\nclient_secret_expires_at = \"2027-06-30\""),
+                "t.toml",
+            )
+            .expect("a date is midnight UTC");
+            assert_eq!(
+                cfg.connectors[0].credential.expires_at(),
+                Some(time::macros::datetime!(2027-06-30 0:00 UTC))
+            );
+            Ok(())
+        });
+
+        for (credential, key_name, words) in [
+            (
+                format!("client_secret_env = \"CB_TEST_SECRET_PRESENT\"\n{certificate}"),
+                "client_certificate_file",
+                "not both",
+            ),
+            (
+                format!("client_secret_file = \"{cert}\"\nclient_certificate_key_file = \"{key}\""),
+                "client_certificate_file",
+                "not both",
+            ),
+            (
+                format!("client_certificate_file = \"{cert}\""),
+                "client_certificate_key_file",
+                "missing",
+            ),
+            (
+                format!("client_certificate_key_file = \"{key}\""),
+                "client_certificate_file",
+                "missing",
+            ),
+            (String::new(), "client_secret_env", "client_certificate_file"),
+            (
+                format!("{certificate}\nclient_secret_expires_at = \"2027-01-01\""),
+                "client_secret_expires_at",
+                "only used with a client secret",
+            ),
+            (
+                "client_secret_env = \"CB_TEST_SECRET_PRESENT\"\nclient_secret_expires_at = \"next year\"".into(),
+                "client_secret_expires_at",
+                "RFC 3339",
+            ),
+            (
+                format!("client_certificate_file = \"{cert}\"\nclient_certificate_key_file = \"{other}\""),
+                "client_certificate_key_file",
+                "does not match the certificate",
+            ),
+            (
+                format!("client_certificate_file = \"{key}\"\nclient_certificate_key_file = \"{key}\""),
+                "client_certificate_file",
+                "CERTIFICATE",
+            ),
+            (
+                format!("client_certificate_file = \"{cert}\"\nclient_certificate_key_file = \"{cert}\""),
+                "client_certificate_key_file",
+                "expected an RSA private key",
+            ),
+            (
+                format!("client_certificate_file = \"{cert}.missing\"\nclient_certificate_key_file = \"{key}\""),
+                "client_certificate_file",
+                "cannot read certificate file",
+            ),
+        ] {
+            let e = err_of(&with(&credential));
+            assert!(
+                e.starts_with(&format!("t.toml: connectors[0].{key_name}: ")),
+                "{credential}: {e}"
+            );
+            assert!(e.contains(words), "{credential}: {e}");
+            assert!(!e.contains("s3cret") && !e.contains("PRIVATE KEY-----"), "{e}");
+        }
     }
 
     #[test]

@@ -436,7 +436,6 @@ async fn refresh_locked(
         tracing::warn!(connection = %connection_id, connector = %connector_id, "the connector's client id changed since the sign-in");
         return flip_to_reauth(state, conn, version, Category::ReauthRequired.as_str(), None).await;
     }
-    let secret = secrecy::ExposeSecret::expose_secret(&connector.client_secret);
     let started = std::time::Instant::now();
     let result = state
         .entra
@@ -444,7 +443,7 @@ async fn refresh_locked(
             &conn.tenant_id,
             &ClientAuth {
                 client_id: &connector.client_id,
-                client_secret: secret,
+                credential: &connector.credential,
             },
             refresh_token.expose(),
             &connector.scopes,
@@ -504,6 +503,12 @@ async fn refresh_locked(
             } else {
                 Err(TokenServiceError::Upstream(Box::new(c)))
             }
+        }
+        Err(e @ TokenError::Credential(_)) => {
+            tracing::error!(connection = %connection_id, connector = %connector_id, error = %e, "refresh not attempted");
+            Err(TokenServiceError::Upstream(Box::new(
+                crate::entra::Classification::local_credential_failure(),
+            )))
         }
         Err(e @ (TokenError::Unavailable { .. } | TokenError::Protocol(_))) => {
             let retry_after = match &e {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use url::Url;
 
+use super::credential::{ASSERTION_TYPE, ClientCredential};
 use super::errors::EntraError;
 use super::resilience::{CallFailure, Resilient};
 use crate::config::EntraConfig;
@@ -69,6 +70,10 @@ pub enum TokenError {
     /// Entra answered something that is not its protocol.
     #[error("unexpected answer from Entra: {0}")]
     Protocol(String),
+    /// The broker could not produce its own credential (signing the client assertion failed);
+    /// nothing was sent.
+    #[error("cannot build the client credential: {0}")]
+    Credential(String),
 }
 
 impl TokenError {
@@ -86,7 +91,7 @@ impl TokenError {
         let e = match self {
             Self::Rejected(e) => Some(e),
             Self::Unavailable { error, .. } => error.as_ref(),
-            Self::Protocol(_) => None,
+            Self::Protocol(_) | Self::Credential(_) => None,
         };
         (
             e.and_then(|e| e.trace_id.as_deref()).unwrap_or(""),
@@ -108,8 +113,26 @@ pub struct PublishedKey {
 pub struct ClientAuth<'a> {
     /// Application (client) id.
     pub client_id: &'a str,
-    /// Client secret (sent as `client_secret_post`).
-    pub client_secret: &'a str,
+    /// A secret (sent as `client_secret_post`) or a certificate (a fresh client assertion per request).
+    pub credential: &'a ClientCredential,
+}
+
+/// The form fields that authenticate one token request.
+enum AuthFields<'a> {
+    Secret(&'a str),
+    Assertion(Sensitive),
+}
+
+impl AuthFields<'_> {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Self::Secret(secret) => vec![("client_secret", *secret)],
+            Self::Assertion(jwt) => vec![
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", jwt.expose()),
+            ],
+        }
+    }
 }
 
 /// Client for one Entra authority (one cloud).
@@ -164,6 +187,29 @@ impl EntraClient {
         format!("{}/{tenant}/{path}", self.authority.as_str().trim_end_matches('/'))
     }
 
+    /// The token endpoint of a tenant segment: where token requests go, and so the audience of
+    /// client assertions.
+    fn token_endpoint(&self, tenant: &str) -> String {
+        self.endpoint(tenant, "oauth2/v2.0/token")
+    }
+
+    /// The client-authentication fields for a request to `tenant`'s token endpoint. A certificate
+    /// gets an assertion of its own per request: it is bound to that endpoint and lives 5 minutes.
+    fn auth_fields<'a>(&self, tenant: &str, client: &'a ClientAuth<'a>) -> Result<AuthFields<'a>, String> {
+        match client.credential {
+            ClientCredential::Secret { secret, .. } => {
+                Ok(AuthFields::Secret(secrecy::ExposeSecret::expose_secret(secret)))
+            }
+            ClientCredential::Certificate(cert) => cert
+                .assertion(
+                    client.client_id,
+                    &self.token_endpoint(tenant),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .map(AuthFields::Assertion),
+        }
+    }
+
     /// The issuer Entra puts in tokens for tenant `tid`.
     pub fn issuer_for(&self, tid: &str) -> String {
         self.endpoint(tid, "v2.0")
@@ -203,15 +249,16 @@ impl EntraClient {
         scopes: &[String],
     ) -> Result<TokenResponse, TokenError> {
         let scope = scopes.join(" ");
-        let form = [
-            ("client_id", client.client_id),
-            ("client_secret", client.client_secret),
+        let auth = self.auth_fields(tenant, client).map_err(TokenError::Credential)?;
+        let mut form = vec![("client_id", client.client_id)];
+        form.extend(auth.pairs());
+        form.extend([
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", pkce_verifier),
             ("scope", scope.as_str()),
-        ];
+        ]);
         self.token_request(tenant, &form).await
     }
 
@@ -224,13 +271,14 @@ impl EntraClient {
         scopes: &[String],
     ) -> Result<TokenResponse, TokenError> {
         let scope = scopes.join(" ");
-        let form = [
-            ("client_id", client.client_id),
-            ("client_secret", client.client_secret),
+        let auth = self.auth_fields(tenant, client).map_err(TokenError::Credential)?;
+        let mut form = vec![("client_id", client.client_id)];
+        form.extend(auth.pairs());
+        form.extend([
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("scope", scope.as_str()),
-        ];
+        ]);
         self.token_request(tenant, &form).await
     }
 
@@ -372,5 +420,46 @@ mod tests {
         let t: TokenResponse =
             serde_json::from_str(r#"{"access_token":"a","expires_in":"3599","token_type":"Bearer"}"#).unwrap();
         assert_eq!(t.expires_in, 3599);
+    }
+
+    #[test]
+    fn the_credential_decides_the_authentication_fields() {
+        let config = crate::config::Config::from_toml_str(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\nbackend = \"memory\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let entra = EntraClient::new(&config.entra, Arc::new(Metrics::new())).unwrap();
+        let client_id = "11111111-2222-3333-4444-555555555555";
+
+        let secret = ClientCredential::Secret {
+            secret: secrecy::SecretString::from("s3cret"),
+            expires_at: None,
+        };
+        let auth = ClientAuth {
+            client_id,
+            credential: &secret,
+        };
+        let fields = entra.auth_fields("contoso.com", &auth).unwrap();
+        assert_eq!(fields.pairs(), [("client_secret", "s3cret")]);
+
+        let (cert, key) = crate::entra::credential::test_certificate(30);
+        let cert = crate::entra::ClientCertificate::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+        let certificate = ClientCredential::Certificate(std::sync::Arc::new(cert));
+        let auth = ClientAuth {
+            client_id,
+            credential: &certificate,
+        };
+        let fields = entra.auth_fields("contoso.com", &auth).unwrap();
+        let pairs = fields.pairs();
+        let names: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["client_assertion_type", "client_assertion"]);
+        assert_eq!(pairs[0].1, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+        let claims = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(pairs[1].1).unwrap();
+        assert_eq!(
+            claims["aud"],
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert_eq!(claims["iss"], client_id);
     }
 }

@@ -135,6 +135,20 @@ pub struct Classification {
 }
 
 impl Classification {
+    /// The broker could not build its own client credential (the client assertion could not be
+    /// signed): nothing reached Entra, and only the operator can fix it.
+    pub fn local_credential_failure() -> Self {
+        Self {
+            category: Category::ClientCredentialInvalid,
+            reason: Some("credential_unusable"),
+            aadsts: Vec::new(),
+            oauth_error: None,
+            suberror: None,
+            trace_id: None,
+            correlation_id: None,
+        }
+    }
+
     /// The most specific AADSTS code.
     pub fn primary_code(&self) -> Option<u32> {
         self.aadsts.first().copied()

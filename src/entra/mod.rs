@@ -3,10 +3,12 @@
 
 pub mod aadsts;
 pub mod client;
+pub mod credential;
 pub mod errors;
 pub mod explain;
 pub mod id_token;
 pub mod resilience;
 
 pub use client::{EntraClient, TokenError, TokenResponse};
+pub use credential::{ClientCertificate, ClientCredential};
 pub use errors::{Category, Classification, EntraError, classify};

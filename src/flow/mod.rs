@@ -560,14 +560,13 @@ async fn complete(
     connector: &ConnectorConfig,
     code: &str,
 ) -> Result<CallbackOutcome, FlowError> {
-    let secret = secrecy::ExposeSecret::expose_secret(&connector.client_secret);
     let tokens = match state
         .entra
         .exchange_code(
             &flow.tenant,
             &ClientAuth {
                 client_id: &connector.client_id,
-                client_secret: secret,
+                credential: &connector.credential,
             },
             code,
             &state.redirect_uri(),
@@ -586,6 +585,10 @@ async fn complete(
             });
         }
         Err(TokenError::Protocol(m)) => return Err(FlowError::EntraProtocol(m)),
+        Err(e @ TokenError::Credential(_)) => {
+            tracing::error!(flow = %flow.id, connector = %flow.connector, error = %e, "code redemption not attempted");
+            return Ok(fail(flow, connector, Classification::local_credential_failure()));
+        }
     };
     let id_token = tokens
         .id_token
