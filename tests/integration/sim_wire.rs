@@ -493,6 +493,229 @@ async fn client_authentication_errors() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+// --------------------------------------------------------------------------------------------
+// Certificate credentials (client assertions)
+// --------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn client_assertions_are_checked_like_entra() {
+    use crate::common::certs::{TestCert, claims, header, now};
+    use jsonwebtoken::Algorithm::{HS256, PS256, RS256};
+
+    let registered = TestCert::valid();
+    let stranger = TestCert::valid();
+    let mut config = standard_config(&[REDIRECT]);
+    config["apps"][0]["certificates"] = json!([registered.registration()]);
+    let sim = Sim::start(config).await;
+    let base = sim.base_url().to_string();
+    let aud = |tenant: &str| format!("{base}/{tenant}/oauth2/v2.0/token");
+    let s256 = || header(RS256, Some(registered.x5t_s256()), None);
+    let t = now();
+    let good = || claims(APP_A_CLIENT_ID, &aud(CONTOSO_TID), t, t + 300);
+    let with = |claims: &Value, changes: Value| {
+        let mut claims = claims.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    // Authentication comes before the grant, so a made-up code shows the credential's verdict.
+    let post = |segment: &'static str, assertion: String, extra: Vec<(&'static str, String)>| {
+        let sim = &sim;
+        async move {
+            let mut form = vec![
+                ("client_id", APP_A_CLIENT_ID.to_string()),
+                ("grant_type", "authorization_code".to_string()),
+                ("code", "1.AXoAunused".to_string()),
+                ("redirect_uri", REDIRECT.to_string()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                ),
+                ("client_assertion", assertion),
+            ];
+            for (k, v) in extra {
+                form.retain(|(name, _)| *name != k);
+                if !v.is_empty() {
+                    form.push((k, v));
+                }
+            }
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token(sim, segment, &form).await
+        }
+    };
+    let description = |reply: &TokenReply| reply.json["error_description"].as_str().unwrap().to_string();
+
+    // RS256 + x5t#S256 redeems a real code, with no secret.
+    let (code, verifier) = code_for(&sim, CONTOSO_TID, ALICE).await;
+    let reply = post(
+        CONTOSO_TID,
+        registered.sign(&s256(), &good()),
+        vec![("code", code), ("code_verifier", verifier)],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let refresh_token = reply.json["refresh_token"].as_str().unwrap().to_string();
+
+    // Legacy PS256 + x5t (SHA-1), at the domain path, with aud naming the domain or the GUID.
+    for audience in [aud("contoso.com"), aud(CONTOSO_TID)] {
+        let assertion = registered.sign(
+            &header(PS256, None, Some(registered.x5t())),
+            &claims(APP_A_CLIENT_ID, &audience, t, t + 300),
+        );
+        let form = [
+            ("client_id", APP_A_CLIENT_ID),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+        ];
+        let reply = token(&sim, "contoso.com", &form).await;
+        assert_eq!(reply.status, StatusCode::OK, "aud {audience}: {}", reply.text);
+    }
+
+    // A certificate the app does not have: 700027, naming the thumbprint it was sent.
+    let reply = post(
+        CONTOSO_TID,
+        stranger.sign(&header(RS256, Some(stranger.x5t_s256()), None), &good()),
+        vec![],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[700027]);
+    let text = description(&reply);
+    assert!(
+        text.contains(
+            "is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '"
+        ) && text.contains(&stranger.sha256_hex())
+            && text.contains(&format!("configured keys for app Id '{APP_A_CLIENT_ID}'")),
+        "{text}"
+    );
+    // The registered thumbprint, but another key signed: 700027, signature mismatch.
+    let reply = post(CONTOSO_TID, stranger.sign(&s256(), &good()), vec![]).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[700027]);
+    let text = description(&reply);
+    assert!(
+        text.contains("Client assertion contains an invalid signature. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '")
+            && text.contains(&registered.sha256_hex())
+            && text.contains("Found key 'Start="),
+        "{text}"
+    );
+
+    // Outside its time window (expired, or not yet valid): 700024 with Entra's wording.
+    let iso = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap()
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].0000000Z"
+            ))
+            .unwrap()
+    };
+    for (nbf, exp) in [(t - 3_600, t - 1_800), (t + 3_600, t + 3_900)] {
+        let reply = post(
+            CONTOSO_TID,
+            registered.sign(&s256(), &with(&good(), json!({"nbf": nbf, "exp": exp}))),
+            vec![],
+        )
+        .await;
+        assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[700024]);
+        let text = description(&reply);
+        assert!(
+            text.starts_with("AADSTS700024: Client assertion is not within its valid time range. Current time: ")
+                && text.contains(&format!(", assertion valid from {}, expiry time of assertion {}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .", iso(nbf), iso(exp))),
+            "{text}"
+        );
+    }
+    // A few seconds of skew are tolerated.
+    let (code, verifier) = code_for(&sim, CONTOSO_TID, ALICE).await;
+    let skewed = with(&good(), json!({"nbf": t + 60}));
+    let reply = post(
+        CONTOSO_TID,
+        registered.sign(&s256(), &skewed),
+        vec![("code", code), ("code_verifier", verifier)],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    // aud must be this token endpoint; iss and sub the client id.
+    for (changes, codes) in [
+        (json!({"aud": aud(FABRIKAM_TID)}), [700023]),
+        (json!({"aud": aud("organizations")}), [700023]),
+        (json!({"aud": [aud(CONTOSO_TID)]}), [700023]),
+        (json!({"iss": APP_B_CLIENT_ID}), [50012]),
+        (json!({"sub": APP_B_CLIENT_ID}), [50012]),
+        (json!({"exp": null}), [50027]),
+    ] {
+        let reply = post(CONTOSO_TID, registered.sign(&s256(), &with(&good(), changes)), vec![]).await;
+        assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &codes);
+    }
+    let reply = post(
+        CONTOSO_TID,
+        registered.sign(&header(RS256, None, None), &good()),
+        vec![],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[50027]);
+    assert!(description(&reply).contains("No certificate thumbprint specified in token header."));
+    let hs = header(HS256, Some(registered.x5t_s256()), None);
+    let hs256 = jsonwebtoken::encode(&hs, &good(), &jsonwebtoken::EncodingKey::from_secret(b"k")).unwrap();
+    for assertion in [hs256, "not-a-jwt".to_string(), "a.b.c".to_string()] {
+        let reply = post(CONTOSO_TID, assertion, vec![]).await;
+        assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[50027]);
+    }
+
+    // The request's shape: the assertion type, and exactly one credential.
+    let assertion = registered.sign(&s256(), &good());
+    let reply = post(
+        CONTOSO_TID,
+        assertion.clone(),
+        vec![(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer".into(),
+        )],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_request", &[90011]);
+    let reply = post(
+        CONTOSO_TID,
+        assertion.clone(),
+        vec![("client_assertion_type", String::new())],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_request", &[900144]);
+    let reply = post(
+        CONTOSO_TID,
+        assertion.clone(),
+        vec![("client_secret", APP_A_SECRET.into())],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_request", &[9002313]);
+
+    // Entra stops accepting a certificate when it expires (here: the simulator clock passes it).
+    sim.advance_clock(2 * 365 * 86_400).await;
+    let reply = post(CONTOSO_TID, assertion, vec![]).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[700027]);
+    assert!(
+        description(&reply).contains("[Reason - The key used is expired."),
+        "{}",
+        reply.text
+    );
+
+    // A registration that is not an RSA certificate is refused when the world is loaded.
+    let mut config = standard_config(&[REDIRECT]);
+    config["apps"][0]["certificates"] = json!([{ "pem": registered.key_pem }]);
+    let response = http()
+        .put(format!("{base}/_sim/config"))
+        .json(&config)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().contains("certificates[0]"));
+}
+
 #[tokio::test]
 async fn authorization_code_errors() {
     let sim = start().await;

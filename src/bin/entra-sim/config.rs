@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::assertion::RegisteredCertificate;
+
 /// Upper bound for every configured lifetime: 100 years.
 pub const MAX_LIFETIME_SECS: u64 = 100 * 365 * 86_400;
 
@@ -183,6 +185,19 @@ pub struct AppConfig {
     /// Client secrets.
     #[serde(default)]
     pub secrets: Vec<AppSecret>,
+    /// Certificates uploaded as credentials (Certificates & secrets → Certificates). Client
+    /// assertions are checked against the one their thumbprint names.
+    #[serde(default)]
+    pub certificates: Vec<AppCertificate>,
+}
+
+/// A certificate credential: the public certificate, as uploaded to the portal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppCertificate {
+    /// The certificate in PEM. Entra takes its validity from the certificate itself, so
+    /// expiry is tested with a certificate that expires (or with `POST /_sim/clock`).
+    pub pem: String,
 }
 
 /// A client secret; `expires_at` is an RFC 3339 string.
@@ -236,6 +251,10 @@ impl SimConfig {
             app.client_id = normalise_guid(&app.client_id, "apps[].client_id")?;
             if !client_ids.insert(app.client_id.clone()) {
                 bail!("duplicate app client_id {}", app.client_id);
+            }
+            for (i, cert) in app.certificates.iter().enumerate() {
+                RegisteredCertificate::parse(&cert.pem)
+                    .with_context(|| format!("app {}: certificates[{i}]", app.client_id))?;
             }
         }
         let mut tenant_ids = HashSet::new();

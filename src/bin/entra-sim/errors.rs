@@ -62,6 +62,14 @@ fn format_iso(at: OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
+/// Formats a key credential's date the way Entra prints "Found key 'Start=…, End=…'"
+/// (`02/07/2021 17:00:39`).
+fn format_key_date(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    utc.format(format_description!("[month]/[day]/[year] [hour]:[minute]:[second]"))
+        .unwrap_or_default()
+}
+
 /// Which endpoint an outcome is reported on; several conditions use different `error` values there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
@@ -528,14 +536,131 @@ can grant. Please ask an admin to grant permission to this app before you can us
         )
     }
 
-    /// AADSTS700027: a client assertion did not verify. Certificate credentials are not modelled, so no
-    /// assertion can verify.
-    pub fn client_assertion_invalid() -> Self {
+    /// Both `client_secret` and `client_assertion` were sent. Entra's answer is not recorded in
+    /// entra.md; a malformed-request 400 is the simulator's choice.
+    pub fn client_secret_and_assertion() -> Self {
+        Self::bad_request(
+            "invalid_request",
+            9002313,
+            "Invalid request. Request is malformed or invalid. Send either 'client_secret' or 'client_assertion', not both.",
+        )
+    }
+
+    /// AADSTS90011: `client_assertion_type` is not the JWT bearer type (observed as
+    /// `invalid_request`: https://github.com/AzureAD/azure-activedirectory-library-for-ruby/pull/53).
+    pub fn unexpected_assertion_type() -> Self {
+        Self::bad_request("invalid_request", 90011, "Unexpected client assertion type.")
+    }
+
+    /// AADSTS50027: the client assertion is not a usable JWT (wording observed,
+    /// https://github.com/panva/openid-client/issues/348; status assumed like other assertion errors).
+    pub fn assertion_malformed() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            50027,
+            "JWT token is invalid or malformed.",
+        )
+    }
+
+    /// AADSTS50027: neither `x5t#S256` nor `x5t` in the assertion's header (wording observed,
+    /// https://github.com/AzureAD/microsoft-authentication-library-for-dotnet/issues/124).
+    pub fn assertion_without_thumbprint() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            50027,
+            "Invalid JWT token. No certificate thumbprint specified in token header.",
+        )
+    }
+
+    /// AADSTS700027: no certificate with the assertion's thumbprint is registered on the app
+    /// (wording observed in 2026, e.g. https://github.com/AzureAD/microsoft-authentication-library-for-js/issues/8339).
+    pub fn assertion_key_not_found(thumbprint: &str, client_id: &str) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             700027,
-            "Client assertion failed signature validation.",
+            format!(
+                "The certificate with identifier used to sign the client assertion is not registered on \
+application. [Reason - The key was not found., Thumbprint of key used by client: '{thumbprint}', Please \
+visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id \
+'{client_id}'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine \
+the corresponding service endpoint and \
+https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build a query \
+request URL, such as 'https://graph.microsoft.com/beta/applications/{client_id}']"
+            ),
+        )
+    }
+
+    /// AADSTS700027: the registered certificate's key does not verify the signature (reason text
+    /// observed with AADSTS50013, https://github.com/Azure/azure-sdk-for-java/issues/25109).
+    pub fn assertion_bad_signature(thumbprint: &str, start: OffsetDateTime, end: OffsetDateTime) -> Self {
+        Self::assertion_signature(
+            "The provided signature value did not match the expected signature value.",
+            thumbprint,
+            start,
+            end,
+        )
+    }
+
+    /// AADSTS700027: the matching certificate is outside its validity (on the simulator clock).
+    pub fn assertion_key_expired(thumbprint: &str, start: OffsetDateTime, end: OffsetDateTime) -> Self {
+        Self::assertion_signature("The key used is expired.", thumbprint, start, end)
+    }
+
+    fn assertion_signature(reason: &str, thumbprint: &str, start: OffsetDateTime, end: OffsetDateTime) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700027,
+            format!(
+                "Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of key used by \
+client: '{thumbprint}', Found key 'Start={}, End={}']",
+                format_key_date(start),
+                format_key_date(end)
+            ),
+        )
+    }
+
+    /// AADSTS700024: the assertion is outside its `nbf`..`exp` window (entra.md §2.2; wording
+    /// observed, https://github.com/AzureAD/microsoft-authentication-library-for-dotnet/issues/4951).
+    pub fn assertion_time_range(now: OffsetDateTime, valid_from: OffsetDateTime, expires: OffsetDateTime) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700024,
+            format!(
+                "Client assertion is not within its valid time range. Current time: {}, assertion valid from \
+{}, expiry time of assertion {}. Review the documentation at \
+https://learn.microsoft.com/entra/identity-platform/certificate-credentials .",
+                format_iso(now),
+                format_iso(valid_from),
+                format_iso(expires)
+            ),
+        )
+    }
+
+    /// AADSTS700023: `aud` is not the token endpoint called (wording observed,
+    /// https://github.com/AzureAD/microsoft-authentication-library-for-dotnet/issues/2746).
+    pub fn assertion_audience_mismatch() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            700023,
+            "Client assertion audience claim does not match Realm issuer. Review the documentation at \
+https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .",
+        )
+    }
+
+    /// AADSTS50012: `iss` or `sub` is not the client id (entra.md §2.2's generic assertion failure;
+    /// the text is written in the style of Entra's older 50012 messages).
+    pub fn assertion_issuer_mismatch() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            50012,
+            "Client assertion issuer and subject must be the client id of the application presenting it.",
         )
     }
 

@@ -9,6 +9,7 @@
 //! exactly one line to stdout, `entra-sim listening on http://127.0.0.1:PORT`; logs go to stderr.
 
 mod adminconsent;
+mod assertion;
 mod authorize;
 mod config;
 mod conn;

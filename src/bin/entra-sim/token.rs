@@ -1,9 +1,9 @@
 //! `POST /{tenant}/oauth2/v2.0/token` (entra.md §2, §6): authorization-code and refresh-token grants.
 //!
-//! Order of checks: request shape → throttling → tenant → client → grant type → client secret → the
-//! grant's own checks → the tenant's current policies (account, assignment, Conditional Access, MFA)
-//! → consent. Everything that needs the world happens under one lock; the ID token is signed after it
-//! is released.
+//! Order of checks: request shape → throttling → tenant → client → grant type → client credential
+//! (secret, or certificate assertion: see `assertion.rs`) → the grant's own checks → the tenant's
+//! current policies (account, assignment, Conditional Access, MFA) → consent. Everything that needs
+//! the world happens under one lock; the ID token is signed after it is released.
 //!
 //! Clocks: codes, refresh tokens and client secrets expire on the simulator clock (which
 //! `POST /_sim/clock` advances), but ID-token `iat`/`nbf`/`exp` use real wall-clock time, because the
@@ -22,6 +22,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::assertion;
 use crate::config::AppConfig;
 use crate::conn::ConnHandle;
 use crate::errors::{AadError, Surface, Trace, json_with_status};
@@ -115,7 +116,7 @@ struct Issued {
 fn process(state: &SimState, segment: &str, headers: &HeaderMap, params: &Params, trace: &Trace) -> Response {
     let outcome = {
         let mut world = state.world();
-        redeem(&mut world, segment, headers, params)
+        redeem(&mut world, &state.base_url, segment, headers, params)
     };
     let result = outcome.and_then(|issued| respond(state, issued).map_err(Failure::Aad));
     match result {
@@ -135,15 +136,25 @@ fn error_response(state: &SimState, error: &AadError, trace: &Trace) -> Response
     error.json_response(trace)
 }
 
-/// Client id and secret from HTTP Basic (`client_secret_basic`) or the form (`client_secret_post`).
+/// Client id and secret from HTTP Basic (`client_secret_basic`) or the form (`client_secret_post`),
+/// or a client assertion (`private_key_jwt`, always in the form).
 struct ClientCredentials {
     client_id: Option<String>,
     secret: Option<String>,
-    assertion: bool,
+    assertion: Option<Assertion>,
+}
+
+/// `client_assertion` with its `client_assertion_type`.
+struct Assertion {
+    kind: Option<String>,
+    jwt: String,
 }
 
 fn client_credentials(headers: &HeaderMap, params: &Params) -> Result<ClientCredentials, AadError> {
-    let assertion = params.get("client_assertion").is_some();
+    let assertion = params.get("client_assertion").map(|jwt| Assertion {
+        kind: params.get("client_assertion_type").map(str::to_string),
+        jwt: jwt.to_string(),
+    });
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let raw = value.to_str().map_err(|_| AadError::malformed_request())?;
         if let Some(encoded) = raw.strip_prefix("Basic ").or_else(|| raw.strip_prefix("basic ")) {
@@ -167,15 +178,27 @@ fn client_credentials(headers: &HeaderMap, params: &Params) -> Result<ClientCred
     })
 }
 
-/// Checks the client secret on the simulator clock (so advancing it can expire secrets).
-fn authenticate(app: &AppConfig, credentials: &ClientCredentials, now: OffsetDateTime) -> Result<(), AadError> {
-    let Some(secret) = credentials.secret.as_deref() else {
-        // Certificate credentials are not modelled: no app has a certificate, so no assertion verifies.
-        return Err(if credentials.assertion {
-            AadError::client_assertion_invalid()
-        } else {
-            AadError::missing_client_credential()
-        });
+/// Checks the client secret on the simulator clock (so advancing it can expire secrets), or the
+/// client assertion against the app's certificates (`assertion.rs`).
+fn authenticate(
+    app: &AppConfig,
+    credentials: &ClientCredentials,
+    audiences: Vec<String>,
+    now: OffsetDateTime,
+) -> Result<(), AadError> {
+    let secret = match (credentials.secret.as_deref(), &credentials.assertion) {
+        (Some(_), Some(_)) => return Err(AadError::client_secret_and_assertion()),
+        (None, None) => return Err(AadError::missing_client_credential()),
+        (None, Some(assertion)) => {
+            let expected = assertion::Expected {
+                app,
+                audiences,
+                sim_now: now,
+                wall_now: OffsetDateTime::now_utc(),
+            };
+            return assertion::verify(assertion.kind.as_deref(), &assertion.jwt, &expected);
+        }
+        (Some(secret), None) => secret,
     };
     match app.secrets.iter().find(|s| s.value == secret) {
         None => Err(AadError::bad_client_secret(&app.client_id)),
@@ -184,7 +207,13 @@ fn authenticate(app: &AppConfig, credentials: &ClientCredentials, now: OffsetDat
     }
 }
 
-fn redeem(world: &mut World, segment: &str, headers: &HeaderMap, params: &Params) -> Result<Issued, Failure> {
+fn redeem(
+    world: &mut World,
+    base_url: &str,
+    segment: &str,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Issued, Failure> {
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| AadError::missing_parameter("grant_type"))?;
@@ -212,7 +241,12 @@ fn redeem(world: &mut World, segment: &str, headers: &HeaderMap, params: &Params
         GRANT_REFRESH_TOKEN => GRANT_REFRESH_TOKEN,
         other => return Err(AadError::unsupported_grant_type(other).into()),
     };
-    authenticate(&app, &credentials, world.now())?;
+    // A client assertion names the endpoint it is for: the one called, by the path's segment or,
+    // for a specific tenant, by its GUID.
+    let endpoint = |tenant: &str| format!("{base_url}/{tenant}/oauth2/v2.0/token");
+    let mut audiences = vec![endpoint(segment)];
+    audiences.extend(path_tenant.as_deref().map(endpoint));
+    authenticate(&app, &credentials, audiences, world.now())?;
 
     let requested = params.get("scope").map(Scopes::parse);
     let grant = match grant_type {
