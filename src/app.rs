@@ -83,7 +83,7 @@ impl AppState {
     }
 
     /// Builds the state over a given store (no encryption layer is added; a timing layer for
-    /// the store-latency metric is).
+    /// the store-latency metric is), and warns about connector credentials that expire soon.
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
         let metrics = Arc::new(Metrics::for_connectors(&ids, Some(config.entra.authority.as_str())));
@@ -94,6 +94,10 @@ impl AppState {
             config.entra.jwks_cache_ttl,
             config.entra.jwks_min_refetch_interval,
         );
+        let now = time::OffsetDateTime::now_utc();
+        for connector in &config.connectors {
+            crate::entra::credential::log_expiry(&connector.id, &connector.credential, now);
+        }
         let connectors = config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect();
         Ok(Self(Arc::new(App {
             records: Records::new(store),

@@ -285,6 +285,70 @@ impl ClientCertificate {
 /// A PEM block's label and DER contents (wiped on drop: it may be a key).
 type PemBlock = (String, Zeroizing<Vec<u8>>);
 
+/// Start-up warns about a credential from this many days before it expires.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// How close a credential is to its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryStatus {
+    /// Unknown expiry, or more than [`EXPIRY_WARNING_DAYS`] away.
+    Fine,
+    /// Expires within [`EXPIRY_WARNING_DAYS`]; whole days left (0 on the last day).
+    Soon(i64),
+    /// Past its expiry: Entra refuses it.
+    Expired,
+}
+
+impl ExpiryStatus {
+    /// The status of something expiring at `expires_at`, seen at `now`.
+    pub fn of(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> Self {
+        match expires_at {
+            Some(at) if at <= now => Self::Expired,
+            Some(at) if at - now < time::Duration::days(EXPIRY_WARNING_DAYS) => Self::Soon((at - now).whole_days()),
+            _ => Self::Fine,
+        }
+    }
+}
+
+/// Logs a connector's credential that expires soon (WARN) or has expired (ERROR), so operators
+/// rotate it before sign-ins fail. Names the connector, thumbprint and dates, never the secret or key.
+pub fn log_expiry(connector: &str, credential: &ClientCredential, now: OffsetDateTime) {
+    let status = ExpiryStatus::of(credential.expires_at(), now);
+    let expires_at = credential
+        .expires_at()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default();
+    match (credential, status) {
+        (_, ExpiryStatus::Fine) => {}
+        (ClientCredential::Certificate(cert), ExpiryStatus::Soon(days_left)) => tracing::warn!(
+            connector,
+            thumbprint = cert.thumbprint(),
+            file = %cert.file().display(),
+            %expires_at,
+            days_left,
+            "the connector's client certificate expires soon: upload a new one to the app registration and configure it"
+        ),
+        (ClientCredential::Certificate(cert), ExpiryStatus::Expired) => tracing::error!(
+            connector,
+            thumbprint = cert.thumbprint(),
+            file = %cert.file().display(),
+            %expires_at,
+            "the connector's client certificate has expired: Entra refuses it (AADSTS700027) until a new one is uploaded and configured"
+        ),
+        (ClientCredential::Secret { .. }, ExpiryStatus::Soon(days_left)) => tracing::warn!(
+            connector,
+            %expires_at,
+            days_left,
+            "the connector's client secret expires soon (client_secret_expires_at): create a new one in the app registration and configure it"
+        ),
+        (ClientCredential::Secret { .. }, ExpiryStatus::Expired) => tracing::error!(
+            connector,
+            %expires_at,
+            "the connector's client secret has expired (client_secret_expires_at): Entra refuses it (AADSTS7000222) until a new one is configured"
+        ),
+    }
+}
+
 /// The PEM blocks of `text`, in order.
 fn pem_blocks(text: &[u8]) -> Result<Vec<PemBlock>, String> {
     let text = std::str::from_utf8(text).map_err(|_| "is not a PEM text file".to_string())?;
@@ -425,6 +489,23 @@ mod tests {
         let e = ClientCertificate::from_pem(cert_pem.as_bytes(), cert_pem.as_bytes()).unwrap_err();
         assert_eq!(e.part, CertificatePart::Key);
         assert!(e.message.contains("\"CERTIFICATE\""), "{e:?}");
+    }
+
+    #[test]
+    fn expiry_status_warns_thirty_days_ahead() {
+        let now = time::macros::datetime!(2026-11-01 12:00 UTC);
+        let status = |days: i64, secs: i64| {
+            ExpiryStatus::of(
+                Some(now + time::Duration::days(days) + time::Duration::seconds(secs)),
+                now,
+            )
+        };
+        assert_eq!(ExpiryStatus::of(None, now), ExpiryStatus::Fine);
+        assert_eq!(status(30, 0), ExpiryStatus::Fine);
+        assert_eq!(status(30, -1), ExpiryStatus::Soon(29));
+        assert_eq!(status(0, 1), ExpiryStatus::Soon(0));
+        assert_eq!(status(0, 0), ExpiryStatus::Expired);
+        assert_eq!(status(-400, 0), ExpiryStatus::Expired);
     }
 
     #[test]

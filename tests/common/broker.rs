@@ -82,6 +82,8 @@ pub struct BrokerOptions {
     /// Body of the `[encryption]` section (may add `[[encryption.keys]]` blocks); `None` gives
     /// the broker one key, id `test`, [`TEST_ENCRYPTION_KEY`] read from a key file.
     pub encryption: Option<String>,
+    /// Connector A's credential lines (e.g. a certificate's two files) instead of its secret file.
+    pub credential_a: Option<String>,
 }
 
 impl Default for BrokerOptions {
@@ -94,6 +96,7 @@ impl Default for BrokerOptions {
             limits: String::new(),
             tls: None,
             encryption: None,
+            credential_a: None,
         }
     }
 }
@@ -202,7 +205,7 @@ authority = "{sim_url}"
 id = "files"
 display_name = "Files Connector"
 client_id = "{APP_A_CLIENT_ID}"
-client_secret_file = "{secret_a}"
+{credential_a}
 scopes = ["Files.Read.All", "Sites.Read.All"]
 return_urls = ["{RETURN_A}", "http://127.0.0.1:9/cb"]
 api_key_hashes = ["{hash_a}"]
@@ -233,7 +236,9 @@ api_key_hashes = ["{hash_b}"]
             limits = opts.limits,
             store = opts.store,
             flow = opts.flow,
-            secret_a = secret_a.display(),
+            credential_a = opts
+                .credential_a
+                .unwrap_or_else(|| format!("client_secret_file = \"{}\"", secret_a.display())),
             secret_b = secret_b.display(),
             hash_a = consent_broker::crypto::api_key_hash(KEY_A),
             hash_b = consent_broker::crypto::api_key_hash(KEY_B),

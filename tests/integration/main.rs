@@ -5,6 +5,7 @@ mod common;
 
 mod approval;
 mod browser;
+mod certificate;
 mod cli;
 mod deploy;
 mod encryption;
