@@ -83,7 +83,8 @@ impl AppState {
     }
 
     /// Builds the state over a given store (no encryption layer is added; a timing layer for
-    /// the store-latency metric is), and warns about connector credentials that expire soon.
+    /// the store-latency metric is), and warns about connector credentials that expire soon
+    /// (exporting every known expiry as a metric).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
         let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
         let metrics = Arc::new(Metrics::for_connectors(&ids, Some(config.entra.authority.as_str())));
@@ -96,7 +97,11 @@ impl AppState {
         );
         let now = time::OffsetDateTime::now_utc();
         for connector in &config.connectors {
-            crate::entra::credential::log_expiry(&connector.id, &connector.credential, now);
+            let credential = &connector.credential;
+            crate::entra::credential::log_expiry(&connector.id, credential, now);
+            if let Some(at) = credential.expires_at() {
+                metrics.credential_expires_at(&connector.id, credential.kind(), at.unix_timestamp());
+            }
         }
         let connectors = config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect();
         Ok(Self(Arc::new(App {

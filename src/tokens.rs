@@ -489,6 +489,9 @@ async fn refresh_locked(
         Err(TokenError::Rejected(err)) => {
             let c = classify(&err);
             state.metrics.entra_error(c.primary_code());
+            if c.category == crate::entra::Category::ClientCredentialInvalid {
+                state.metrics.credential_error(connector_id, c.primary_code());
+            }
             tracing::warn!(
                 connection = %connection_id,
                 connector = %connector_id,

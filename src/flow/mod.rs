@@ -576,7 +576,13 @@ async fn complete(
         .await
     {
         Ok(t) => t,
-        Err(TokenError::Rejected(err)) => return Ok(fail(flow, connector, classify(&err))),
+        Err(TokenError::Rejected(err)) => {
+            let c = classify(&err);
+            if c.category == Category::ClientCredentialInvalid {
+                state.metrics.credential_error(&flow.connector, c.primary_code());
+            }
+            return Ok(fail(flow, connector, c));
+        }
         Err(e @ TokenError::Unavailable { .. }) => {
             let (trace_id, correlation_id) = e.entra_ids();
             tracing::warn!(flow = %flow.id, error = %e, trace_id, correlation_id, "code redemption failed: Entra unavailable");

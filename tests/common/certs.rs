@@ -19,6 +19,8 @@ pub struct TestCert {
     pub cert_pem: String,
     /// The PKCS#8 private key, PEM.
     pub key_pem: String,
+    /// The end of its validity, unix seconds.
+    pub not_after: i64,
     der: Vec<u8>,
 }
 
@@ -34,6 +36,7 @@ impl TestCert {
         TestCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            not_after: params.not_after.unix_timestamp(),
             der: cert.der().to_vec(),
         }
     }

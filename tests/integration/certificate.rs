@@ -10,6 +10,18 @@ use crate::common::certs::TestCert;
 use crate::common::flows::World;
 use crate::common::sim::APP_A_SECRET;
 
+/// The value of the sample `name{labels}` in the broker's metrics, or `None` when absent.
+fn metric(broker: &Broker, name: &str, labels: &str) -> Option<f64> {
+    let key = format!("{name}{{{labels}}}");
+    broker.state.metrics.render().lines().find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == key).then(|| v.parse().expect("numeric sample"))
+    })
+}
+
+const CREDENTIAL_ERRORS: &str = "consent_broker_credential_errors_total";
+const CREDENTIAL_EXPIRY: &str = "consent_broker_credential_expiry_timestamp_seconds";
+
 /// A world whose simulator registers `registered` on connector A's app (and no secret, so nothing
 /// but a certificate can authenticate), and whose broker signs with `used`.
 async fn world(registered: &TestCert, used: &TestCert, dir: &std::path::Path) -> World {
@@ -42,6 +54,10 @@ async fn sign_in_and_refresh_with_a_certificate() {
     assert_ne!(first["access_token"], second["access_token"]);
     assert_eq!(w.sim.token_grants("authorization_code").await, 1);
     assert_eq!(w.sim.token_grants("refresh_token").await, 1);
+    assert_eq!(
+        metric(&w.broker, CREDENTIAL_ERRORS, "connector=\"files\",code=\"700027\""),
+        None
+    );
 }
 
 #[tokio::test]
@@ -69,6 +85,10 @@ async fn a_certificate_entra_does_not_know_fails_as_a_credential_error() {
         .await;
     assert_eq!(poll["category"], "client_credential_invalid", "{poll}");
     assert_eq!(poll["aadsts"], 700027, "{poll}");
+    assert_eq!(
+        metric(&w.broker, CREDENTIAL_ERRORS, "connector=\"files\",code=\"700027\""),
+        Some(1.0)
+    );
     assert!(!w.has_connection(crate::common::sim::CONTOSO_TID, "alice").await);
 }
 
@@ -88,6 +108,10 @@ async fn an_expired_certificate_stops_refreshes_without_flipping_the_connection(
     // The user can do nothing about it: the connection stays active for when the operator fixes it.
     let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
     assert!(stored.reauth.is_none(), "{:?}", stored.reauth);
+    assert_eq!(
+        metric(&w.broker, CREDENTIAL_ERRORS, "connector=\"files\",code=\"700027\""),
+        Some(1.0)
+    );
 }
 
 /// The captured log line that mentions `needle` (panics with the logs when there is none).
@@ -108,8 +132,8 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, APP_A_SECRET).unwrap();
     // Unique per run, so that this test finds its own line among every test's logs.
-    let secret_expiry = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(5);
-    let secret_expiry = secret_expiry
+    let secret_expires_at = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(5);
+    let secret_expiry = secret_expires_at
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
 
@@ -118,13 +142,17 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
         std::fs::create_dir_all(&sub).unwrap();
         cert.connector_lines(&sub)
     };
-    for credential in [
-        lines(&soon, "soon"),
-        lines(&expired, "expired"),
-        lines(&fine, "fine"),
-        format!(
-            "client_secret_file = \"{}\"\nclient_secret_expires_at = \"{secret_expiry}\"",
-            secret_file.display()
+    for (credential, kind, expires_at) in [
+        (lines(&soon, "soon"), "certificate", soon.not_after),
+        (lines(&expired, "expired"), "certificate", expired.not_after),
+        (lines(&fine, "fine"), "certificate", fine.not_after),
+        (
+            format!(
+                "client_secret_file = \"{}\"\nclient_secret_expires_at = \"{secret_expiry}\"",
+                secret_file.display()
+            ),
+            "secret",
+            secret_expires_at.unix_timestamp(),
         ),
     ] {
         let broker = Broker::start(
@@ -136,6 +164,17 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
             },
         )
         .await;
+        // Every known expiry is exported, whether or not it is close; unknown ones are not.
+        let exported = metric(
+            &broker,
+            CREDENTIAL_EXPIRY,
+            &format!("connector=\"files\",kind=\"{kind}\""),
+        );
+        assert_eq!(exported, Some(expires_at as f64));
+        assert_eq!(
+            metric(&broker, CREDENTIAL_EXPIRY, "connector=\"crm\",kind=\"secret\""),
+            None
+        );
         broker.stop().await;
     }
 
