@@ -249,17 +249,14 @@ impl EntraClient {
         scopes: &[String],
     ) -> Result<TokenResponse, TokenError> {
         let scope = scopes.join(" ");
-        let auth = self.auth_fields(tenant, client).map_err(TokenError::Credential)?;
-        let mut form = vec![("client_id", client.client_id)];
-        form.extend(auth.pairs());
-        form.extend([
+        let grant = [
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri),
             ("code_verifier", pkce_verifier),
             ("scope", scope.as_str()),
-        ]);
-        self.token_request(tenant, &form).await
+        ];
+        self.token_request(tenant, client, &grant).await
     }
 
     /// Redeems a refresh token.
@@ -271,26 +268,41 @@ impl EntraClient {
         scopes: &[String],
     ) -> Result<TokenResponse, TokenError> {
         let scope = scopes.join(" ");
-        let auth = self.auth_fields(tenant, client).map_err(TokenError::Credential)?;
-        let mut form = vec![("client_id", client.client_id)];
-        form.extend(auth.pairs());
-        form.extend([
+        let grant = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("scope", scope.as_str()),
-        ]);
-        self.token_request(tenant, &form).await
+        ];
+        self.token_request(tenant, client, &grant).await
     }
 
-    async fn token_request(&self, tenant: &str, form: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
+    /// Posts `grant` with the client's credential to the token endpoint. Each attempt (retries
+    /// included) carries a freshly signed assertion: a retried request may have reached Entra,
+    /// and an assertion's `jti` is meant to be used once (RFC 7523 §3).
+    async fn token_request(
+        &self,
+        tenant: &str,
+        client: &ClientAuth<'_>,
+        grant: &[(&str, &str)],
+    ) -> Result<TokenResponse, TokenError> {
         let url = self.endpoint(tenant, "oauth2/v2.0/token");
+        // Signed up front so a credential that cannot sign fails before any call.
+        let first = self.auth_fields(tenant, client).map_err(TokenError::Credential)?;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let answer = self
             .resilient
             .send("token", || {
+                let retry = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0;
+                // A key that signed once signs again; should it not, the first assertion goes.
+                let fresh = retry.then(|| self.auth_fields(tenant, client).ok()).flatten();
+                let auth = fresh.as_ref().unwrap_or(&first);
+                let mut form = vec![("client_id", client.client_id)];
+                form.extend(auth.pairs());
+                form.extend_from_slice(grant);
                 self.http
                     .post(&url)
                     .header("x-ms-lib-capability", "retry-after, h429")
-                    .form(form)
+                    .form(&form)
             })
             .await
             .map_err(|f| match f {

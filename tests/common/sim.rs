@@ -189,6 +189,14 @@ impl Sim {
         self.stats().await["token_grants"][grant_type].as_u64().unwrap_or(0)
     }
 
+    /// The `jti` of every client assertion the simulator received since the last reset, in order.
+    pub async fn assertion_jtis(&self) -> Vec<String> {
+        self.stats().await["assertion_jtis"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
     /// `POST /_sim/stats/reset`.
     pub async fn reset_stats(&self) {
         self.control(reqwest::Method::POST, "/stats/reset", None).await;

@@ -54,6 +54,22 @@ async fn sign_in_and_refresh_with_a_certificate() {
     assert_ne!(first["access_token"], second["access_token"]);
     assert_eq!(w.sim.token_grants("authorization_code").await, 1);
     assert_eq!(w.sim.token_grants("refresh_token").await, 1);
+
+    // A retried refresh (the first attempt hit a 503) signs a new assertion: a jti is used once.
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "unavailable", "count": 1}))
+        .await;
+    let (status, third) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_eq!(
+        w.sim.token_grants("refresh_token").await,
+        3,
+        "the failed attempt and its retry"
+    );
+    let jtis = w.sim.assertion_jtis().await;
+    assert_eq!(jtis.len(), 4, "one assertion per token request: {jtis:?}");
+    let distinct: std::collections::HashSet<&String> = jtis.iter().collect();
+    assert_eq!(distinct.len(), jtis.len(), "no jti sent twice: {jtis:?}");
     assert_eq!(
         metric(&w.broker, CREDENTIAL_ERRORS, "connector=\"files\",code=\"700027\""),
         None

@@ -211,6 +211,15 @@ pub fn verify(assertion_type: Option<&str>, assertion: &str, expected: &Expected
     Ok(())
 }
 
+/// The `jti` claim of a compact JWT, whether or not it verifies.
+pub fn jti(jwt: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Jti {
+        jti: Option<String>,
+    }
+    decode_json::<Jti>(jwt.split('.').nth(1)?)?.jti
+}
+
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -50,6 +50,8 @@ pub struct Stats {
     token_grants: BTreeMap<String, u64>,
     /// Token error responses per first AADSTS code (`"429"` for plain-text throttling answers).
     token_errors: BTreeMap<String, u64>,
+    /// The `jti` of every client assertion received, in order (tests check they are never reused).
+    assertion_jtis: Vec<String>,
 }
 
 impl Default for Stats {
@@ -61,6 +63,7 @@ impl Default for Stats {
                 .map(|g| (g.to_string(), 0))
                 .collect(),
             token_errors: BTreeMap::new(),
+            assertion_jtis: Vec::new(),
         }
     }
 }
@@ -74,6 +77,11 @@ impl Stats {
     /// Counts one token request with this `grant_type` (absent grant types are not counted).
     pub fn grant(&mut self, grant_type: &str) {
         *self.token_grants.entry(grant_type.to_string()).or_default() += 1;
+    }
+
+    /// Records a client assertion's `jti`.
+    pub fn assertion(&mut self, jti: String) {
+        self.assertion_jtis.push(jti);
     }
 
     /// Counts one token error response under `key` (an AADSTS number, or `429`).

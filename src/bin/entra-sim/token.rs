@@ -60,6 +60,14 @@ pub async fn token(
     if let Some(grant_type) = &grant_type {
         state.stats().grant(grant_type);
     }
+    if let Some(jti) = params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("client_assertion"))
+        .and_then(assertion::jti)
+    {
+        state.stats().assertion(jti);
+    }
     let client_request_id = headers.get("client-request-id").and_then(|v| v.to_str().ok());
     let trace = Trace::new(state.now(), client_request_id);
 
