@@ -80,6 +80,27 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let loaded = consent_broker::Config::load(&config)?;
+            // The same expiry checks the broker logs at start-up, for a pre-deploy check.
+            let now = time::OffsetDateTime::now_utc();
+            for c in &loaded.connectors {
+                use consent_broker::entra::credential::ExpiryStatus;
+                let what = match c.credential.kind() {
+                    "certificate" => "client certificate",
+                    _ => "client secret",
+                };
+                match ExpiryStatus::of(c.credential.expires_at(), now) {
+                    ExpiryStatus::Fine => {}
+                    ExpiryStatus::Soon(days) => {
+                        eprintln!(
+                            "warning: connector {}: the {what} expires in {days} days; rotate it",
+                            c.id
+                        )
+                    }
+                    ExpiryStatus::Expired => {
+                        eprintln!("error: connector {}: the {what} has expired; Entra refuses it", c.id)
+                    }
+                }
+            }
             println!(
                 "{}: OK ({} connector{})",
                 config.display(),

@@ -35,6 +35,43 @@ fn example_config_documents_only_real_keys_and_validates() {
 }
 
 #[test]
+fn check_config_warns_about_credentials_close_to_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(10) + time::Duration::hours(1);
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let connector = |id: &str, expires: &str| {
+        format!(
+            "[[connectors]]\nid = \"{id}\"\ndisplay_name = \"{id}\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_env = \"CB_CLI_SECRET\"\nclient_secret_expires_at = \"{expires}\"\nscopes = [\"User.Read\"]\nreturn_urls = [\"https://app.example.com/done\"]\napi_key_hashes = [\"sha256:{}\"]\n",
+            "ab".repeat(32)
+        )
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\nbackend = \"memory\"\n{}{}",
+        connector("soon", &rfc(soon)),
+        connector("gone", &rfc(past))
+    );
+    let file = write(dir.path(), "expiring.toml", &text);
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env("CB_CLI_SECRET", "a-secret-value-for-the-test")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("connector soon: the client secret expires in 10 days"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("connector gone: the client secret has expired"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("a-secret-value-for-the-test"));
+}
+
+#[test]
 fn bad_config_names_file_key_and_problem() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
