@@ -265,7 +265,8 @@ impl Application {
     }
 }
 
-/// Removes expired flows, sessions and codes on an interval, and idle rate-limiter keys.
+/// Removes expired flows, sessions and codes on an interval, idle rate-limiter keys, and settled
+/// pages from the pending-approvals gauge.
 async fn purge_loop(state: AppState) {
     let every = match &state.config.store {
         StoreConfig::Memory { purge_interval }
@@ -277,6 +278,7 @@ async fn purge_loop(state: AppState) {
     loop {
         tick.tick().await;
         state.limits.forget_idle();
+        crate::approval::settle_pending(&state).await;
         match state.records.store().purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "purged expired records"),

@@ -7,7 +7,7 @@
 //! names, tenants capped at [`MAX_TENANT_LABELS`]), so a caller cannot grow the series count.
 //! Nothing secret is ever a label.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -119,6 +119,17 @@ struct CredentialErrorLabels {
     code: String,
 }
 
+/// The open approval pages of one (connector, tenant).
+#[derive(Debug)]
+struct PendingPages {
+    /// Its tenant label (the tenant, or `other` past the cap).
+    label: String,
+    /// Pages opened.
+    count: i64,
+    /// When the newest was opened (Unix ms).
+    newest_ms: i64,
+}
+
 /// The broker's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -135,6 +146,8 @@ pub struct Metrics {
     pending_approvals: Family<TenantLabels, Gauge>,
     /// Tenants that have a `pending_approvals` series of their own (the cap's bookkeeping).
     labelled_tenants: Mutex<HashSet<String>>,
+    /// Open approval pages per (connector, tenant), behind the `pending_approvals` series.
+    pending_pages: Mutex<HashMap<(String, String), PendingPages>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     entra_requests: Family<EntraLabels, Counter>,
@@ -402,6 +415,7 @@ impl Metrics {
                 "Approval pages opened by this process whose tenant has not approved since, by connector and tenant.",
             ),
             labelled_tenants: Mutex::default(),
+            pending_pages: Mutex::default(),
             http_requests: b.counters("http_requests", "HTTP requests answered, by route and status."),
             http_duration: b.histograms("http_request_duration_seconds", "Time to answer HTTP requests, by route."),
             entra_requests: b.counters(
@@ -549,22 +563,54 @@ impl Metrics {
         "other".to_string()
     }
 
-    /// An approval page was opened for `connector` in `tenant`.
-    pub fn approval_opened(&self, connector: &str, tenant: &str) {
+    fn pages(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PendingPages>> {
+        // Plain counters: valid whatever a panicking holder left behind.
+        self.pending_pages.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An approval page was opened for `connector` in `tenant` at `opened_ms` (Unix ms).
+    pub fn approval_opened(&self, connector: &str, tenant: &str, opened_ms: i64) {
+        let label = self.tenant_label(tenant);
+        let mut pages = self.pages();
+        let entry = pages
+            .entry((connector.to_string(), tenant.to_string()))
+            .or_insert_with(|| PendingPages {
+                label,
+                count: 0,
+                newest_ms: opened_ms,
+            });
+        entry.count += 1;
+        entry.newest_ms = entry.newest_ms.max(opened_ms);
         let labels = TenantLabels {
             connector: connector.to_string(),
-            tenant: self.tenant_label(tenant),
+            tenant: entry.label.clone(),
         };
         self.pending_approvals.get_or_create(&labels).inc();
     }
 
-    /// `tenant` approved `connector`: its open pages are no longer pending.
+    /// `tenant` approved `connector` (or its pages expired): its open pages are no longer pending.
     pub fn tenant_approved(&self, connector: &str, tenant: &str) {
+        let Some(p) = self.pages().remove(&(connector.to_string(), tenant.to_string())) else {
+            return;
+        };
         let labels = TenantLabels {
             connector: connector.to_string(),
-            tenant: tenant.to_string(),
+            tenant: p.label,
         };
-        self.pending_approvals.remove(&labels);
+        // Under `other` other tenants' pages may remain; the series goes when none do.
+        let left = self.pending_approvals.get_or_create(&labels).dec_by(p.count) - p.count;
+        if left <= 0 {
+            self.pending_approvals.remove(&labels);
+        }
+    }
+
+    /// Every (connector, tenant) with open pages, and when its newest page was opened (Unix ms):
+    /// what `approval::settle_pending` checks against the store.
+    pub fn pending_pages(&self) -> Vec<(String, String, i64)> {
+        self.pages()
+            .iter()
+            .map(|((c, t), p)| (c.clone(), t.clone(), p.newest_ms))
+            .collect()
     }
 
     /// An HTTP request matched `route` (the route template, or `unmatched`) and was answered
@@ -661,9 +707,16 @@ mod tests {
     #[test]
     fn pending_approvals_drop_when_the_tenant_approves() {
         let m = Metrics::new();
-        m.approval_opened("c", "t1");
-        m.approval_opened("c", "t1");
-        m.approval_opened("c", "t2");
+        m.approval_opened("c", "t1", 1);
+        m.approval_opened("c", "t1", 5);
+        m.approval_opened("c", "t2", 3);
+        let mut open = m.pending_pages();
+        open.sort();
+        assert_eq!(
+            open,
+            [("c".into(), "t1".into(), 5), ("c".into(), "t2".into(), 3)],
+            "the newest page per tenant"
+        );
         m.tenant_approved("c", "t1");
         m.tenant_approved("c", "t9");
         assert!(has_line(
@@ -677,18 +730,30 @@ mod tests {
     fn tenant_labels_are_capped() {
         let m = Metrics::new();
         for i in 0..MAX_TENANT_LABELS + 5 {
-            m.approval_opened("c", &format!("t{i}"));
+            m.approval_opened("c", &format!("t{i}"), 1);
         }
         assert!(has_line(
             &m,
             "consent_broker_pending_approvals{connector=\"c\",tenant=\"other\"} 5"
         ));
         // A tenant that already has its series keeps it.
-        m.approval_opened("c", "t0");
+        m.approval_opened("c", "t0", 1);
         assert!(has_line(
             &m,
             "consent_broker_pending_approvals{connector=\"c\",tenant=\"t0\"} 2"
         ));
+        // Approving a tenant counted under `other` takes exactly its pages off that series.
+        let last = format!("t{}", MAX_TENANT_LABELS + 4);
+        m.approval_opened("c", &last, 1);
+        m.tenant_approved("c", &last);
+        assert!(has_line(
+            &m,
+            "consent_broker_pending_approvals{connector=\"c\",tenant=\"other\"} 4"
+        ));
+        for i in MAX_TENANT_LABELS..MAX_TENANT_LABELS + 4 {
+            m.tenant_approved("c", &format!("t{i}"));
+        }
+        assert!(!m.render().contains("tenant=\"other\""), "the emptied series goes");
     }
 
     #[test]
@@ -723,7 +788,7 @@ mod tests {
         m.circuit_open("a", true);
         m.entra_error(Some(90094));
         m.store_duration("get", Duration::from_millis(1));
-        m.approval_opened("c", "t");
+        m.approval_opened("c", "t", 1);
         m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
         m.credential_expires_at("c", "secret", 1);
         m.credential_error("c", Some(7000222));

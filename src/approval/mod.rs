@@ -73,9 +73,32 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
     state.metrics.approval_opened(
         &approval.connector,
         approval.tenant_id.as_deref().unwrap_or(&approval.tenant),
+        approval.created_at_ms,
     );
     tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_deref().unwrap_or("?"), "approval page opened");
     Ok(flow.id.clone())
+}
+
+/// Takes off the pending-approvals gauge the pages this process opened whose tenant has since
+/// approved, through any broker sharing the store, or that expired. Run on the purge interval:
+/// the approving callback may well land on another instance.
+pub async fn settle_pending(state: &AppState) {
+    let now = crate::clock::now_millis();
+    let ttl_ms = APPROVAL_TTL.as_millis() as i64;
+    for (connector, tenant, newest_ms) in state.metrics.pending_pages() {
+        let settled = newest_ms + ttl_ms <= now
+            || match state.records.tenant_approval(&connector, &tenant).await {
+                Ok(Some(a)) => a.approved_at_ms >= newest_ms,
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot check pending approvals now");
+                    return;
+                }
+            };
+        if settled {
+            state.metrics.tenant_approved(&connector, &tenant);
+        }
+    }
 }
 
 /// Where an approval stands.

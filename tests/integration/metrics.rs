@@ -223,3 +223,47 @@ async fn a_separate_metrics_listener_takes_metrics_off_the_public_one() {
     let r = w.http.get(format!("{admin}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn pages_whose_tenant_approved_through_another_broker_leave_the_pending_gauge() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            store: "backend = \"memory\"\npurge_interval_secs = 1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("frank")}))
+        .await;
+    w.follow(s["connect_url"].as_str().unwrap()).await;
+    let labels = format!("connector=\"files\",tenant=\"{}\"", crate::common::sim::FABRIKAM_TID);
+    let pending = |m: &str| sample(m, "consent_broker_pending_approvals", &labels);
+    assert_eq!(pending(&scrape(&w).await), 1.0);
+
+    // The admin's consent came back through another broker: only the shared store knows.
+    w.broker
+        .state
+        .records
+        .put_tenant_approval(
+            "files",
+            &consent_broker::store::records::TenantApproval {
+                tenant_id: crate::common::sim::FABRIKAM_TID.into(),
+                scopes: vec!["Files.Read.All".into()],
+                approved_at_ms: consent_broker::clock::now_millis(),
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = scrape(&w).await;
+        if pending(&m) == 0.0 {
+            assert!(!m.contains(&labels), "the settled series is gone: {m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending: {m}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
