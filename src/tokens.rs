@@ -162,6 +162,13 @@ pub enum TokenServiceError {
         /// When to retry.
         retry_after: Duration,
     },
+    /// Another broker holds the connection's refresh and did not finish within the wait, and
+    /// the stored token has expired: retry shortly.
+    #[error("another broker is refreshing the connection")]
+    RefreshInProgress {
+        /// When to retry.
+        retry_after: Duration,
+    },
     /// Entra refused for a reason that is not the user's (broker credential, app registration).
     #[error("Entra refused the refresh: {}", .0.category)]
     Upstream(Box<Classification>),
@@ -206,7 +213,11 @@ pub async fn access_token(
         },
         Err(TokenServiceError::NotFound) => TokenOutcome::NotFound,
         Err(TokenServiceError::ReauthRequired(_)) => TokenOutcome::Reauth,
-        Err(TokenServiceError::Unavailable { .. } | TokenServiceError::Store(_)) => TokenOutcome::Unavailable,
+        Err(
+            TokenServiceError::Unavailable { .. }
+            | TokenServiceError::RefreshInProgress { .. }
+            | TokenServiceError::Store(_),
+        ) => TokenOutcome::Unavailable,
         Err(TokenServiceError::Upstream(_)) => TokenOutcome::Upstream,
     };
     // An unknown connector id is a caller's typo, not a bounded label: it is not counted.
@@ -368,7 +379,7 @@ async fn refresh_leased(
     let identity = expected_identity(state, connector_id, &conn)?;
     match usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
         Some(token) => Ok(token),
-        None => Err(TokenServiceError::Unavailable {
+        None => Err(TokenServiceError::RefreshInProgress {
             retry_after: WAIT_RETRY_AFTER,
         }),
     }

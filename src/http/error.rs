@@ -155,6 +155,11 @@ impl From<TokenServiceError> for ApiError {
                 retry_after,
                 message: "Microsoft Entra is unavailable or throttling and the cached token has expired",
             },
+            TokenServiceError::RefreshInProgress { retry_after } => Self::Unavailable {
+                code: "refresh_in_progress",
+                retry_after,
+                message: "another broker instance is refreshing this connection and the cached token has expired; retry shortly",
+            },
             TokenServiceError::Upstream(c) => Self::Upstream {
                 category: c.category,
                 aadsts: c.primary_code(),

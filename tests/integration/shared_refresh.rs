@@ -266,5 +266,7 @@ async fn callers_never_call_entra_without_the_lease_and_wait_a_bounded_time() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "refresh_in_progress", "not an Entra outage: {body}");
     assert_eq!(w.sim.token_grants("refresh_token").await, 0, "Entra was never asked");
 }
