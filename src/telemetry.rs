@@ -14,7 +14,11 @@ pub fn init(json: bool, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Its report of a failed write is an eprintln!, which panics when stderr is gone (a log
+        // collector that died): the panicking task could be the one waiting for SIGTERM, and the
+        // broker would never stop. A lost log line is the lesser harm.
+        .log_internal_errors(false);
     let _ = if json {
         builder.json().try_init()
     } else {

@@ -150,6 +150,24 @@ impl Drop for Killed {
     }
 }
 
+/// Starts `serve --config <cfg>` (without the test run's RUST_LOG); returns the process, its
+/// stderr, what was read of it, and the "listening" line.
+fn serve(cfg: &std::path::Path) -> (Killed, BufReader<std::process::ChildStderr>, String, String) {
+    let mut child = Killed(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(cfg)
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
+    let mut seen = String::new();
+    let line = wait_for_line(&mut err, "listening", &mut seen).unwrap_or_else(|| panic!("no listening line: {seen}"));
+    (child, err, seen, line)
+}
+
 #[test]
 fn serve_answers_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,17 +180,10 @@ fn serve_answers_and_stops_on_sigterm() {
             write(dir.path(), "key", &"5a".repeat(32)).display()
         ),
     );
-    let mut child = Killed(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = BufReader::new(child.0.stderr.take().unwrap());
-    let mut seen = String::new();
-    let line = wait_for_line(&mut err, "listening", &mut seen).unwrap_or_else(|| panic!("no listening line: {seen}"));
+    // Its stderr is closed at once: a broker whose log reader went away must still serve, and
+    // stop on SIGTERM.
+    let (mut child, stderr, _, line) = serve(&cfg);
+    drop(stderr);
     let addr = line
         .split("addr=")
         .nth(1)
@@ -215,18 +226,8 @@ fn json_logs_carry_the_request_id() {
             write(dir.path(), "key", &"5a".repeat(32)).display()
         ),
     );
-    let mut child = Killed(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = BufReader::new(child.0.stderr.take().unwrap());
-    let mut seen = String::new();
-    let line = wait_for_line(&mut err, "listening", &mut seen).unwrap_or_else(|| panic!("no listening line: {seen}"));
+    // `_child` (not `_`): the broker must live, and is stopped when the test ends.
+    let (_child, mut err, mut seen, line) = serve(&cfg);
     let listening: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
     let addr = listening["fields"]["addr"].as_str().expect("addr field").to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
