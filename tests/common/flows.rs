@@ -153,6 +153,13 @@ impl World {
         body["connection_id"].as_str().expect("connection_id").to_string()
     }
 
+    /// `GET /v1/connect-sessions/{id}` for a session `session` returned, with connector A's key.
+    pub async fn poll_session(&self, session: &Value) -> (StatusCode, Value) {
+        let id = session["session_id"].as_str().expect("session_id");
+        self.api(Method::GET, &format!("/v1/connect-sessions/{id}"), Some(KEY_A), None)
+            .await
+    }
+
     /// `GET /v1/connections/{id}/token` with connector A's key.
     pub async fn token(&self, id: &str, min_ttl: Option<u64>) -> (StatusCode, Value) {
         let q = min_ttl.map(|t| format!("?min_ttl={t}")).unwrap_or_default();

@@ -152,14 +152,7 @@ async fn consent_required_asks_the_user_to_accept() {
     let html = w.http.get(page).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("needs your permission to access your data"), "{html}");
     assert!(html.contains("AADSTS65001"));
-    let (_, poll) = w
-        .api(
-            Method::GET,
-            &format!("/v1/connect-sessions/{}", s["session_id"].as_str().unwrap()),
-            Some(KEY_A),
-            None,
-        )
-        .await;
+    let (_, poll) = w.poll_session(&s).await;
     assert_eq!(poll["status"], "approval_required");
     assert_eq!(poll["category"], "consent_required");
     assert!(poll["approval_url"].as_str().unwrap().contains("/v1/approval/"));

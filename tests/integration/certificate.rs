@@ -2,10 +2,10 @@
 //! checks, a wrong or expired certificate is reported as the operator's credential problem, and
 //! start-up warns about credentials close to their expiry.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::broker::{Broker, BrokerOptions, KEY_A, RETURN_A, Reserved, captured_logs};
+use crate::common::broker::{Broker, BrokerOptions, RETURN_A, Reserved, captured_logs};
 use crate::common::certs::TestCert;
 use crate::common::flows::World;
 use crate::common::sim::APP_A_SECRET;
@@ -91,14 +91,7 @@ async fn a_certificate_entra_does_not_know_fails_as_a_credential_error() {
     let back = format!("{RETURN_A}?error=client_credential_invalid&#38;aadsts=700027");
     assert!(landing.body.contains(&back), "{}", landing.body);
     assert!(landing.body.contains("AADSTS700027"));
-    let (_, poll) = w
-        .api(
-            Method::GET,
-            &format!("/v1/connect-sessions/{}", s["session_id"].as_str().unwrap()),
-            Some(KEY_A),
-            None,
-        )
-        .await;
+    let (_, poll) = w.poll_session(&s).await;
     assert_eq!(poll["category"], "client_credential_invalid", "{poll}");
     assert_eq!(poll["aadsts"], 700027, "{poll}");
     assert_eq!(

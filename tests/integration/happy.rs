@@ -282,14 +282,7 @@ async fn expired_session_says_so_and_its_link_stops_working() {
     .await;
     let s = w.session(json!({"connector": "files", "end_user": "u"})).await;
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-    let (status, poll) = w
-        .api(
-            Method::GET,
-            &format!("/v1/connect-sessions/{}", s["session_id"].as_str().unwrap()),
-            Some(KEY_A),
-            None,
-        )
-        .await;
+    let (status, poll) = w.poll_session(&s).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(poll["status"], "expired");
     let landing = w.follow(s["connect_url"].as_str().unwrap()).await;

@@ -178,14 +178,7 @@ async fn admin_approval_needed_ends_on_a_page_and_session_says_so() {
     let landing = w.follow(s["connect_url"].as_str().unwrap()).await;
     assert_eq!(landing.status, StatusCode::OK);
     assert!(landing.body.contains("AADSTS90094"), "{}", landing.body);
-    let (_, poll) = w
-        .api(
-            Method::GET,
-            &format!("/v1/connect-sessions/{}", s["session_id"].as_str().unwrap()),
-            Some(KEY_A),
-            None,
-        )
-        .await;
+    let (_, poll) = w.poll_session(&s).await;
     assert_eq!(poll["status"], "approval_required");
     assert_eq!(poll["category"], "admin_approval_required");
     assert_eq!(poll["aadsts"], 90094);

@@ -28,6 +28,17 @@ fn assert_names_entra_ids(line: &str) {
     }
 }
 
+/// Forces a refresh of `conn` (min_ttl beyond an access token's life), sending `x-request-id: id`.
+async fn refresh_with_request_id(w: &World, conn: &str, id: &str) -> reqwest::Response {
+    w.http
+        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
+        .bearer_auth(KEY_A)
+        .header("x-request-id", id)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A client that sends `x-request-id: <id>` on every request.
 fn client_with_request_id(id: &str) -> reqwest::Client {
     let mut headers = HeaderMap::new();
@@ -45,14 +56,7 @@ async fn every_line_of_a_request_names_its_request_id() {
     let conn = w.connect(&w.upn("alice")).await;
 
     let id = "it-logs-refresh-7f3a";
-    let r = w
-        .http
-        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
-        .bearer_auth(KEY_A)
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap();
+    let r = refresh_with_request_id(&w, &conn, id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-request-id"], id, "the caller's id comes back");
     let lines = lines_of(id);
@@ -123,14 +127,7 @@ async fn failed_entra_calls_are_logged_with_entra_trace_and_correlation_ids() {
     // A refresh Entra cannot answer (503 AADSTS90033, every attempt).
     w.sim.fault(json!({"endpoint": "token", "kind": "unavailable"})).await;
     let id = "it-logs-refresh-503";
-    let r = w
-        .http
-        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
-        .bearer_auth(KEY_A)
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap();
+    let r = refresh_with_request_id(&w, &conn, id).await;
     assert_eq!(r.status(), StatusCode::OK, "the stored token is still valid");
     let lines = lines_of(id);
     let failed = lines
