@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use axum_server::accept::DefaultAcceptor;
+
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
+use crate::http::conn_limit::ConnectionLimit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::store::{
@@ -127,6 +130,12 @@ impl AppState {
         format!("{}{path}", self.config.public_url.as_str().trim_end_matches('/'))
     }
 
+    /// True when browsers reach the broker over https: the binding cookie is then `Secure` and
+    /// `__Host-`-prefixed.
+    pub fn secure_cookies(&self) -> bool {
+        self.config.public_url.scheme() == "https"
+    }
+
     /// The broker's OAuth redirect URI.
     pub fn redirect_uri(&self) -> String {
         self.public("/v1/callback")
@@ -234,24 +243,33 @@ impl Application {
             shutdown.await;
             on_signal.graceful_shutdown(Some(grace));
         });
+        let limits = state.config.http.clone();
+        let metrics = state.metrics.clone();
+        let conn_limit = ConnectionLimit::new(DefaultAcceptor::new(), limits.max_connections, move || {
+            metrics.connection_refused();
+        });
+        // A client gets `header_read_timeout` for its first request (which also bounds hyper's
+        // protocol detection, untimed on its own) and for the headers of every later one.
+        let mut server = axum_server::from_tcp(listener)
+            .map_err(StartError::Serve)?
+            .handle(handle)
+            .first_request_timeout(limits.header_read_timeout);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(limits.header_read_timeout));
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let served = match state.config.tls.clone() {
             Some(tls) => {
                 let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
                     .await
                     .map_err(StartError::Tls)?;
-                axum_server::from_tcp_rustls(listener, rustls)
-                    .map_err(StartError::Serve)?
-                    .handle(handle)
-                    .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                    .handshake_timeout(limits.header_read_timeout)
+                    .acceptor(conn_limit);
+                server.acceptor(acceptor).serve(service).await
             }
-            None => {
-                axum_server::from_tcp(listener)
-                    .map_err(StartError::Serve)?
-                    .handle(handle)
-                    .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
+            None => server.acceptor(conn_limit).serve(service).await,
         };
         purge.abort();
         probe.abort();

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
 use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use crate::crypto::Sensitive;
 use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredential};
 use crate::store::Keyring;
 use crate::store::encrypted::{EncryptionKey, MAX_KEY_ID_LEN, valid_key_id};
@@ -75,7 +76,17 @@ struct RawServer {
     #[serde(default = "default_shutdown_grace")]
     shutdown_grace_secs: u64,
     metrics_listen: Option<SocketAddr>,
+    metrics_token_env: Option<String>,
+    metrics_token_file: Option<PathBuf>,
     trusted_proxy_header: Option<String>,
+    #[serde(default = "default_header_read_timeout")]
+    header_read_timeout_secs: u64,
+    #[serde(default = "default_body_timeout")]
+    body_timeout_secs: u64,
+    #[serde(default = "default_http_request_timeout")]
+    request_timeout_secs: u64,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +317,18 @@ struct RawEncryptionKey {
 fn default_shutdown_grace() -> u64 {
     20
 }
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    10
+}
+fn default_http_request_timeout() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    10_000
+}
 fn default_authority() -> String {
     "https://login.microsoftonline.com".into()
 }
@@ -389,6 +412,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// A second listener serving only `/metrics`; when set, the main listener does not serve it.
     pub metrics_listen: Option<SocketAddr>,
+    /// The bearer token `/metrics` requires, when `server.metrics_token_env` names one.
+    pub metrics_token: Option<Sensitive>,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http: HttpLimits,
     /// The header a trusted reverse proxy puts the client address in (lower-cased); without it
     /// the client IP is the TCP peer's.
     pub trusted_proxy_header: Option<http::HeaderName>,
@@ -471,6 +498,30 @@ pub struct RateLimit {
     pub per_minute: u32,
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
+}
+
+/// The HTTP server's own limits (`[server]`): what a slow or greedy client can hold.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Longest time a client may take to send a request's headers (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Longest pause while a request body is being read.
+    pub body_timeout: Duration,
+    /// Longest time one request may take, answer included.
+    pub request_timeout: Duration,
+    /// Most connections served at once; further ones are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(default_header_read_timeout()),
+            body_timeout: Duration::from_secs(default_body_timeout()),
+            request_timeout: Duration::from_secs(default_http_request_timeout()),
+            max_connections: default_max_connections(),
+        }
+    }
 }
 
 /// `[limits]`: each `None` is off.
@@ -644,6 +695,10 @@ impl Config {
             file: file.to_string(),
             key: key.to_string(),
             message,
+        };
+        let positive_secs = |key: &str, secs: u64| match secs {
+            0 => Err(invalid(key, "must be at least 1 second".into())),
+            s => Ok(Duration::from_secs(s)),
         };
 
         let public_url = parse_base_url(&raw.server.public_url).map_err(|m| invalid("server.public_url", m))?;
@@ -847,6 +902,22 @@ impl Config {
             });
         }
 
+        let metrics_token = match (&raw.server.metrics_token_env, &raw.server.metrics_token_file) {
+            (None, None) => None,
+            (env, file) => {
+                let key = if env.is_some() {
+                    "server.metrics_token_env"
+                } else {
+                    "server.metrics_token_file"
+                };
+                let token = read_secret(env.as_deref(), file.as_deref())
+                    .map_err(|m| invalid(key, m.replace("client_secret", "metrics_token")))?;
+                if token.expose_secret().len() < 16 {
+                    return Err(invalid(key, "the metrics token must be at least 16 characters".into()));
+                }
+                Some(Sensitive::new(token.expose_secret().to_string()))
+            }
+        };
         let trusted_proxy_header = match raw.server.trusted_proxy_header.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(name) => Some(
@@ -885,6 +956,19 @@ impl Config {
             tls,
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
             metrics_listen: raw.server.metrics_listen,
+            metrics_token,
+            http: HttpLimits {
+                header_read_timeout: positive_secs(
+                    "server.header_read_timeout_secs",
+                    raw.server.header_read_timeout_secs,
+                )?,
+                body_timeout: positive_secs("server.body_timeout_secs", raw.server.body_timeout_secs)?,
+                request_timeout: positive_secs("server.request_timeout_secs", raw.server.request_timeout_secs)?,
+                max_connections: match raw.server.max_connections {
+                    0 => return Err(invalid("server.max_connections", "must be at least 1".into())),
+                    n => n,
+                },
+            },
             trusted_proxy_header,
             limits,
             entra: EntraConfig {
@@ -1236,8 +1320,16 @@ fn parse_expiry(raw: &str) -> Result<time::OffsetDateTime, String> {
 
 fn resolve_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, String> {
     match (env, file) {
-        (Some(_), Some(_)) => Err("set client_secret_env or client_secret_file, not both".into()),
         (None, None) => Err("missing: name the environment variable (client_secret_env) or file (client_secret_file) holding the client secret (secrets are never inline), or configure a certificate with client_certificate_file and client_certificate_key_file".into()),
+        _ => read_secret(env, file),
+    }
+}
+
+/// A secret from the environment variable `env` or the file `file` (exactly one is set); the
+/// messages name the keys as `client_secret_*`, callers for other secrets rename them.
+fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, String> {
+    match (env, file) {
+        (Some(_), Some(_)) | (None, None) => Err("set client_secret_env or client_secret_file, not both".into()),
         (Some(var), None) => match std::env::var(var) {
             Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
             _ => Err(format!("environment variable {var} is not set or empty")),

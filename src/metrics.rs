@@ -25,6 +25,10 @@ const BUCKETS: &[f64] = &[
 
 /// Distinct tenants the pending-approvals gauge labels by name; later ones share `other`.
 pub const MAX_TENANT_LABELS: usize = 1_000;
+/// Most (connector, tenant) pairs whose open approval pages are tracked one by one.
+pub const MAX_PENDING_TENANTS: usize = 10_000;
+/// Where the pages of tenants past [`MAX_PENDING_TENANTS`] are counted.
+const OVERFLOW_TENANT: &str = "other";
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -155,6 +159,7 @@ pub struct Metrics {
     circuit_open: Family<AuthorityLabels, Gauge>,
     credential_expiry: Family<CredentialLabels, Gauge>,
     credential_errors: Family<CredentialErrorLabels, Counter>,
+    connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -435,6 +440,12 @@ impl Metrics {
                 "credential_errors",
                 "Token calls Entra refused because of the connector's own credential, by AADSTS code.",
             ),
+            connections_refused: b.add(
+                "http_connections_refused",
+                "Connections closed at accept because server.max_connections were open.",
+                Kind::Counter,
+                Counter::default(),
+            ),
             // Last: moved out once every family above is registered.
             registry: b.registry,
             families: b.families,
@@ -540,6 +551,11 @@ impl Metrics {
         self.store_up.set(i64::from(up));
     }
 
+    /// A connection was closed at accept: `server.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// A request was refused by the `scope` limit.
     pub fn rate_limited(&self, scope: LimitScope) {
         self.rate_limited
@@ -570,15 +586,25 @@ impl Metrics {
 
     /// An approval page was opened for `connector` in `tenant` at `opened_ms` (Unix ms).
     pub fn approval_opened(&self, connector: &str, tenant: &str, opened_ms: i64) {
-        let label = self.tenant_label(tenant);
         let mut pages = self.pages();
-        let entry = pages
-            .entry((connector.to_string(), tenant.to_string()))
-            .or_insert_with(|| PendingPages {
-                label,
-                count: 0,
-                newest_ms: opened_ms,
-            });
+        // Tenants come from sign-in attempts anyone can start: past the cap, new ones are kept
+        // together under `other`, which no approval settles, so they leave when they expire.
+        let key = (connector.to_string(), tenant.to_string());
+        let key = if pages.len() >= MAX_PENDING_TENANTS && !pages.contains_key(&key) {
+            (connector.to_string(), OVERFLOW_TENANT.to_string())
+        } else {
+            key
+        };
+        let label = if key.1 == OVERFLOW_TENANT {
+            OVERFLOW_TENANT.to_string()
+        } else {
+            self.tenant_label(tenant)
+        };
+        let entry = pages.entry(key).or_insert_with(|| PendingPages {
+            label,
+            count: 0,
+            newest_ms: opened_ms,
+        });
         entry.count += 1;
         entry.newest_ms = entry.newest_ms.max(opened_ms);
         let labels = TenantLabels {

@@ -1,6 +1,7 @@
 //! Rate limits (GCRA via `governor`): per client IP on browser endpoints, per connector on the
-//! API, per tenant on flow starts. Limits are per process; the operator divides by the replica
-//! count (documented in config/example.toml).
+//! API, and on flow starts per (connector, tenant) or, for unauthenticated starts, per client.
+//! Limits are per process; the operator divides by the replica count (documented in
+//! config/example.toml). IPv6 clients are counted per /64, the block one subscriber gets.
 
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
@@ -57,11 +58,49 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     }
 }
 
+/// What a flow start is counted against (see `flow::start_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartKey<'a> {
+    /// A start from a connect session towards a named tenant.
+    Tenant {
+        /// The connector.
+        connector: &'a str,
+        /// The tenant (GUID or domain; compared case-insensitively).
+        tenant: &'a str,
+    },
+    /// A start from a connect session that names no tenant.
+    Session(&'a str),
+    /// An unauthenticated start (`/v1/authorize`), by its client's address.
+    Client(IpAddr),
+}
+
+impl StartKey<'_> {
+    fn key(self) -> String {
+        match self {
+            Self::Tenant { connector, tenant } => format!("t:{connector}:{}", tenant.to_ascii_lowercase()),
+            Self::Session(id) => format!("s:{id}"),
+            Self::Client(ip) => format!("ip:{}", client_block(ip)),
+        }
+    }
+}
+
+/// The address a client is counted as: an IPv6 client by its /64 (one subscriber's block, in
+/// which it can pick any address), an IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// The broker's limiters, built once from `[limits]`.
 pub struct Limiters {
     ip: Option<Keyed<IpAddr>>,
     connector: Option<Keyed<String>>,
-    tenant: Option<Keyed<String>>,
+    start: Option<Keyed<String>>,
     proxy_header: Option<HeaderName>,
 }
 
@@ -71,7 +110,7 @@ impl Limiters {
         Self {
             ip: config.per_ip.and_then(|l| Keyed::new(l, LimitScope::Ip)),
             connector: config.per_connector.and_then(|l| Keyed::new(l, LimitScope::Connector)),
-            tenant: config.per_tenant.and_then(|l| Keyed::new(l, LimitScope::Tenant)),
+            start: config.per_tenant.and_then(|l| Keyed::new(l, LimitScope::Tenant)),
             proxy_header,
         }
     }
@@ -90,9 +129,9 @@ impl Limiters {
         from_proxy.or(peer.map(|p| p.ip()))
     }
 
-    /// Counts a browser request from `ip`.
+    /// Counts a browser request from `ip` (by its block: see [`client_block`]).
     pub fn check_ip(&self, ip: IpAddr, metrics: &Metrics) -> Result<(), Limited> {
-        counted(self.ip.as_ref().map(|l| l.check(&ip)), metrics)
+        counted(self.ip.as_ref().map(|l| l.check(&client_block(ip))), metrics)
     }
 
     /// Counts an API request by `connector`.
@@ -103,12 +142,9 @@ impl Limiters {
         )
     }
 
-    /// Counts a flow start towards `tenant` (case-insensitive: domains and GUIDs).
-    pub fn check_tenant(&self, tenant: &str, metrics: &Metrics) -> Result<(), Limited> {
-        counted(
-            self.tenant.as_ref().map(|l| l.check(&tenant.to_ascii_lowercase())),
-            metrics,
-        )
+    /// Counts a flow start against `key`.
+    pub fn check_start(&self, key: StartKey<'_>, metrics: &Metrics) -> Result<(), Limited> {
+        counted(self.start.as_ref().map(|l| l.check(&key.key())), metrics)
     }
 
     /// Drops the state of keys that are back to a full burst (the keyed maps would otherwise
@@ -120,7 +156,7 @@ impl Limiters {
         if let Some(l) = &self.connector {
             l.forget_idle();
         }
-        if let Some(l) = &self.tenant {
+        if let Some(l) = &self.start {
             l.forget_idle();
         }
     }
@@ -164,7 +200,16 @@ mod tests {
             "one cell per second at 60/min"
         );
         assert!(l.check_connector("b", &m).is_ok(), "other keys are unaffected");
-        assert!(l.check_tenant("CONTOSO.com", &m).is_ok());
+        assert!(
+            l.check_start(
+                StartKey::Tenant {
+                    connector: "files",
+                    tenant: "CONTOSO.com"
+                },
+                &m
+            )
+            .is_ok()
+        );
         assert!(
             m.render()
                 .lines()
@@ -172,13 +217,56 @@ mod tests {
         );
     }
 
+    fn tenant<'a>(connector: &'a str, tenant: &'a str) -> StartKey<'a> {
+        StartKey::Tenant { connector, tenant }
+    }
+
     #[test]
     fn tenants_are_case_insensitive() {
         let m = Metrics::new();
         let l = Limiters::new(&limits(1, 1), None);
-        assert!(l.check_tenant("Contoso.com", &m).is_ok());
-        let refused = l.check_tenant("contoso.COM", &m).unwrap_err();
+        assert!(l.check_start(tenant("files", "Contoso.com"), &m).is_ok());
+        let refused = l.check_start(tenant("files", "contoso.COM"), &m).unwrap_err();
         assert!(refused.retry_after > Duration::from_secs(50), "{refused:?}");
+    }
+
+    #[test]
+    fn start_budgets_are_separate_per_connector_session_and_client() {
+        let m = Metrics::new();
+        let l = Limiters::new(&limits(1, 1), None);
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        assert!(l.check_start(StartKey::Client(ip), &m).is_ok());
+        assert!(
+            l.check_start(StartKey::Client(ip), &m).is_err(),
+            "the client used its budget"
+        );
+        // The flooding client took nothing from anyone else.
+        assert!(l.check_start(tenant("files", "contoso.com"), &m).is_ok());
+        assert!(
+            l.check_start(tenant("mail", "contoso.com"), &m).is_ok(),
+            "another connector"
+        );
+        assert!(l.check_start(StartKey::Session("cs_1"), &m).is_ok());
+        assert!(
+            l.check_start(StartKey::Session("cs_2"), &m).is_ok(),
+            "hint-less sessions do not share"
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let block = |s: &str| client_block(s.parse().unwrap());
+        assert_eq!(block("2001:db8:1:2:aaaa::1"), block("2001:db8:1:2:ffff::9"));
+        assert_ne!(block("2001:db8:1:2::1"), block("2001:db8:1:3::1"));
+        assert_eq!(block("::ffff:198.51.100.4"), block("198.51.100.4"));
+        let m = Metrics::new();
+        let l = Limiters::new(&limits(1, 1), None);
+        assert!(l.check_ip("2001:db8::1".parse().unwrap(), &m).is_ok());
+        assert!(
+            l.check_ip("2001:db8::ffff:1".parse().unwrap(), &m).is_err(),
+            "a new address in the same /64 is the same client"
+        );
+        assert!(l.check_ip("2001:db8:0:1::1".parse().unwrap(), &m).is_ok());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use crate::app::AppState;
 use crate::clock::now_unix;
 use crate::crypto::Sensitive;
@@ -121,6 +123,14 @@ impl ServedTokens {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(connection_id);
+    }
+
+    /// Forgets a connection's token if `connector` owns it (DELETE).
+    pub fn forget_owned(&self, connector: &str, connection_id: &str) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(connection_id).is_some_and(|(owner, _)| owner == connector) {
+            map.remove(connection_id);
+        }
     }
 
     /// How many connections have a remembered token (for tests).
@@ -265,13 +275,29 @@ async fn serve(
     if let Some(token) = usable(&conn, &identity, min_ttl, Served::CacheHit)? {
         return Ok(token);
     }
-    state
-        .refreshes
-        .run(
-            connection_id,
-            refresh_leased(state, connector, connection_id, min_ttl, seen_version),
+    // On its own task: a caller that hangs up, or a request timeout, drops this future, and a
+    // refresh dropped between Entra's answer and the write of the rotated refresh token would
+    // lose the only copy of it.
+    let refresh = {
+        let state = state.clone();
+        let (connector, id) = (connector.to_string(), connection_id.to_string());
+        // In the request's span, so its lines keep the request id.
+        tokio::spawn(
+            async move {
+                state
+                    .refreshes
+                    .run(&id, refresh_leased(&state, &connector, &id, min_ttl, seen_version))
+                    .await
+            }
+            .in_current_span(),
         )
-        .await
+    };
+    refresh.await.unwrap_or_else(|e| {
+        tracing::error!(connection = %connection_id, error = %e, "the refresh task failed");
+        Err(TokenServiceError::Unavailable {
+            retry_after: WAIT_RETRY_AFTER,
+        })
+    })
 }
 
 async fn load(state: &AppState, connector: &str, id: &str) -> Result<(Connection, u64), TokenServiceError> {

@@ -68,6 +68,7 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
         aadsts: c.primary_code(),
         created_at_ms: crate::clock::now_millis(),
         expires_at: now + APPROVAL_TTL.as_secs() as i64,
+        browser: flow.browser.clone(),
     };
     state.records.put_approval(&approval, RETENTION).await?;
     state.metrics.approval_opened(

@@ -15,6 +15,7 @@ use url::Url;
 use super::credential::{ASSERTION_TYPE, ClientCredential};
 use super::errors::EntraError;
 use super::resilience::{CallFailure, Resilient};
+use super::tenants::TenantCache;
 use crate::config::EntraConfig;
 use crate::crypto::Sensitive;
 use crate::metrics::Metrics;
@@ -135,12 +136,16 @@ impl AuthFields<'_> {
     }
 }
 
+/// A tenant look-up that got no answer (transport error, 5xx, throttled).
+struct Unreachable;
+
 /// Client for one Entra authority (one cloud).
 #[derive(Clone)]
 pub struct EntraClient {
     http: reqwest::Client,
     authority: Url,
     resilient: Resilient,
+    tenants: Arc<TenantCache>,
 }
 
 /// What the broker sends to `/authorize`.
@@ -163,6 +168,8 @@ pub struct AuthorizeRequest<'a> {
     pub login_hint: Option<&'a str>,
     /// Domain hint (tenant GUID or domain).
     pub domain_hint: Option<&'a str>,
+    /// `prompt` (e.g. `select_account`, so the person sees which account is being connected).
+    pub prompt: Option<&'a str>,
 }
 
 impl EntraClient {
@@ -179,6 +186,7 @@ impl EntraClient {
             http,
             authority: cfg.authority.clone(),
             resilient: Resilient::new(cfg.authority.as_str(), cfg.retry.clone(), cfg.breaker.clone(), metrics),
+            tenants: Arc::default(),
         })
     }
 
@@ -234,6 +242,9 @@ impl EntraClient {
         }
         if let Some(hint) = req.domain_hint {
             builder = builder.add_extra_param("domain_hint", hint);
+        }
+        if let Some(prompt) = req.prompt {
+            builder = builder.add_extra_param("prompt", prompt);
         }
         Ok(builder.url().0)
     }
@@ -348,24 +359,50 @@ impl EntraClient {
         if matches!(tenant, "organizations" | "common" | "consumers") || !crate::config::is_tenant_segment(tenant) {
             return None;
         }
+        let domain = tenant.to_ascii_lowercase();
+        if let Some(answer) = self.tenants.get(&domain) {
+            return answer;
+        }
+        match self.look_up_tenant(&domain).await {
+            Ok(answer) => {
+                self.tenants.put(&domain, answer.clone());
+                answer
+            }
+            // Not remembered: Entra may well answer the next time.
+            Err(Unreachable) => None,
+        }
+    }
+
+    /// Asks Entra for a domain's tenant GUID (its OpenID metadata's issuer names it); `Ok(None)`
+    /// when Entra answered that it knows no such tenant.
+    async fn look_up_tenant(&self, tenant: &str) -> Result<Option<String>, Unreachable> {
         #[derive(Deserialize)]
         struct Metadata {
             issuer: String,
         }
         let url = self.endpoint(tenant, "v2.0/.well-known/openid-configuration");
-        let answer = self.resilient.send("metadata", || self.http.get(&url)).await.ok()?;
-        if !answer.status.is_success() {
-            return None;
+        let answer = self
+            .resilient
+            .send("metadata", || self.http.get(&url))
+            .await
+            .map_err(|_| Unreachable)?;
+        if answer.status.is_server_error() || answer.status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Unreachable);
         }
-        let metadata: Metadata = serde_json::from_slice(&answer.body).ok()?;
-        metadata
+        if !answer.status.is_success() {
+            return Ok(None);
+        }
+        let Ok(metadata) = serde_json::from_slice::<Metadata>(&answer.body) else {
+            return Ok(None);
+        };
+        Ok(metadata
             .issuer
             .trim_end_matches('/')
             .trim_end_matches("/v2.0")
             .rsplit('/')
             .next()
             .filter(|t| uuid::Uuid::parse_str(t).is_ok())
-            .map(str::to_ascii_lowercase)
+            .map(str::to_ascii_lowercase))
     }
 
     /// The v2.0 admin-consent URL (entra.md §3.1): explicit scopes, each qualified with its resource.

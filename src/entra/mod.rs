@@ -8,6 +8,7 @@ pub mod errors;
 pub mod explain;
 pub mod id_token;
 pub mod resilience;
+pub mod tenants;
 
 pub use client::{EntraClient, TokenError, TokenResponse};
 pub use credential::{ClientCertificate, ClientCredential};

@@ -1,7 +1,9 @@
 //! The sign-in flow: connect sessions, starting a flow, Entra's callback, and the handoff.
 
+pub mod binding;
 pub mod return_url;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use oauth2::PkceCodeChallenge;
@@ -14,8 +16,10 @@ use crate::crypto::{Sensitive, random_id, random_token};
 use crate::entra::client::{AuthorizeRequest, ClientAuth};
 use crate::entra::id_token::{self, IdTokenError};
 use crate::entra::{Category, Classification, EntraError, TokenError, classify};
+use crate::ratelimit::StartKey;
 use crate::store::StoreError;
 use crate::store::records::*;
+use binding::{Binding, same_browser};
 
 /// Scopes the broker always adds: sign-in, profile claims, and a refresh token.
 const OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
@@ -48,6 +52,9 @@ pub enum FlowError {
     /// The callback's state is unknown, expired or already used.
     #[error("this sign-in attempt is unknown, expired or was already completed")]
     InvalidState,
+    /// The sign-in was started in another browser (or the browser lost its binding cookie).
+    #[error("this sign-in was started in another browser")]
+    OtherBrowser,
     /// The id_token failed validation.
     #[error("the sign-in could not be verified: {0}")]
     IdToken(#[from] IdTokenError),
@@ -135,7 +142,15 @@ fn validate_hints(
     login_hint: Option<&str>,
 ) -> Result<Hints, FlowError> {
     let return_url = match return_url {
-        Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
+        Some(raw) => {
+            if Url::parse(raw).is_ok_and(|u| return_url::carries_reserved(&u)) {
+                return Err(FlowError::InvalidParameter {
+                    field: "return_url",
+                    message: "must not carry handoff, state, error or aadsts in its query (the broker adds them)",
+                });
+            }
+            Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?)
+        }
         None => None,
     };
     if let Some(s) = state {
@@ -209,6 +224,59 @@ pub async fn create_session(state: &AppState, caller: &str, req: &SessionRequest
     })
 }
 
+/// Links younger than this many seconds before expiry are not handed out again: the user needs
+/// time to follow one.
+const RECONNECT_MIN_LEFT: i64 = 300;
+
+/// The reconnect URL for a connection that needs a new sign-in: the one handed out before while
+/// its session is pending and has time left, else a new session's (so a backend polling the
+/// token endpoint does not fill the store with sessions).
+pub async fn reconnect_url(state: &AppState, caller: &str, conn: &Connection) -> Result<String, FlowError> {
+    let now = now_unix();
+    if let Some(link) = state.records.reconnect_link(&conn.id).await?
+        && link.expires_at - now > RECONNECT_MIN_LEFT
+        && state
+            .records
+            .session(caller, &link.session_id)
+            .await?
+            .is_some_and(|s| s.status != SessionStatus::Completed)
+    {
+        return Ok(link.connect_url.expose().to_string());
+    }
+    let connector = state.connector(caller).ok_or(FlowError::UnknownConnector)?;
+    let created = create_session(
+        state,
+        caller,
+        &SessionRequest {
+            connector: caller.to_string(),
+            end_user: conn.end_user.clone().unwrap_or_else(|| conn.user.oid.clone()),
+            // A return URL the operator has since unregistered falls back to out-of-band.
+            return_url: conn
+                .return_url
+                .clone()
+                .filter(|u| return_url::check(&connector.return_urls, u).is_some()),
+            state: None,
+            tenant: Some(conn.tenant_id.clone()),
+            login_hint: conn
+                .user
+                .preferred_username
+                .clone()
+                .filter(|u| !u.contains(char::is_whitespace)),
+        },
+    )
+    .await?;
+    let link = ReconnectLink {
+        session_id: created.session.id.clone(),
+        connect_url: Sensitive::new(created.connect_url.clone()),
+        expires_at: created.session.expires_at,
+    };
+    // Best effort: without it the next call makes another session, as before.
+    if let Err(e) = state.records.put_reconnect_link(&conn.id, &link).await {
+        tracing::warn!(connection = %conn.id, error = %e, "could not keep the reconnect link");
+    }
+    Ok(created.connect_url)
+}
+
 /// The contract's status of a session, including `expired`.
 pub fn session_status(session: &ConnectSession) -> &'static str {
     match session.status {
@@ -220,8 +288,8 @@ pub fn session_status(session: &ConnectSession) -> &'static str {
     }
 }
 
-/// Starts a flow from a connect token; returns the Entra authorize URL.
-pub async fn start_from_connect_token(state: &AppState, token: &str) -> Result<Url, FlowError> {
+/// Starts a flow from a connect token in `browser`; returns the Entra authorize URL.
+pub async fn start_from_connect_token(state: &AppState, token: &str, browser: &Binding) -> Result<Url, FlowError> {
     if token.is_empty() || token.len() > 128 {
         return Err(FlowError::UnknownSession);
     }
@@ -250,23 +318,43 @@ pub async fn start_from_connect_token(state: &AppState, token: &str) -> Result<U
             tenant: session.tenant.clone(),
             login_hint: session.login_hint.clone(),
         },
+        browser,
+        None,
     )
     .await
 }
 
-/// Starts a new flow with an approval page's connector, user hint, tenant and return URL ("continue").
+/// Starts a new flow with an approval page's connector, user hint, tenant and return URL
+/// ("continue"): only in the browser whose flow ended on the page, only while the page and its
+/// connect session are alive. The page's id travels to IT in the admin link, so it must not be
+/// enough to continue the user's session.
 pub async fn start_for_approval(
     state: &AppState,
     approval: &crate::store::records::Approval,
+    browser: Option<&Binding>,
 ) -> Result<Url, FlowError> {
+    if !same_browser(browser, &approval.browser) {
+        tracing::warn!(flow = %approval.flow_id, connector = %approval.connector, "approval continue refused: not the browser that started the sign-in");
+        return Err(FlowError::OtherBrowser);
+    }
+    let browser = browser.ok_or(FlowError::OtherBrowser)?;
+    let now = now_unix();
+    if approval.expires_at <= now {
+        return Err(FlowError::UnknownSession);
+    }
     let connector = state
         .connector(&approval.connector)
         .ok_or(FlowError::UnknownConnector)?;
-    if let Some(id) = &approval.session_id
-        && let Some(session) = state.records.session(&approval.connector, id).await?
-        && session.status == SessionStatus::Completed
-    {
-        return Err(FlowError::SessionCompleted);
+    if let Some(id) = &approval.session_id {
+        let session = state
+            .records
+            .session(&approval.connector, id)
+            .await?
+            .filter(|s| s.expires_at > now)
+            .ok_or(FlowError::UnknownSession)?;
+        if session.status == SessionStatus::Completed {
+            return Err(FlowError::SessionCompleted);
+        }
     }
     let return_url = match &approval.return_url {
         Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
@@ -283,6 +371,8 @@ pub async fn start_for_approval(
             tenant: Some(tenant),
             login_hint: approval.login_hint.clone(),
         },
+        browser,
+        None,
     )
     .await
 }
@@ -302,8 +392,14 @@ pub struct AuthorizeQuery {
     pub login_hint: Option<String>,
 }
 
-/// Starts a flow from `GET /v1/authorize` (no server call first).
-pub async fn start_from_authorize(state: &AppState, q: &AuthorizeQuery) -> Result<Url, FlowError> {
+/// Starts a flow from `GET /v1/authorize` (no server call first) in `browser`, whose address
+/// (`client`) its start is counted against.
+pub async fn start_from_authorize(
+    state: &AppState,
+    q: &AuthorizeQuery,
+    browser: &Binding,
+    client: Option<IpAddr>,
+) -> Result<Url, FlowError> {
     let id = q.connector.as_deref().ok_or(FlowError::InvalidParameter {
         field: "connector",
         message: "is required",
@@ -320,7 +416,28 @@ pub async fn start_from_authorize(state: &AppState, q: &AuthorizeQuery) -> Resul
         q.tenant.as_deref(),
         q.login_hint.as_deref(),
     )?;
-    start(state, connector, None, hints).await
+    start(state, connector, None, hints, browser, client).await
+}
+
+/// What a start is counted against: an unauthenticated `/v1/authorize` start against its client
+/// address (so one address cannot use up a tenant's budget), a start from a connect session
+/// (created with an API key) against its connector and tenant, or against its session when it
+/// names no tenant (never one `organizations` bucket shared by every hint-less sign-in).
+fn start_key<'a>(
+    connector: &'a str,
+    tenant: Option<&'a str>,
+    session_id: Option<&'a str>,
+    client: Option<IpAddr>,
+) -> StartKey<'a> {
+    match (session_id, client, tenant) {
+        (None, Some(ip), _) => StartKey::Client(ip),
+        (_, _, Some(tenant)) => StartKey::Tenant { connector, tenant },
+        (Some(session), _, None) => StartKey::Session(session),
+        (None, None, None) => StartKey::Tenant {
+            connector,
+            tenant: "organizations",
+        },
+    }
 }
 
 async fn start(
@@ -328,6 +445,8 @@ async fn start(
     connector: &ConnectorConfig,
     session_id: Option<String>,
     hints: Hints,
+    browser: &Binding,
+    client: Option<IpAddr>,
 ) -> Result<Url, FlowError> {
     let mut scopes: Vec<String> = connector.scopes.clone();
     for s in OIDC_SCOPES {
@@ -337,9 +456,16 @@ async fn start(
     }
     let tenant = hints.tenant.clone().unwrap_or_else(|| connector.tenant.clone());
     // Before anything is stored: a refused start costs nothing but the check.
+    let named_tenant = hints.tenant.as_deref().or_else(|| {
+        let t = connector.tenant.as_str();
+        (!matches!(t, "organizations" | "common" | "consumers")).then_some(t)
+    });
     state
         .limits
-        .check_tenant(&tenant, &state.metrics)
+        .check_start(
+            start_key(&connector.id, named_tenant, session_id.as_deref(), client),
+            &state.metrics,
+        )
         .map_err(|l| FlowError::RateLimited {
             retry_after: l.retry_after,
         })?;
@@ -363,6 +489,10 @@ async fn start(
             pkce_challenge: challenge,
             login_hint: hints.login_hint.as_deref(),
             domain_hint,
+            // A connect link may come from someone else (any connector backend can make one and
+            // send it): the person who follows it must see which account gets connected, never
+            // be signed in silently.
+            prompt: session_id.is_some().then_some("select_account"),
         })
         .map_err(FlowError::EntraProtocol)?;
     let flow = Flow {
@@ -377,6 +507,7 @@ async fn start(
         pkce_verifier: Sensitive::new(verifier.secret().clone()),
         scopes,
         created_at: now_unix(),
+        browser: browser.digest().to_string(),
     };
     state
         .records
@@ -474,13 +605,24 @@ pub struct FailedFlow {
     pub back_url: Option<Url>,
 }
 
-/// Handles `GET /v1/callback`.
-pub async fn callback(state: &AppState, params: CallbackParams) -> Result<CallbackOutcome, FlowError> {
+/// Handles `GET /v1/callback` in `browser` (the binding cookie it carries, if any).
+pub async fn callback(
+    state: &AppState,
+    params: CallbackParams,
+    browser: Option<&Binding>,
+) -> Result<CallbackOutcome, FlowError> {
     let state_value = params
         .state
         .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or(FlowError::InvalidState)?;
+    // Looked at before it is taken: a callback replayed in another browser must neither use the
+    // code nor use up the state, so that the browser that started the sign-in still completes it.
+    let started = state.records.flow(state_value).await?.ok_or(FlowError::InvalidState)?;
+    if !same_browser(browser, &started.browser) {
+        tracing::warn!(flow = %started.id, connector = %started.connector, "callback refused: not the browser that started the sign-in");
+        return Err(FlowError::OtherBrowser);
+    }
     let flow = state
         .records
         .take_flow(state_value)

@@ -10,6 +10,18 @@ use url::Url;
 /// Longest return URL accepted.
 pub const MAX_LEN: usize = 2048;
 
+/// Query parameters the broker itself adds to a return URL. A return URL that already carries
+/// one is refused: a connector reading the first `handoff` or `state` would otherwise read a
+/// value planted by whoever made the link instead of the broker's.
+pub const RESERVED: [&str; 4] = ["handoff", "state", "error", "aadsts"];
+
+/// True when `url`'s query carries a parameter the broker adds (compared case-insensitively, as
+/// some frameworks read query names).
+pub fn carries_reserved(url: &Url) -> bool {
+    url.query_pairs()
+        .any(|(k, _)| RESERVED.iter().any(|r| k.eq_ignore_ascii_case(r)))
+}
+
 /// Checks `candidate` against the allow-list; returns the URL to redirect to.
 pub fn check(allowed: &[Url], candidate: &str) -> Option<Url> {
     if candidate.is_empty() || candidate.len() > MAX_LEN {
@@ -29,6 +41,9 @@ pub fn check(allowed: &[Url], candidate: &str) -> Option<Url> {
     if lower_path.contains("%2f") || lower_path.contains("%5c") || lower_path.contains("%2e") {
         return None;
     }
+    if carries_reserved(&url) {
+        return None;
+    }
     allowed
         .iter()
         .any(|a| {
@@ -40,10 +55,23 @@ pub fn check(allowed: &[Url], candidate: &str) -> Option<Url> {
         .then_some(url)
 }
 
-/// Appends query parameters to a return URL, keeping its own query.
+/// Appends the broker's query parameters to a return URL, keeping the rest of its own query.
+/// Any reserved parameter already there is dropped first (return URLs stored before they were
+/// refused), so the broker's values are the only ones the connector reads.
 pub fn with_params(base: &Url, params: &[(&str, &str)]) -> Url {
     let mut url = base.clone();
-    {
+    if carries_reserved(base) {
+        let kept: Vec<(String, String)> = base
+            .query_pairs()
+            .filter(|(k, _)| !RESERVED.iter().any(|r| k.eq_ignore_ascii_case(r)))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.set_query(None);
+        if !kept.is_empty() {
+            url.query_pairs_mut().extend_pairs(kept);
+        }
+    }
+    if !params.is_empty() {
         let mut q = url.query_pairs_mut();
         for (k, v) in params {
             q.append_pair(k, v);
@@ -101,6 +129,32 @@ mod tests {
         }
         let long = format!("https://app.example.com/oauth/done?{}", "a".repeat(MAX_LEN));
         assert!(check(&allowed(), &long).is_none());
+    }
+
+    #[test]
+    fn return_urls_carrying_the_brokers_parameters_are_refused() {
+        for bad in [
+            "https://app.example.com/oauth/done?handoff=planted",
+            "https://app.example.com/oauth/done?tab=2&state=planted",
+            "https://app.example.com/oauth/done?ERROR=x",
+            "https://app.example.com/oauth/done?aadsts=1",
+            "https://app.example.com/oauth/done?st%61te=planted",
+        ] {
+            assert!(check(&allowed(), bad).is_none(), "accepted {bad:?}");
+        }
+        assert!(check(&allowed(), "https://app.example.com/oauth/done?statement=1&handoffs=2").is_some());
+    }
+
+    #[test]
+    fn planted_parameters_never_reach_the_connector() {
+        let base = Url::parse("https://app.example.com/done?handoff=planted&tab=2&State=x").unwrap();
+        let u = with_params(&base, &[("handoff", "real"), ("state", "s")]);
+        assert_eq!(u.as_str(), "https://app.example.com/done?tab=2&handoff=real&state=s");
+        let only = Url::parse("https://app.example.com/done?state=x").unwrap();
+        assert_eq!(
+            with_params(&only, &[("handoff", "h")]).as_str(),
+            "https://app.example.com/done?handoff=h"
+        );
     }
 
     #[test]

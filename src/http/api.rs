@@ -165,6 +165,9 @@ pub async fn delete_connection(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    // First, and whatever the store says: this broker must not go on serving the token from
+    // memory during a store outage once its connection was asked to go.
+    state.served.forget_owned(&caller, &id);
     let (c, _) = owned_connection(&state, &caller, &id).await?;
     state.records.delete_connection(&c).await?;
     tracing::info!(connection = %c.id, connector = %c.connector, "connection deleted");
@@ -207,32 +210,10 @@ pub async fn token(
         }))),
         Err(TokenServiceError::ReauthRequired(reason)) => {
             let (conn, _) = owned_connection(&state, &caller, &id).await?;
-            let reconnect = flow::create_session(
-                &state,
-                &caller,
-                &SessionRequest {
-                    connector: caller.clone(),
-                    end_user: conn.end_user.clone().unwrap_or_else(|| conn.user.oid.clone()),
-                    // A return URL the operator has since unregistered falls back to out-of-band.
-                    return_url: conn.return_url.clone().filter(|u| {
-                        state
-                            .connector(&caller)
-                            .is_some_and(|c| flow::return_url::check(&c.return_urls, u).is_some())
-                    }),
-                    state: None,
-                    tenant: Some(conn.tenant_id.clone()),
-                    login_hint: conn
-                        .user
-                        .preferred_username
-                        .clone()
-                        .filter(|u| !u.contains(char::is_whitespace)),
-                },
-            )
-            .await?;
             Err(ApiError::ReauthRequired {
                 category: reason.category,
                 aadsts: reason.aadsts,
-                reconnect_url: reconnect.connect_url,
+                reconnect_url: flow::reconnect_url(&state, &caller, &conn).await?,
             })
         }
         Err(e) => Err(e.into()),

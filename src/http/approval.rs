@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::binding::BrowserCookie;
 use super::error::{ApiError, PageError};
 use super::found;
 use super::i18n::{Lang, Texts, fill};
@@ -49,6 +50,7 @@ struct ApprovalPage<'a> {
     it_message: String,
     diagnosis: Option<String>,
     details: Vec<(&'a str, String)>,
+    can_continue: bool,
 }
 
 fn date(unix: i64) -> String {
@@ -89,6 +91,10 @@ pub async fn page(
     let connector = state.connector(&approval.connector).ok_or_else(|| not_found(lang))?;
     let name = connector.display_name.as_str();
     let status = approval::status(&state, &approval).await.map_err(FlowError::from)?;
+    let cookie = BrowserCookie::read(&headers, state.secure_cookies());
+    let own = cookie
+        .as_ref()
+        .filter(|c| flow::binding::same_browser(Some(&c.binding()), &approval.browser));
     let tenant = approval
         .tenant_label
         .clone()
@@ -202,9 +208,20 @@ pub async fn page(
         permissions,
         diagnosis,
         details,
+        can_continue: own.is_some(),
     };
     match page.render() {
-        Ok(html) => Ok((StatusCode::OK, Html(html)).into_response()),
+        Ok(html) => {
+            let mut response = (StatusCode::OK, Html(html)).into_response();
+            // Coming back to the page keeps the user able to continue for as long as it waits.
+            let left = approval.expires_at - crate::clock::now_unix();
+            if let Some(cookie) = own
+                && left > 0
+            {
+                cookie.set(&mut response, std::time::Duration::from_secs(left as u64));
+            }
+            Ok(response)
+        }
         Err(e) => {
             tracing::error!(error = %e, "approval template failed");
             Ok((StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())
@@ -237,10 +254,16 @@ pub async fn continue_flow(
         .await
         .map_err(FlowError::from)?
         .ok_or_else(|| not_found(lang))?;
-    let url = flow::start_for_approval(&state, &approval)
+    let cookie = BrowserCookie::read(&headers, state.secure_cookies());
+    let url = flow::start_for_approval(&state, &approval, cookie.as_ref().map(BrowserCookie::binding).as_ref())
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
-    Ok(found(url.as_str()))
+    let cookie = cookie.ok_or(FlowError::OtherBrowser)?;
+    let mut response = found(url.as_str());
+    // Long enough for the new sign-in, and for coming back to this page if it fails again.
+    let left = std::time::Duration::from_secs((approval.expires_at - crate::clock::now_unix()).max(0) as u64);
+    cookie.set(&mut response, left.max(state.config.flow.state_ttl));
+    Ok(response)
 }
 
 /// Query of `GET /v1/admin-consent/start`.

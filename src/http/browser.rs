@@ -1,10 +1,14 @@
 //! Browser-facing endpoints: starting flows and Entra's callback.
 
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::binding::BrowserCookie;
 use super::error::PageError;
 use super::found;
 use super::i18n::{Lang, category_messages_de, fill};
@@ -17,6 +21,14 @@ use crate::flow::{self, AuthorizeQuery, CallbackOutcome, CallbackParams, FailedF
 #[from_request(via(axum::extract::Query), rejection(PageError))]
 pub struct PageQuery<T>(pub T);
 
+/// The redirect to Entra that starts a flow, binding it to the browser's cookie (set or renewed
+/// for as long as the flow's state lives).
+pub fn start_redirect(state: &AppState, cookie: &BrowserCookie, url: &url::Url) -> Response {
+    let mut response = found(url.as_str());
+    cookie.set(&mut response, state.config.flow.state_ttl);
+    response
+}
+
 /// `GET /v1/connect/{token}`
 pub async fn connect(
     State(state): State<AppState>,
@@ -24,23 +36,27 @@ pub async fn connect(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
-    let url = flow::start_from_connect_token(&state, &token)
+    let cookie = BrowserCookie::read_or_new(&headers, state.secure_cookies());
+    let url = flow::start_from_connect_token(&state, &token, &cookie.binding())
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
-    Ok(found(url.as_str()))
+    Ok(start_redirect(&state, &cookie, &url))
 }
 
 /// `GET /v1/authorize`
 pub async fn authorize(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     PageQuery(q): PageQuery<AuthorizeQuery>,
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
-    let url = flow::start_from_authorize(&state, &q)
+    let cookie = BrowserCookie::read_or_new(&headers, state.secure_cookies());
+    let client = state.limits.client_ip(&headers, peer.map(|p| p.0.0));
+    let url = flow::start_from_authorize(&state, &q, &cookie.binding(), client)
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
-    Ok(found(url.as_str()))
+    Ok(start_redirect(&state, &cookie, &url))
 }
 
 /// `GET /v1/callback`
@@ -52,7 +68,8 @@ pub async fn callback(
     let lang = Lang::from_headers(&headers);
     let t = lang.texts();
     let params = CallbackParams::parse(raw.as_deref().unwrap_or("")).map_err(|e| PageError::from_flow(e, lang))?;
-    let outcome = flow::callback(&state, params)
+    let cookie = BrowserCookie::read(&headers, state.secure_cookies());
+    let outcome = flow::callback(&state, params, cookie.as_ref().map(BrowserCookie::binding).as_ref())
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
     let mut page = match outcome {
@@ -62,7 +79,14 @@ pub async fn callback(
         CallbackOutcome::Failed(FailedFlow {
             approval_path: Some(path),
             ..
-        }) => return Ok(found(&state.public(&path))),
+        }) => {
+            let mut response = found(&state.public(&path));
+            // The wait for an administrator can take hours; "continue" needs the cookie then.
+            if let Some(cookie) = &cookie {
+                cookie.set(&mut response, crate::approval::APPROVAL_TTL);
+            }
+            return Ok(response);
+        }
         CallbackOutcome::Completed {
             redirect: None,
             handoff_code,

@@ -300,6 +300,7 @@ impl PageError {
                 (StatusCode::SERVICE_UNAVAILABLE, 9, Some(STORE_RETRY_AFTER))
             }
             FlowError::RateLimited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, 10, Some(*retry_after)),
+            FlowError::OtherBrowser => (StatusCode::BAD_REQUEST, 11, None),
         };
         let (title, text) = lang.texts().flow_errors[index];
         PageError {

@@ -180,8 +180,10 @@ pub struct Texts {
     pub back_to: &'static str,
     /// Flow errors: (title, text) for unknown app, return URL refused, bad link, expired link,
     /// link already used, state invalid, unverifiable answer, Entra unavailable, unexpected answer,
-    /// temporarily unavailable.
-    pub flow_errors: [(&'static str, &'static str); 11],
+    /// temporarily unavailable, too many sign-ins, started in another browser.
+    pub flow_errors: [(&'static str, &'static str); 12],
+    /// Shown instead of "continue" on an approval page opened in another browser than the user's.
+    pub continue_elsewhere: &'static str,
 }
 
 /// English.
@@ -282,7 +284,12 @@ pub const EN: Texts = Texts {
             "Too many attempts",
             "Too many sign-ins were started in a short time. Please wait a minute and try again.",
         ),
+        (
+            "Started in another browser",
+            "This sign-in was started in another browser, or this browser did not keep its cookie. For your security a sign-in can only finish in the browser where it began. Go back to the app and start again here.",
+        ),
     ],
+    continue_elsewhere: "Only the person who asked for approval can continue, in the browser where they signed in. If that is you, go back to the app and start the sign-in again.",
 };
 
 /// German.
@@ -383,7 +390,12 @@ pub const DE: Texts = Texts {
             "Zu viele Versuche",
             "In kurzer Zeit wurden zu viele Anmeldungen gestartet. Bitte warten Sie eine Minute und versuchen Sie es erneut.",
         ),
+        (
+            "In einem anderen Browser begonnen",
+            "Diese Anmeldung wurde in einem anderen Browser begonnen, oder dieser Browser hat ihr Cookie nicht behalten. Zu Ihrer Sicherheit kann eine Anmeldung nur in dem Browser abgeschlossen werden, in dem sie begonnen hat. Kehren Sie zur App zurück und beginnen Sie hier erneut.",
+        ),
     ],
+    continue_elsewhere: "Nur die Person, die die Freigabe angefragt hat, kann fortfahren, in dem Browser, in dem sie sich angemeldet hat. Wenn Sie das sind, kehren Sie zur App zurück und beginnen Sie die Anmeldung erneut.",
 };
 
 /// German plain-words messages per category: (for the user, for the admin). The per-code table is

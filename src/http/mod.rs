@@ -2,7 +2,9 @@
 
 pub mod api;
 pub mod approval;
+pub mod binding;
 pub mod browser;
+pub mod conn_limit;
 pub mod error;
 pub mod i18n;
 pub mod limits;
@@ -55,14 +57,29 @@ pub fn router(state: AppState) -> Router {
     if state.config.metrics_listen.is_none() {
         router = router.route("/metrics", get(metrics));
     }
+    let http = state.config.http.clone();
+    let tls = state.config.tls.is_some();
     let mut router = router
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A body that stalls fails its read (a 400 from the extractor) instead of holding on.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(http.body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
         .with_state(state);
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::if_not_present(
             name,
             HeaderValue::from_static(value),
+        ));
+    }
+    if tls {
+        // Only when the broker itself serves TLS: behind a proxy, the proxy owns the https policy.
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
         ));
     }
     router
@@ -115,12 +132,32 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// OpenMetrics text exposition; carries no secrets (labels are connector ids, categories,
-/// outcomes, table AADSTS codes, route templates and store operation names).
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// outcomes, table AADSTS codes, route templates, store operation names, and the tenants of open
+/// approval pages). With `server.metrics_token_env` set, a scrape must present that bearer token.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if let Some(expected) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::crypto::ct_eq(presented.trim().as_bytes(), expected.expose().as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(serde_json::json!({
+                    "error": "unauthorized",
+                    "message": "a valid metrics token is required (Authorization: Bearer <token>)",
+                })),
+            )
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),
     )
+        .into_response()
 }
 
 async fn script() -> impl IntoResponse {

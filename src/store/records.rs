@@ -95,6 +95,23 @@ pub struct Flow {
     pub scopes: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Digest of the starting browser's binding cookie (`flow::binding`); a flow stored without
+    /// one completes in no browser.
+    #[serde(default)]
+    pub browser: String,
+}
+
+/// The reconnect link handed out for a connection that needs a new sign-in, kept so that a
+/// backend polling the token endpoint gets the same link each time instead of a new session per
+/// call. The link is a bearer: it lives only in the (encrypted) store, like the tokens.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReconnectLink {
+    /// The connect session behind it.
+    pub session_id: String,
+    /// The connect URL.
+    pub connect_url: Sensitive,
+    /// Unix seconds: when the session's link stops working.
+    pub expires_at: i64,
 }
 
 /// What a handoff code redeems to.
@@ -244,6 +261,10 @@ fn handoff_key(connector: &str, code: &str) -> String {
 fn connection_key(id: &str) -> String {
     format!("conn:{{{id}}}")
 }
+/// `reconnect:{<id>}`: a connection's current reconnect link, in the connection's hash slot.
+fn reconnect_key(connection_id: &str) -> String {
+    format!("reconnect:{{{connection_id}}}")
+}
 /// `lease:{<id>}`: the refresh lease of a connection, in the connection's hash slot.
 fn lease_key(connection_id: &str) -> String {
     format!("lease:{{{connection_id}}}")
@@ -338,6 +359,32 @@ impl Records {
             return Err(StoreError::Backend("state collision".into()));
         }
         Ok(())
+    }
+
+    /// The reconnect link last handed out for a connection, if any is still stored.
+    pub async fn reconnect_link(&self, connection_id: &str) -> Result<Option<ReconnectLink>, StoreError> {
+        Ok(self.get(&reconnect_key(connection_id)).await?.map(|(r, _)| r))
+    }
+
+    /// Stores a connection's reconnect link until its session's link expires.
+    pub async fn put_reconnect_link(&self, connection_id: &str, link: &ReconnectLink) -> Result<(), StoreError> {
+        let left = link.expires_at - crate::clock::now_unix();
+        if left <= 0 {
+            return Ok(());
+        }
+        self.store
+            .put(
+                &reconnect_key(connection_id),
+                encode(link),
+                Some(Duration::from_secs(left as u64)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads the flow for a state without using it up (the callback checks the browser first).
+    pub async fn flow(&self, state: &str) -> Result<Option<Flow>, StoreError> {
+        Ok(self.get(&flow_key(state)).await?.map(|(f, _)| f))
     }
 
     /// Takes the flow for a state: a state works once.
@@ -577,6 +624,9 @@ pub struct Approval {
     pub created_at_ms: i64,
     /// Unix seconds after which the page says "expired".
     pub expires_at: i64,
+    /// Digest of the browser whose flow ended here: only it may continue (`flow::binding`).
+    #[serde(default)]
+    pub browser: String,
 }
 
 /// A tenant's recorded admin consent for a connector.

@@ -291,6 +291,8 @@ impl Drop for Broker {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
+        // One client is one browser: sign-ins are bound to the cookie it keeps.
+        .cookie_store(true)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")

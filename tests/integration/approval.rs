@@ -389,6 +389,7 @@ async fn sign_in_result_pages_speak_german() {
     let w = World::new().await;
     let german = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .default_headers(
             std::iter::once((reqwest::header::ACCEPT_LANGUAGE, "de-DE,de;q=0.9".parse().unwrap())).collect(),
         )

@@ -261,6 +261,13 @@ async fn serves_over_tls() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()
+            .get("strict-transport-security")
+            .and_then(|v| v.to_str().ok()),
+        Some("max-age=31536000"),
+        "browsers are told to stay on https"
+    );
     assert!(
         reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
             .await

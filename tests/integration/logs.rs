@@ -45,6 +45,7 @@ fn client_with_request_id(id: &str) -> reqwest::Client {
     headers.insert("x-request-id", HeaderValue::from_str(id).unwrap());
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
         .default_headers(headers)
         .build()
         .unwrap()

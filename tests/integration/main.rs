@@ -4,6 +4,7 @@
 mod common;
 
 mod approval;
+mod binding;
 mod browser;
 mod certificate;
 mod cli;

@@ -33,8 +33,11 @@
           main.setAttribute("data-status", "approved");
           region.className = "status status-approved";
           region.textContent = main.getAttribute("data-approved-text");
-          next.hidden = false;
-          next.focus();
+          // Only the browser that started the sign-in has a continue button.
+          if (next) {
+            next.hidden = false;
+            next.focus();
+          }
         } else if (s && s.status === "expired") {
           main.setAttribute("data-status", "expired");
           region.textContent = main.getAttribute("data-expired-text");
