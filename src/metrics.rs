@@ -160,6 +160,7 @@ pub struct Metrics {
     credential_expiry: Family<CredentialLabels, Gauge>,
     credential_errors: Family<CredentialErrorLabels, Counter>,
     connections_refused: Counter,
+    consent_verifications: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -201,6 +202,38 @@ impl TokenOutcome {
         }
     }
 }
+
+/// How checking an admin-consent callback with Entra ended, as the `outcome` label of
+/// `admin_consent_verifications_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentVerification {
+    /// Entra issued the app a token in the tenant: the approval was recorded.
+    Verified,
+    /// The app has no service principal in the tenant: nobody consented (or not yet).
+    NotConfirmed,
+    /// Entra was unavailable or throttling: nothing was recorded.
+    Unavailable,
+    /// Entra refused for another reason (the connector's credential, its registration).
+    Failed,
+}
+
+impl ConsentVerification {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::NotConfirmed => "not_confirmed",
+            Self::Unavailable => "unavailable",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+const VERIFICATIONS: [ConsentVerification; 4] = [
+    ConsentVerification::Verified,
+    ConsentVerification::NotConfirmed,
+    ConsentVerification::Unavailable,
+    ConsentVerification::Failed,
+];
 
 /// Which limit refused a request, as the `scope` label of `rate_limited_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,6 +479,10 @@ impl Metrics {
                 Kind::Counter,
                 Counter::default(),
             ),
+            consent_verifications: b.counters(
+                "admin_consent_verifications",
+                "Admin-consent callbacks checked with Entra before recording the approval, by outcome.",
+            ),
             // Last: moved out once every family above is registered.
             registry: b.registry,
             families: b.families,
@@ -461,6 +498,12 @@ impl Metrics {
             });
             for outcome in OUTCOMES {
                 let _ = m.token_requests.get_or_create(&OutcomeLabels {
+                    connector: connector.clone(),
+                    outcome: outcome.as_str(),
+                });
+            }
+            for outcome in VERIFICATIONS {
+                let _ = m.consent_verifications.get_or_create(&OutcomeLabels {
                     connector: connector.clone(),
                     outcome: outcome.as_str(),
                 });
@@ -630,6 +673,16 @@ impl Metrics {
         }
     }
 
+    /// An admin-consent callback for `connector` was checked with Entra and ended in `outcome`.
+    pub fn admin_consent_verified(&self, connector: &str, outcome: ConsentVerification) {
+        self.consent_verifications
+            .get_or_create(&OutcomeLabels {
+                connector: connector.to_string(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
     /// Every (connector, tenant) with open pages, and when its newest page was opened (Unix ms):
     /// what `approval::settle_pending` checks against the store.
     pub fn pending_pages(&self) -> Vec<(String, String, i64)> {
@@ -788,6 +841,7 @@ mod tests {
         for line in [
             "consent_broker_flows_started_total{connector=\"files\"} 0",
             "consent_broker_token_requests_total{connector=\"files\",outcome=\"refreshed\"} 0",
+            "consent_broker_admin_consent_verifications_total{connector=\"files\",outcome=\"not_confirmed\"} 0",
             "consent_broker_rate_limited_total{scope=\"tenant\"} 0",
             "consent_broker_entra_requests_total{endpoint=\"token\",result=\"short_circuited\"} 0",
             "consent_broker_entra_circuit_open{authority=\"https://login.example\"} 0",
@@ -818,6 +872,7 @@ mod tests {
         m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
         m.credential_expires_at("c", "secret", 1);
         m.credential_error("c", Some(7000222));
+        m.admin_consent_verified("c", ConsentVerification::NotConfirmed);
         let text = m.render();
         let sampled: HashSet<&str> = text
             .lines()

@@ -1,7 +1,12 @@
 //! The approval experience: when a tenant must approve a connector, the flow ends on an approval
 //! page that explains it, gives the admin a one-click consent link, notices the approval by itself
-//! and continues. Admin consent comes back to the broker, which records the tenant's approval;
-//! every waiting page of that tenant and connector then reads "approved".
+//! and continues. Admin consent comes back to the broker, which checks it with Entra and records
+//! the tenant's approval; every waiting page of that tenant and connector then reads "approved".
+//!
+//! The admin-consent callback proves nothing by itself: anyone can start a round trip and type
+//! `admin_consent=True&tenant=<GUID>` with its state. So before recording, the broker asks Entra
+//! for an app-only token in that tenant: Entra issues one only where the app has a service
+//! principal, which the admin's consent creates.
 
 pub mod permissions;
 
@@ -11,9 +16,12 @@ use url::Url;
 
 use crate::app::AppState;
 use crate::clock::now_unix;
+use crate::config::ConnectorConfig;
 use crate::crypto::random_token;
-use crate::entra::{Category, Classification, EntraError, classify};
+use crate::entra::client::ClientAuth;
+use crate::entra::{Category, Classification, EntraError, TokenError, classify};
 use crate::flow::FlowError;
+use crate::metrics::ConsentVerification;
 use crate::store::StoreError;
 use crate::store::records::{AdminConsentState, Approval, Flow, TenantApproval};
 
@@ -200,12 +208,25 @@ pub async fn diagnose(state: &AppState, approval: &Approval) -> Result<Option<Di
 
 /// The one-click admin-consent link for an approval page.
 pub fn admin_link(state: &AppState, approval: &Approval) -> String {
+    start_link(
+        state,
+        &approval.connector,
+        approval.tenant_id.as_deref().unwrap_or(&approval.tenant),
+        Some(&approval.flow_id),
+    )
+}
+
+/// `/v1/admin-consent/start` for a connector and tenant (and the approval page to return to).
+pub fn start_link(state: &AppState, connector: &str, tenant: &str, flow_id: Option<&str>) -> String {
     let mut url =
         Url::parse(&state.public("/v1/admin-consent/start")).unwrap_or_else(|_| state.config.public_url.clone());
-    url.query_pairs_mut()
-        .append_pair("connector", &approval.connector)
-        .append_pair("tenant", approval.tenant_id.as_deref().unwrap_or(&approval.tenant))
-        .append_pair("flow", &approval.flow_id);
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("connector", connector).append_pair("tenant", tenant);
+        if let Some(flow) = flow_id {
+            query.append_pair("flow", flow);
+        }
+    }
     url.to_string()
 }
 
@@ -284,6 +305,17 @@ pub enum ConsentOutcome {
     },
     /// Entra approved another tenant than the one asked for.
     WrongTenant,
+    /// The callback said "approved" but Entra did not confirm it; nothing was recorded.
+    Unconfirmed {
+        /// Connector id.
+        connector: String,
+        /// Tenant GUID the callback named.
+        tenant_id: String,
+        /// The approval page that started it.
+        flow_id: Option<String>,
+        /// Why it is not confirmed.
+        reason: Unconfirmed,
+    },
     /// Something else went wrong.
     Failed {
         /// Connector id.
@@ -291,6 +323,116 @@ pub enum ConsentOutcome {
         /// Entra's error.
         classification: Box<Classification>,
     },
+}
+
+/// Why an admin consent is not (yet) confirmed by Entra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unconfirmed {
+    /// Entra has no service principal of the app in the tenant: nobody consented, or Entra has
+    /// not finished creating it yet.
+    NoServicePrincipal,
+    /// Entra could not be asked (unreachable, failing, throttling, circuit open).
+    EntraUnavailable {
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+/// AADSTS codes meaning "the app has no service principal in this tenant": 700016 (application
+/// not found in the directory: what a multi-tenant app gets in a customer tenant nobody consented
+/// in) and 7000229 (missing service principal: Entra's newer wording for the same state).
+const NO_SERVICE_PRINCIPAL: [u32; 2] = [700016, 7000229];
+
+/// How the check with Entra ended.
+enum Verification {
+    /// Entra issued an app-only token: the consent is real.
+    Verified,
+    /// Not confirmed: nothing is recorded.
+    Unconfirmed(Unconfirmed),
+    /// Entra refused for another reason (e.g. the connector's own credential).
+    Failed(Box<Classification>),
+}
+
+/// Asks Entra whether the app now has a service principal in `tenant_id`, authenticating exactly
+/// as the code redemption does (secret or certificate), through the same retries and breaker.
+async fn verify_with_entra(
+    state: &AppState,
+    connector: &ConnectorConfig,
+    tenant_id: &str,
+) -> Result<Verification, FlowError> {
+    let client = ClientAuth {
+        client_id: &connector.client_id,
+        credential: &connector.credential,
+    };
+    let (verification, outcome) = match state.entra.app_only_token_issued(tenant_id, &client).await {
+        Ok(()) => (Verification::Verified, ConsentVerification::Verified),
+        Err(TokenError::Rejected(err)) => {
+            let c = classify(&err);
+            let (trace_id, correlation_id) = (
+                c.trace_id.as_deref().unwrap_or(""),
+                c.correlation_id.as_deref().unwrap_or(""),
+            );
+            if c.aadsts.iter().any(|code| NO_SERVICE_PRINCIPAL.contains(code)) {
+                tracing::warn!(
+                    connector = %connector.id,
+                    tenant = %tenant_id,
+                    aadsts = ?c.aadsts,
+                    trace_id,
+                    correlation_id,
+                    "admin consent not confirmed: the app has no service principal in the tenant; nothing recorded"
+                );
+                (
+                    Verification::Unconfirmed(Unconfirmed::NoServicePrincipal),
+                    ConsentVerification::NotConfirmed,
+                )
+            } else {
+                tracing::warn!(
+                    connector = %connector.id,
+                    tenant = %tenant_id,
+                    category = %c.category,
+                    aadsts = ?c.aadsts,
+                    trace_id,
+                    correlation_id,
+                    "admin consent could not be verified: Entra refused the app-only token request"
+                );
+                if c.category == Category::ClientCredentialInvalid {
+                    state.metrics.credential_error(&connector.id, c.primary_code());
+                }
+                (Verification::Failed(Box::new(c)), ConsentVerification::Failed)
+            }
+        }
+        Err(e @ TokenError::Unavailable { .. }) => {
+            let (trace_id, correlation_id) = e.entra_ids();
+            tracing::warn!(
+                connector = %connector.id,
+                tenant = %tenant_id,
+                error = %e,
+                trace_id,
+                correlation_id,
+                "admin consent could not be verified: Entra unavailable; nothing recorded"
+            );
+            let retry_after = e.retry_after().unwrap_or(state.config.entra.default_retry_after);
+            (
+                Verification::Unconfirmed(Unconfirmed::EntraUnavailable { retry_after }),
+                ConsentVerification::Unavailable,
+            )
+        }
+        Err(e @ TokenError::Credential(_)) => {
+            tracing::error!(connector = %connector.id, error = %e, "admin consent verification not attempted");
+            (
+                Verification::Failed(Box::new(Classification::local_credential_failure())),
+                ConsentVerification::Failed,
+            )
+        }
+        Err(TokenError::Protocol(m)) => {
+            state
+                .metrics
+                .admin_consent_verified(&connector.id, ConsentVerification::Failed);
+            return Err(FlowError::EntraProtocol(m));
+        }
+    };
+    state.metrics.admin_consent_verified(&connector.id, outcome);
+    Ok(verification)
 }
 
 /// `GET /v1/admin-consent/callback`.
@@ -380,6 +522,24 @@ pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    let config = state.connector(&connector).ok_or(FlowError::UnknownConnector)?;
+    match verify_with_entra(state, config, &tenant_id).await? {
+        Verification::Verified => {}
+        Verification::Unconfirmed(reason) => {
+            return Ok(ConsentOutcome::Unconfirmed {
+                connector,
+                tenant_id,
+                flow_id: pending.flow_id,
+                reason,
+            });
+        }
+        Verification::Failed(classification) => {
+            return Ok(ConsentOutcome::Failed {
+                connector,
+                classification,
+            });
+        }
+    }
     state
         .records
         .put_tenant_approval(

@@ -160,6 +160,7 @@ pub const CODES: &[CodeInfo] = &[
     c(500113, AppMisconfigured, "no_reply_address", Dev, "The app has no sign-in address registered.", "Register the broker's redirect URI on the app registration."),
     c(900971, AppMisconfigured, "no_reply_address", Dev, "The app's sign-in request has no return address.", "Send redirect_uri on the request."),
     c(700016, AppMisconfigured, "app_not_found", Dev, "This app is not known to your organization's directory.", "Check the application (client) id; a single-tenant app cannot be used from other tenants (make it multi-tenant)."),
+    c(7000229, AdminApprovalRequired, "no_service_principal", Admin, "This app has not been added to your organization yet.", "An administrator approves the app for the organization (admin consent creates its enterprise application), or creates its service principal; then try again."),
     c(700011, AppMisconfigured, "app_not_found", Dev, "This app is not known to your organization.", "Check the application id and that the app is multi-tenant."),
     c(50194, AppMisconfigured, "single_tenant_app", Dev, "This app can only be used in its own organization.", "Make the app registration multi-tenant, or sign in through the app's home tenant."),
     c(9002332, AppMisconfigured, "wrong_audience", Dev, "This app does not accept this kind of account.", "Change the app's supported account types, or use the matching tenant endpoint."),

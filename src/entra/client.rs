@@ -20,6 +20,13 @@ use crate::config::EntraConfig;
 use crate::crypto::Sensitive;
 use crate::metrics::Metrics;
 
+/// The scope of the app-only token that verifies an admin consent. Microsoft Graph has a service
+/// principal in every tenant and Entra issues a Graph `.default` token to any app that has one
+/// there, with or without Graph application permissions (the token then carries no roles), so it
+/// works whatever resource the connector itself uses; the connector's own resource might have no
+/// service principal in the tenant and fail for reasons that say nothing about the consent.
+pub const VERIFY_SCOPE: &str = "https://graph.microsoft.com/.default";
+
 /// A successful token-endpoint answer.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenResponse {
@@ -285,6 +292,15 @@ impl EntraClient {
             ("scope", scope.as_str()),
         ];
         self.token_request(tenant, client, &grant).await
+    }
+
+    /// Whether Entra issues the app an app-only token in `tenant` (client-credentials grant for
+    /// [`VERIFY_SCOPE`]). It does only where the app has a service principal, which admin consent
+    /// creates, so this tells a real consent from a callback anyone could have typed. The token
+    /// is dropped here, unread.
+    pub async fn app_only_token_issued(&self, tenant: &str, client: &ClientAuth<'_>) -> Result<(), TokenError> {
+        let grant = [("grant_type", "client_credentials"), ("scope", VERIFY_SCOPE)];
+        self.token_request(tenant, client, &grant).await.map(drop)
     }
 
     /// Posts `grant` with the client's credential to the token endpoint. Each attempt (retries

@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::Json;
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -14,7 +14,7 @@ use super::found;
 use super::i18n::{Lang, Texts, fill};
 use super::pages::{self, PageContent};
 use crate::app::AppState;
-use crate::approval::{self, ConsentOutcome, Diagnosis, Status, permissions};
+use crate::approval::{self, ConsentOutcome, Diagnosis, Status, Unconfirmed, permissions};
 use crate::flow::{self, FlowError};
 use crate::store::records::Approval;
 
@@ -317,6 +317,7 @@ pub async fn admin_consent_callback(
             .connector(id)
             .map_or_else(|| id.to_string(), |c| c.display_name.clone())
     };
+    let mut retry = None;
     let (status, mut content) = match outcome {
         ConsentOutcome::Approved {
             connector,
@@ -348,6 +349,29 @@ pub async fn admin_consent_callback(
             StatusCode::BAD_REQUEST,
             PageContent::message(t.consent_failed_title, t.consent_wrong_tenant),
         ),
+        ConsentOutcome::Unconfirmed {
+            connector,
+            tenant_id,
+            flow_id,
+            reason,
+        } => {
+            let n = name(&connector);
+            let values = [("connector", n.as_str()), ("tenant", tenant_id.as_str())];
+            let (status, body) = match reason {
+                Unconfirmed::NoServicePrincipal => (StatusCode::OK, t.consent_unconfirmed_body),
+                Unconfirmed::EntraUnavailable { retry_after } => {
+                    retry = Some(retry_after);
+                    (StatusCode::SERVICE_UNAVAILABLE, t.consent_unavailable_body)
+                }
+            };
+            let mut page = PageContent::message(t.consent_unconfirmed_title, fill(body, &values));
+            page.action = Some((
+                t.try_again.to_string(),
+                approval::start_link(&state, &connector, &tenant_id, flow_id.as_deref()),
+            ));
+            page.details.push(("Tenant ID".into(), tenant_id));
+            (status, page)
+        }
         ConsentOutcome::Failed { classification, .. } => {
             let mut page = PageContent::message(t.consent_failed_title, classification.user_message());
             page.paragraphs.push(classification.admin_message().to_string());
@@ -358,5 +382,11 @@ pub async fn admin_consent_callback(
         }
     };
     content.lang = lang;
-    Ok(pages::render(status, &content))
+    let mut response = pages::render(status, &content);
+    if let Some(r) = retry
+        && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(response)
 }

@@ -160,6 +160,12 @@ pub struct Texts {
     pub consent_failed_title: &'static str,
     /// Another tenant than requested was approved.
     pub consent_wrong_tenant: &'static str,
+    /// Entra did not confirm the approval (yet).
+    pub consent_unconfirmed_title: &'static str,
+    /// Entra shows no consent in the tenant, text with `{connector}` and `{tenant}`.
+    pub consent_unconfirmed_body: &'static str,
+    /// Entra could not be asked, text with `{connector}` and `{tenant}`.
+    pub consent_unavailable_body: &'static str,
     /// Approval link expired or reused.
     pub consent_state_invalid: &'static str,
     /// Approval page not found.
@@ -233,6 +239,9 @@ pub const EN: Texts = Texts {
     consent_not_admin_body: "Approving {connector} for the organization needs an administrator account (Global, Cloud Application or Application Administrator). Sign in with such an account, or send the approval link to someone who has one.",
     consent_failed_title: "The approval did not go through",
     consent_wrong_tenant: "A different organization was approved than the one that asked. Nothing was recorded; open the approval link again and sign in with an administrator of the right organization.",
+    consent_unconfirmed_title: "We could not confirm the approval yet",
+    consent_unconfirmed_body: "Microsoft Entra ID does not show {connector} as approved in your organization ({tenant}) yet, so nothing was recorded. If you just approved it, Microsoft may need a minute to finish: try again shortly. Otherwise approve it with an administrator account of this organization.",
+    consent_unavailable_body: "Microsoft Entra ID is not answering right now, so we could not confirm that {connector} was approved in your organization ({tenant}). Nothing was recorded yet. Please try again in a few minutes.",
     consent_state_invalid: "This approval link is unknown, expired or was already used. Open the approval page again to get a fresh link.",
     approval_not_found: "This approval page is unknown or has expired. Start again from the app.",
     connected_title: "You're connected",
@@ -339,6 +348,9 @@ pub const DE: Texts = Texts {
     consent_not_admin_body: "Um {connector} für die Organisation freizugeben, braucht es ein Administratorkonto (Globaler Administrator, Cloudanwendungs- oder Anwendungsadministrator). Melden Sie sich mit einem solchen Konto an oder senden Sie den Freigabelink an jemanden, der eines hat.",
     consent_failed_title: "Die Freigabe hat nicht geklappt",
     consent_wrong_tenant: "Freigegeben wurde eine andere Organisation als die anfragende. Es wurde nichts gespeichert; öffnen Sie den Freigabelink erneut und melden Sie sich als Administrator der richtigen Organisation an.",
+    consent_unconfirmed_title: "Wir konnten die Freigabe noch nicht bestätigen",
+    consent_unconfirmed_body: "Microsoft Entra ID zeigt {connector} in Ihrer Organisation ({tenant}) noch nicht als freigegeben an, daher wurde nichts gespeichert. Wenn Sie die App gerade freigegeben haben, braucht Microsoft eventuell noch einen Moment: Versuchen Sie es gleich noch einmal. Andernfalls geben Sie die App mit einem Administratorkonto dieser Organisation frei.",
+    consent_unavailable_body: "Microsoft Entra ID antwortet gerade nicht, daher konnten wir nicht bestätigen, dass {connector} in Ihrer Organisation ({tenant}) freigegeben wurde. Es wurde noch nichts gespeichert. Bitte versuchen Sie es in ein paar Minuten erneut.",
     consent_state_invalid: "Dieser Freigabelink ist unbekannt, abgelaufen oder wurde bereits verwendet. Öffnen Sie die Freigabeseite erneut, um einen neuen Link zu erhalten.",
     approval_not_found: "Diese Freigabeseite ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
     connected_title: "Sie sind verbunden",

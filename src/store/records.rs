@@ -578,6 +578,80 @@ mod tests {
         assert!(records.renew_lease(&mut second, ttl).await.unwrap());
     }
 
+    #[tokio::test]
+    async fn the_approved_tenant_index_keeps_the_most_recent_approvals_up_to_its_cap() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let approve = |tenant: String| {
+            let records = records.clone();
+            async move {
+                let approval = TenantApproval {
+                    tenant_id: tenant,
+                    scopes: vec!["Files.Read.All".into()],
+                    approved_at_ms: 1,
+                };
+                records.put_tenant_approval("files", &approval).await.unwrap();
+            }
+        };
+        let tenant = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+        let total = APPROVED_TENANTS_INDEX_CAP + 5;
+        for i in 0..total {
+            approve(tenant(i)).await;
+        }
+        let ids = records.approved_tenants("files").await.unwrap();
+        assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
+        assert_eq!(ids.first(), Some(&tenant(5)), "the five oldest left the index");
+        assert_eq!(ids.last(), Some(&tenant(total - 1)), "the newest is kept");
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "no tenant twice");
+        assert!(
+            records.tenant_approval("files", &tenant(0)).await.unwrap().is_some(),
+            "an approval that left the index is still recorded"
+        );
+
+        // Approving again makes a tenant the most recent one: the oldest other one leaves.
+        approve(tenant(5)).await;
+        let ids = records.approved_tenants("files").await.unwrap();
+        assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
+        assert_eq!(ids.last(), Some(&tenant(5)));
+        assert_eq!(ids.first(), Some(&tenant(6)));
+        // A tenant that was evicted and approves again comes back as the newest.
+        approve(tenant(0)).await;
+        let ids = records.approved_tenants("files").await.unwrap();
+        assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
+        assert_eq!(ids.last(), Some(&tenant(0)));
+        assert!(!ids.contains(&tenant(6)));
+        assert!(
+            records.approved_tenants("crm").await.unwrap().is_empty(),
+            "per connector"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_approvals_all_reach_the_index() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let records = records.clone();
+                tokio::spawn(async move {
+                    let approval = TenantApproval {
+                        tenant_id: format!("t{i}"),
+                        scopes: Vec::new(),
+                        approved_at_ms: 1,
+                    };
+                    records.put_tenant_approval("files", &approval).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut ids = records.approved_tenants("files").await.unwrap();
+        ids.sort();
+        let mut expected: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        expected.sort();
+        assert_eq!(ids, expected);
+    }
+
     #[test]
     fn a_connections_key_is_hash_tagged_on_its_id() {
         assert_eq!(connection_key("conn_abc"), "conn:{conn_abc}");
@@ -653,6 +727,23 @@ pub struct AdminConsentState {
     pub flow_id: Option<String>,
 }
 
+/// At most this many tenants are listed in a connector's approved-tenant index. The index is one
+/// value, read and rewritten whole (compare-and-swap) on every approval, and it only feeds the
+/// "approved for another organization" hint, which needs some other tenant, not all of them; so
+/// past the cap the oldest approvals leave the list (their own approval records stay). 1,000 GUIDs
+/// are about 40 KB.
+pub const APPROVED_TENANTS_INDEX_CAP: usize = 1_000;
+
+/// The index after `tenant_id` approved: listed last (the most recent), once, and the oldest
+/// entries dropped beyond [`APPROVED_TENANTS_INDEX_CAP`].
+fn with_latest_approval(mut ids: Vec<String>, tenant_id: &str) -> Vec<String> {
+    ids.retain(|t| t != tenant_id);
+    ids.push(tenant_id.to_string());
+    let excess = ids.len().saturating_sub(APPROVED_TENANTS_INDEX_CAP);
+    ids.drain(..excess);
+    ids
+}
+
 fn approval_key(flow_id: &str) -> String {
     format!("approval:{flow_id}")
 }
@@ -694,13 +785,14 @@ impl Records {
                 None,
             )
             .await?;
-        // The index lists which tenants approved, for "you approved a different tenant" hints.
+        // The index lists which tenants approved, oldest approval first, for "you approved a
+        // different tenant" hints. Concurrent approvals retry on conflict, so none is lost.
         let index = tenant_approvals_index_key(connector);
         loop {
             match self.get::<Vec<String>>(&index).await? {
-                Some((ids, _)) if ids.contains(&approval.tenant_id) => return Ok(()),
-                Some((mut ids, version)) => {
-                    ids.push(approval.tenant_id.clone());
+                Some((ids, _)) if ids.last() == Some(&approval.tenant_id) => return Ok(()),
+                Some((ids, version)) => {
+                    let ids = with_latest_approval(ids, &approval.tenant_id);
                     if self.store.compare_and_swap(&index, version, encode(&ids), None).await? != CasOutcome::Conflict {
                         return Ok(());
                     }
@@ -730,7 +822,8 @@ impl Records {
             .map(|(a, _)| a))
     }
 
-    /// Tenants that approved a connector.
+    /// Tenants that approved a connector, oldest approval first; at most
+    /// [`APPROVED_TENANTS_INDEX_CAP`], the most recent ones.
     pub async fn approved_tenants(&self, connector: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
             .get(&tenant_approvals_index_key(connector))

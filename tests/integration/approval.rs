@@ -1,12 +1,13 @@
 //! The approval experience, driven by the simulator's tenant policies: 90094 (workflow off),
-//! 90095 (workflow on), 65001, the error-page branches, admin consent, and "approved but still
-//! failing" diagnosis.
+//! 90095 (workflow on), 65001, the error-page branches, admin consent and its verification with
+//! Entra (a forged callback records nothing), and "approved but still failing" diagnosis.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::broker::{BrokerOptions, KEY_A};
 use crate::common::flows::{World, handoff_code_in, param, with_param};
+use crate::common::scrape::{sample, scrape};
 use crate::common::sim::{CONTOSO_TID, FABRIKAM_TID, NORTHWIND_TID};
 
 /// Starts a flow for `who` and follows it to the approval page; returns (page URL, HTML).
@@ -429,4 +430,212 @@ async fn sign_in_result_pages_speak_german() {
     let (status, html) = follow(format!("{}/v1/callback?state=unknown&code=x", w.broker.url)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("Anmeldung abgelaufen"), "{html}");
+}
+
+/// What an attacker holds after following an approval page's admin link without going on to
+/// Entra: a valid admin-consent `state` for that connector and tenant.
+async fn admin_consent_state(w: &World, html: &str) -> String {
+    let link = html_attr(html, "admin-link", "href").expect("admin link");
+    let to_entra = w.redirect_of(&link).await;
+    param(&to_entra, "state").expect("state on the admin-consent URL")
+}
+
+/// The (unescaped) target of a message page's button.
+fn button_href(html: &str) -> Option<String> {
+    let at = html.find("class=\"button\" href=\"")? + "class=\"button\" href=\"".len();
+    let end = html[at..].find('"')?;
+    Some(html[at..at + end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+/// `GET /v1/admin-consent/callback` with Entra's success shape, typed by hand.
+async fn forged_callback(w: &World, state: &str, lang: Option<&str>) -> (StatusCode, Option<String>, String) {
+    let mut request = w
+        .http
+        .get(format!("{}/v1/admin-consent/callback", w.broker.url))
+        .query(&[
+            ("admin_consent", "True"),
+            ("tenant", FABRIKAM_TID),
+            (
+                "scope",
+                "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com/Sites.Read.All",
+            ),
+            ("state", state),
+        ]);
+    if let Some(lang) = lang {
+        request = request.header("accept-language", lang);
+    }
+    let r = request.send().await.unwrap();
+    let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (r.status(), retry_after, r.text().await.unwrap())
+}
+
+/// `consent_broker_admin_consent_verifications_total{connector="files",outcome=...}`.
+async fn verifications(w: &World, outcome: &str) -> f64 {
+    sample(
+        &scrape(&w.http, &w.broker.url).await,
+        "consent_broker_admin_consent_verifications_total",
+        &format!("connector=\"files\",outcome=\"{outcome}\""),
+    )
+}
+
+/// Nothing is recorded for Fabrikam: no tenant approval, nothing in the approved-tenant index.
+async fn assert_nothing_recorded(w: &World) {
+    let records = &w.broker.state.records;
+    assert!(records.tenant_approval("files", FABRIKAM_TID).await.unwrap().is_none());
+    assert!(records.approved_tenants("files").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn forged_admin_consent_is_not_recorded() {
+    let w = World::new().await;
+    let (page, html) = approval_page(&w, "frank").await;
+    // The attacker starts a round trip and answers it themselves: success shape, a valid state,
+    // the very tenant that was asked for; nobody consented at Entra.
+    let state = admin_consent_state(&w, &html).await;
+    let (status_code, _, body) = forged_callback(&w, &state, None).await;
+    assert_eq!(status_code, StatusCode::OK);
+    assert!(body.contains("We could not confirm the approval yet"), "{body}");
+    assert!(body.contains("nothing was recorded"), "{body}");
+    assert!(!body.contains("is approved"), "{body}");
+    let retry = button_href(&body).expect("a try-again button");
+    assert!(
+        retry.ends_with(&format!(
+            "/v1/admin-consent/start?connector=files&tenant={FABRIKAM_TID}&flow={}",
+            page.rsplit('/').next().unwrap()
+        )),
+        "offers to try again through a real admin consent: {retry}"
+    );
+    assert_eq!(status(&w, &page).await["status"], "pending");
+    assert_nothing_recorded(&w).await;
+    assert_eq!(
+        w.sim.token_grants("client_credentials").await,
+        1,
+        "the broker asked Entra once"
+    );
+    assert_eq!(verifications(&w, "not_confirmed").await, 1.0);
+    assert_eq!(verifications(&w, "verified").await, 0.0);
+    let page_html = w.http.get(&page).send().await.unwrap().text().await.unwrap();
+    assert!(
+        !page_html.contains("Approved, but still not working?"),
+        "no diagnosis from a forged approval"
+    );
+
+    // The state was spent: replaying it is a bad request, and still records nothing.
+    let (replayed, _, _) = forged_callback(&w, &state, None).await;
+    assert_eq!(replayed, StatusCode::BAD_REQUEST);
+
+    // A German reader is told the same in German.
+    let state = admin_consent_state(&w, &html).await;
+    let (_, _, body) = forged_callback(&w, &state, Some("de-DE,de;q=0.9")).await;
+    assert!(
+        body.contains("lang=\"de\"") && body.contains("Wir konnten die Freigabe noch nicht bestätigen"),
+        "{body}"
+    );
+    assert!(body.contains("Erneut versuchen"), "{body}");
+    assert_eq!(status(&w, &page).await["status"], "pending");
+    assert_nothing_recorded(&w).await;
+    assert_eq!(verifications(&w, "not_confirmed").await, 2.0);
+}
+
+#[tokio::test]
+async fn real_admin_consent_is_verified_and_recorded() {
+    let w = World::new().await;
+    let (page, html) = approval_page(&w, "frank").await;
+    let (code, thanks) = approve_via_admin_link(&w, &html, |u| u).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(thanks.contains("Files Connector is approved"), "{thanks}");
+    assert_eq!(status(&w, &page).await["status"], "approved");
+    assert_eq!(w.sim.token_grants("client_credentials").await, 1);
+    assert_eq!(verifications(&w, "verified").await, 1.0);
+    let records = &w.broker.state.records;
+    assert!(records.tenant_approval("files", FABRIKAM_TID).await.unwrap().is_some());
+    assert_eq!(records.approved_tenants("files").await.unwrap(), [FABRIKAM_TID]);
+    let logs = crate::common::broker::captured_logs();
+    assert!(!logs.contains(crate::common::sim::APP_A_SECRET));
+}
+
+#[tokio::test]
+async fn admin_consent_verification_during_an_entra_outage_records_nothing() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            entra: "jwks_min_refetch_interval_secs = 300\nmax_retries = 1\nretry_base_delay_ms = 10\nrequest_timeout_secs = 1"
+                .into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (page, html) = approval_page(&w, "frank").await;
+
+    // Entra answers the verification with 503s: the admin really consented, but it cannot be
+    // confirmed now.
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "client_credentials", "kind": "unavailable"}))
+        .await;
+    let (code, body) = approve_via_admin_link(&w, &html, |u| u).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("We could not confirm the approval yet"), "{body}");
+    assert!(body.contains("not answering right now"), "{body}");
+    assert_eq!(status(&w, &page).await["status"], "pending");
+    assert_nothing_recorded(&w).await;
+    assert_eq!(
+        w.sim.token_grants("client_credentials").await,
+        2,
+        "the call and its retry"
+    );
+    assert_eq!(verifications(&w, "unavailable").await, 1.0);
+    w.sim.clear_faults().await;
+
+    // Entra hangs past the request timeout: the same, with a Retry-After for the page.
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "client_credentials", "kind": "latency", "latency_ms": 2500, "count": 2}))
+        .await;
+    let state = admin_consent_state(&w, &html).await;
+    let (code, retry_after, body) = forged_callback(&w, &state, None).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(retry_after.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)));
+    assert!(body.contains("not answering right now"), "{body}");
+    assert_nothing_recorded(&w).await;
+    assert_eq!(verifications(&w, "unavailable").await, 2.0);
+
+    // Once Entra answers again, "try again" goes through admin consent and is confirmed.
+    let retry = button_href(&body).unwrap_or_else(|| panic!("a try-again link: {body}"));
+    let to_entra = w.redirect_of(&retry).await;
+    assert!(to_entra.path().ends_with("/v2.0/adminconsent"), "{to_entra}");
+    let back = w.redirect_of(to_entra.as_str()).await;
+    let r = w.http.get(back).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Files Connector is approved"));
+    assert_eq!(status(&w, &page).await["status"], "approved");
+}
+
+#[tokio::test]
+async fn admin_consent_verification_with_a_bad_client_secret_shows_the_credential_error() {
+    let secrets = tempfile::tempdir().unwrap();
+    let wrong = secrets.path().join("wrong-secret");
+    std::fs::write(&wrong, "Wr0ng~not-the-secret-value_0000000000000").unwrap();
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            credential_a: Some(format!("client_secret_file = \"{}\"", wrong.display())),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Frank's sign-in stops at /authorize (90094), before any use of the secret.
+    let (page, html) = approval_page(&w, "frank").await;
+    let (code, body) = approve_via_admin_link(&w, &html, |u| u).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body.contains("The approval did not go through"), "{body}");
+    assert!(body.contains("AADSTS7000215"), "{body}");
+    assert!(body.contains("client secret is wrong"), "{body}");
+    assert_eq!(status(&w, &page).await["status"], "pending");
+    assert_nothing_recorded(&w).await;
+    assert_eq!(verifications(&w, "failed").await, 1.0);
+    let credential_errors = sample(
+        &scrape(&w.http, &w.broker.url).await,
+        "consent_broker_credential_errors_total",
+        "connector=\"files\",code=\"7000215\"",
+    );
+    assert_eq!(credential_errors, 1.0);
 }

@@ -1258,3 +1258,261 @@ async fn injected_id_token_faults() {
     let id_token = refresh(&sim, &rt).await.json["id_token"].as_str().unwrap().to_string();
     verify_id_token(&sim, &id_token).await;
 }
+
+// --------------------------------------------------------------------------------------------
+// Client credentials (app-only tokens)
+// --------------------------------------------------------------------------------------------
+
+const GRAPH_DEFAULT: &str = "https://graph.microsoft.com/.default";
+
+/// A client-credentials request for `client_id` in `tenant`, with `extra` overriding or adding
+/// fields (an empty value removes one).
+async fn app_token(sim: &Sim, tenant: &str, client_id: &str, extra: &[(&str, &str)]) -> TokenReply {
+    let secret = if client_id == APP_B_CLIENT_ID {
+        APP_B_SECRET
+    } else {
+        APP_A_SECRET
+    };
+    let mut form = vec![
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("grant_type", "client_credentials"),
+        ("scope", GRAPH_DEFAULT),
+    ];
+    for (key, value) in extra {
+        form.retain(|(k, _)| k != key);
+        if !value.is_empty() {
+            form.push((key, value));
+        }
+    }
+    token(sim, tenant, &form).await
+}
+
+/// The JSON object keys of `text` in the order they appear (top level only).
+fn key_order(text: &str, keys: &[&str]) -> Vec<usize> {
+    keys.iter()
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} missing in {text}"))
+        })
+        .collect()
+}
+
+/// Asserts Entra's app-only success body: exactly these four fields, in this order.
+fn assert_app_token(reply: &TokenReply) {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let body = reply.json.as_object().unwrap();
+    let mut names: Vec<&str> = body.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["access_token", "expires_in", "ext_expires_in", "token_type"]);
+    let at = key_order(
+        &reply.text,
+        &["token_type", "expires_in", "ext_expires_in", "access_token"],
+    );
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "field order: {}", reply.text);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3599);
+    assert_eq!(body["ext_expires_in"], 3599);
+    assert!(body["access_token"].as_str().unwrap().len() > 100);
+    assert_token_headers(&reply.headers);
+}
+
+/// Asserts AADSTS700016 in Entra's error format for an app without a service principal.
+fn assert_no_service_principal(reply: &TokenReply, client_id: &str, directory: &str) {
+    assert_token_error(reply, StatusCode::BAD_REQUEST, "unauthorized_client", &[700016]);
+    let description = reply.json["error_description"].as_str().unwrap();
+    assert!(
+        description.starts_with(&format!(
+            "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{directory}'."
+        )),
+        "{description}"
+    );
+    assert!(
+        description.contains("consented to by any user in the tenant"),
+        "{description}"
+    );
+    let at = key_order(
+        &reply.text,
+        &[
+            "error",
+            "error_description",
+            "error_codes",
+            "timestamp",
+            "trace_id",
+            "correlation_id",
+            "error_uri",
+        ],
+    );
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "field order: {}", reply.text);
+}
+
+#[tokio::test]
+async fn client_credentials_answer_only_where_the_app_has_a_service_principal() {
+    let sim = start().await;
+
+    // Nobody consented in Fabrikam: the app is not in its directory.
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await;
+    assert_no_service_principal(&reply, APP_A_CLIENT_ID, "Fabrikam");
+    // By domain as well as by GUID.
+    let reply = app_token(&sim, "fabrikam.onmicrosoft.com", APP_A_CLIENT_ID, &[]).await;
+    assert_no_service_principal(&reply, APP_A_CLIENT_ID, "Fabrikam");
+
+    // An admin consents through /adminconsent: now Entra issues app-only tokens there.
+    let url = format!("{}/{FABRIKAM_TID}/v2.0/adminconsent", sim.base_url());
+    let response = http()
+        .get(url)
+        .query(&[
+            ("client_id", APP_A_CLIENT_ID),
+            ("redirect_uri", REDIRECT),
+            ("state", "ac-1"),
+            ("scope", "https://graph.microsoft.com/Files.Read.All"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.contains("admin_consent=True&tenant="), "{location}");
+    assert_app_token(&app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await);
+    assert_app_token(&app_token(&sim, "fabrikam.onmicrosoft.com", APP_A_CLIENT_ID, &[]).await);
+    // Per app: the other app is still unknown there.
+    let reply = app_token(&sim, FABRIKAM_TID, APP_B_CLIENT_ID, &[]).await;
+    assert_no_service_principal(&reply, APP_B_CLIENT_ID, "Fabrikam");
+
+    // A user signing in (and consenting) in Contoso creates the service principal too.
+    let reply = app_token(&sim, CONTOSO_TID, APP_A_CLIENT_ID, &[]).await;
+    assert_no_service_principal(&reply, APP_A_CLIENT_ID, "Contoso");
+    code_for(&sim, CONTOSO_TID, ALICE).await;
+    assert_app_token(&app_token(&sim, CONTOSO_TID, APP_A_CLIENT_ID, &[]).await);
+
+    // An admin grant set through the control API does as well, and the service principal
+    // outlives a withdrawn grant, as Entra's enterprise application does.
+    let reply = app_token(&sim, NORTHWIND_TID, APP_A_CLIENT_ID, &[]).await;
+    assert_no_service_principal(&reply, APP_A_CLIENT_ID, "Northwind Traders");
+    sim.put_grant(NORTHWIND_TID, APP_A_CLIENT_ID, &["Files.Read.All"]).await;
+    assert_app_token(&app_token(&sim, NORTHWIND_TID, APP_A_CLIENT_ID, &[]).await);
+    sim.delete_grant(NORTHWIND_TID, APP_A_CLIENT_ID).await;
+    assert_app_token(&app_token(&sim, NORTHWIND_TID, APP_A_CLIENT_ID, &[]).await);
+
+    // Any one resource's .default works (only the service principal is checked).
+    let reply = app_token(
+        &sim,
+        FABRIKAM_TID,
+        APP_A_CLIENT_ID,
+        &[("scope", "https://contoso.sharepoint.com/.default")],
+    )
+    .await;
+    assert_app_token(&reply);
+    assert_eq!(sim.token_grants("client_credentials").await, 11);
+}
+
+#[tokio::test]
+async fn client_credentials_authenticate_the_client_like_the_code_grant() {
+    use crate::common::certs::{TestCert, claims, header, now};
+
+    let registered = TestCert::valid();
+    let mut config = standard_config(&[REDIRECT]);
+    config["apps"][0]["certificates"] = json!([registered.registration()]);
+    let sim = Sim::start(config).await;
+    sim.put_grant(FABRIKAM_TID, APP_A_CLIENT_ID, &["Files.Read.All"]).await;
+
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[("client_secret", "wrong")]).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[7000215]);
+    // Client authentication comes first, as for the other grants: a bad secret is told so even
+    // where the app has no service principal.
+    let reply = app_token(&sim, CONTOSO_TID, APP_A_CLIENT_ID, &[("client_secret", "wrong")]).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[7000215]);
+    let reply = app_token(
+        &sim,
+        FABRIKAM_TID,
+        APP_A_CLIENT_ID,
+        &[("client_secret", APP_A_EXPIRED_SECRET)],
+    )
+    .await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[7000222]);
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[("client_secret", "")]).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[7000218]);
+    let unknown = "99999999-9999-4999-8999-999999999999";
+    let reply = app_token(&sim, FABRIKAM_TID, unknown, &[]).await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "unauthorized_client", &[700016]);
+
+    // client_secret_basic.
+    let url = format!("{}/{FABRIKAM_TID}/oauth2/v2.0/token", sim.base_url());
+    let response = http()
+        .post(&url)
+        .basic_auth(APP_A_CLIENT_ID, Some(APP_A_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", GRAPH_DEFAULT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A certificate's client assertion, bound to the endpoint called.
+    let t = now();
+    let s256 = header(jsonwebtoken::Algorithm::RS256, Some(registered.x5t_s256()), None);
+    let assertion = |aud: String| registered.sign(&s256, &claims(APP_A_CLIENT_ID, &aud, t, t + 300));
+    let with_assertion = |jwt: String| {
+        vec![
+            ("client_id", APP_A_CLIENT_ID.to_string()),
+            ("grant_type", "client_credentials".to_string()),
+            ("scope", GRAPH_DEFAULT.to_string()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+            ),
+            ("client_assertion", jwt),
+        ]
+    };
+    let form = with_assertion(assertion(url.clone()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_app_token(&token(&sim, FABRIKAM_TID, &form).await);
+    let other = format!("{}/{CONTOSO_TID}/oauth2/v2.0/token", sim.base_url());
+    let form = with_assertion(assertion(other));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let reply = token(&sim, FABRIKAM_TID, &form).await;
+    assert_token_error(&reply, StatusCode::UNAUTHORIZED, "invalid_client", &[700023]);
+
+    // The grant's own rules: a specific tenant, and one resource's /.default.
+    let reply = app_token(&sim, "organizations", APP_A_CLIENT_ID, &[]).await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_request", &[50059]);
+    for scope in [
+        "https://graph.microsoft.com/Files.Read.All",
+        "Files.Read.All",
+        "/.default",
+        "https://graph.microsoft.com/.default https://contoso.sharepoint.com/.default",
+    ] {
+        let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[("scope", scope)]).await;
+        assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_scope", &[1002012]);
+    }
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[("scope", "")]).await;
+    assert_token_error(&reply, StatusCode::BAD_REQUEST, "invalid_request", &[900144]);
+}
+
+#[tokio::test]
+async fn client_credentials_faults_target_their_grant_type() {
+    let sim = start().await;
+    sim.put_grant(FABRIKAM_TID, APP_A_CLIENT_ID, &["Files.Read.All"]).await;
+
+    // A fault for another grant type leaves app-only requests alone.
+    sim.fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "unavailable"}))
+        .await;
+    assert_app_token(&app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await);
+    sim.clear_faults().await;
+
+    sim.fault(json!({"endpoint": "token", "grant_type": "client_credentials", "kind": "unavailable", "count": 1}))
+        .await;
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await;
+    assert_token_error(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        &[90033],
+    );
+    assert_app_token(&app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await);
+
+    sim.fault(json!({"endpoint": "token", "grant_type": "client_credentials", "kind": "throttle", "retry_after_secs": 3, "count": 1}))
+        .await;
+    let reply = app_token(&sim, FABRIKAM_TID, APP_A_CLIENT_ID, &[]).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.headers["retry-after"], "3");
+    assert_eq!(sim.token_grants("client_credentials").await, 4);
+}

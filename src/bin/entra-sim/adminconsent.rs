@@ -164,9 +164,10 @@ fn decide(world: &mut World, segment: &str, params: &Params, pending_fault: Opti
     let tenant_id = tenant.id.clone();
     let client_id = app.client_id.clone();
     if let Some(tenant) = world.config.tenant_mut(&tenant_id) {
-        let grant = tenant.admin_grants.entry(client_id).or_default();
+        let grant = tenant.admin_grants.entry(client_id.clone()).or_default();
         scopes::merge_into(grant, &requested);
     }
+    world.add_service_principal(&tenant_id, &client_id);
     let scope = requested
         .iter()
         .map(|s| scopes::qualified_form(s))

@@ -118,7 +118,11 @@ async fn put_grant(
     };
     let mut granted = Vec::new();
     scopes::merge_into(&mut granted, &grant.scopes);
-    tenant.admin_grants.insert(client.hyphenated().to_string(), granted);
+    let client = client.hyphenated().to_string();
+    tenant.admin_grants.insert(client.clone(), granted);
+    let tenant_id = tenant.id.clone();
+    // As in Entra, granting consent creates the enterprise application, which outlives the grant.
+    world.add_service_principal(&tenant_id, &client);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -691,6 +691,19 @@ credentials for added security: https://aka.ms/certCreds."
         )
     }
 
+    /// AADSTS1002012: a client-credentials `scope` that is not one resource's `/.default` (the
+    /// code is Entra's; the text is written in its style).
+    pub fn client_credentials_scope_invalid(scope: &str) -> Self {
+        Self::bad_request(
+            "invalid_scope",
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a \
+scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
+    }
+
     /// AADSTS70003: grant type not supported.
     pub fn unsupported_grant_type(grant_type: &str) -> Self {
         Self::bad_request(

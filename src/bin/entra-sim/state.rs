@@ -1,10 +1,11 @@
 //! Shared simulator state: the configured world plus everything Entra would remember between requests
-//! (codes, refresh tokens, user consent grants, session revocations, throttle windows, the clock).
+//! (codes, refresh tokens, user consent grants, service principals, session revocations, throttle
+//! windows, the clock).
 //!
 //! One mutex guards the world. Critical sections are short and never span an `.await`; RSA signing
 //! happens outside the lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
@@ -169,6 +170,9 @@ pub struct World {
     codes: HashMap<String, AuthCode>,
     refresh_tokens: HashMap<String, RefreshToken>,
     user_grants: HashMap<(UserKey, String), Vec<String>>,
+    /// (tenant id, client id) pairs where the app has an enterprise application. Entra creates one
+    /// on the first consent or sign-in in a tenant and keeps it when grants are withdrawn.
+    service_principals: HashSet<(String, String)>,
     revoked_at: HashMap<UserKey, OffsetDateTime>,
     token_windows: HashMap<String, VecDeque<OffsetDateTime>>,
     issued_since_prune: u32,
@@ -182,6 +186,7 @@ impl World {
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
             user_grants: HashMap::new(),
+            service_principals: HashSet::new(),
             revoked_at: HashMap::new(),
             token_windows: HashMap::new(),
             issued_since_prune: 0,
@@ -209,6 +214,8 @@ impl World {
     /// Stores a code and returns its opaque value.
     pub fn issue_code(&mut self, code: AuthCode) -> String {
         self.maybe_prune();
+        // A sign-in that gets this far is the app in use in the user's tenant.
+        self.add_service_principal(&code.user.tenant_id, &code.client_id);
         let value = format!("{CODE_PREFIX}{}", random_b64(256));
         self.codes.insert(value.clone(), code);
         value
@@ -256,6 +263,24 @@ impl World {
             .entry((user.clone(), client_id.to_string()))
             .or_default();
         scopes::merge_into(entry, granted);
+        self.add_service_principal(&user.tenant_id, client_id);
+    }
+
+    /// Records that `client_id` has a service principal in the tenant (consent or sign-in there).
+    pub fn add_service_principal(&mut self, tenant_id: &str, client_id: &str) {
+        self.service_principals
+            .insert((tenant_id.to_string(), client_id.to_string()));
+    }
+
+    /// Whether `client_id` has a service principal in the tenant: someone consented or signed in
+    /// there, or the tenant holds an admin grant for it (configured or set through `/_sim`).
+    pub fn has_service_principal(&self, tenant_id: &str, client_id: &str) -> bool {
+        self.service_principals
+            .contains(&(tenant_id.to_string(), client_id.to_string()))
+            || self
+                .config
+                .tenant(tenant_id)
+                .is_some_and(|t| t.admin_grants.contains_key(client_id))
     }
 
     /// The requested permissions that neither the tenant's admin grant nor the user's grant covers.

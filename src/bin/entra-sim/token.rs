@@ -1,9 +1,18 @@
-//! `POST /{tenant}/oauth2/v2.0/token` (entra.md §2, §6): authorization-code and refresh-token grants.
+//! `POST /{tenant}/oauth2/v2.0/token` (entra.md §2, §6): authorization-code, refresh-token and
+//! client-credentials grants.
 //!
 //! Order of checks: request shape → throttling → tenant → client → grant type → client credential
 //! (secret, or certificate assertion: see `assertion.rs`) → the grant's own checks → the tenant's
 //! current policies (account, assignment, Conditional Access, MFA) → consent. Everything that needs
 //! the world happens under one lock; the ID token is signed after it is released.
+//!
+//! Client credentials (app-only) need a specific tenant and one resource's `/.default`, and are
+//! answered only where the app has a service principal, i.e. where an admin or a user consented
+//! or someone signed in; elsewhere Entra answers 400 `unauthorized_client` AADSTS700016
+//! ("…not found in the directory… not been installed by the administrator of the tenant or
+//! consented to by any user in the tenant"), which is what a multi-tenant app gets in a customer
+//! tenant. (7000229, "missing service principal", is what Entra sends an app in its own home
+//! tenant, which the simulator does not model.)
 //!
 //! Clocks: codes, refresh tokens and client secrets expire on the simulator clock (which
 //! `POST /_sim/clock` advances), but ID-token `iat`/`nbf`/`exp` use real wall-clock time, because the
@@ -35,6 +44,7 @@ use crate::web::{Params, form_decode};
 
 const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// `x-ms-ests-server`: Entra reports its build and region here.
 const ESTS_SERVER: &str = "2.1.20000.0 - SIM entra-sim";
@@ -121,12 +131,33 @@ struct Issued {
     expires_in: u64,
 }
 
+/// An app-only token, ready to become a response.
+struct AppOnly {
+    expires_in: u64,
+}
+
+/// What a grant produced.
+enum Outcome {
+    /// Tokens for a user (code or refresh token).
+    User(Box<Issued>),
+    /// An app-only token (client credentials).
+    App(AppOnly),
+}
+
 fn process(state: &SimState, segment: &str, headers: &HeaderMap, params: &Params, trace: &Trace) -> Response {
     let outcome = {
         let mut world = state.world();
-        redeem(&mut world, &state.base_url, segment, headers, params)
+        authenticate_caller(&mut world, &state.base_url, segment, headers, params).and_then(|caller| {
+            match caller.grant_type {
+                GRANT_CLIENT_CREDENTIALS => app_only(&world, &caller, params).map(Outcome::App),
+                _ => redeem(&mut world, &caller, params).map(|issued| Outcome::User(Box::new(issued))),
+            }
+        })
     };
-    let result = outcome.and_then(|issued| respond(state, issued).map_err(Failure::Aad));
+    let result = outcome.and_then(|outcome| match outcome {
+        Outcome::User(issued) => respond(state, *issued).map_err(Failure::Aad),
+        Outcome::App(app) => Ok(respond_app_only(app)),
+    });
     match result {
         Ok(response) => response,
         Err(Failure::Aad(error)) => error_response(state, &error, trace),
@@ -215,13 +246,24 @@ fn authenticate(
     }
 }
 
-fn redeem(
+/// The authenticated client of a token request: what every grant starts from.
+struct Caller {
+    app: AppConfig,
+    grant_type: &'static str,
+    /// The path's tenant GUID; `None` for `common`/`organizations`.
+    path_tenant: Option<String>,
+    /// The directory as Entra names it in messages (display name, else the segment).
+    directory: String,
+}
+
+/// The checks every grant shares, in Entra's order: up to and including client authentication.
+fn authenticate_caller(
     world: &mut World,
     base_url: &str,
     segment: &str,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Issued, Failure> {
+) -> Result<Caller, Failure> {
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| AadError::missing_parameter("grant_type"))?;
@@ -247,6 +289,7 @@ fn redeem(
     let grant_type = match grant_type {
         GRANT_AUTHORIZATION_CODE => GRANT_AUTHORIZATION_CODE,
         GRANT_REFRESH_TOKEN => GRANT_REFRESH_TOKEN,
+        GRANT_CLIENT_CREDENTIALS => GRANT_CLIENT_CREDENTIALS,
         other => return Err(AadError::unsupported_grant_type(other).into()),
     };
     // A client assertion names the endpoint it is for: the one called, by the path's segment or,
@@ -255,11 +298,53 @@ fn redeem(
     let mut audiences = vec![endpoint(segment)];
     audiences.extend(path_tenant.as_deref().map(endpoint));
     authenticate(&app, &credentials, audiences, world.now())?;
+    Ok(Caller {
+        app,
+        grant_type,
+        path_tenant,
+        directory,
+    })
+}
 
+/// The client-credentials grant: an app-only token for one resource, in a tenant where the app
+/// has a service principal.
+fn app_only(world: &World, caller: &Caller, params: &Params) -> Result<AppOnly, Failure> {
+    // Entra cannot tell which directory `common`/`organizations` means for an app alone.
+    let tenant_id = caller
+        .path_tenant
+        .as_deref()
+        .ok_or_else(AadError::no_tenant_information)?;
+    let scope = params
+        .get("scope")
+        .ok_or_else(|| AadError::missing_parameter("scope"))?;
+    let mut scopes = scope.split_whitespace();
+    let single_default = match (scopes.next(), scopes.next()) {
+        (Some(only), None) => only.len() > "/.default".len() && only.ends_with("/.default"),
+        _ => false,
+    };
+    if !single_default {
+        return Err(AadError::client_credentials_scope_invalid(scope).into());
+    }
+    if !world.has_service_principal(tenant_id, &caller.app.client_id) {
+        return Err(AadError::app_not_found(&caller.app.client_id, &caller.directory).into());
+    }
+    Ok(AppOnly {
+        expires_in: world.config.access_token_lifetime_secs,
+    })
+}
+
+fn redeem(world: &mut World, caller: &Caller, params: &Params) -> Result<Issued, Failure> {
+    let Caller {
+        app,
+        grant_type,
+        path_tenant,
+        ..
+    } = caller;
+    let grant_type = *grant_type;
     let requested = params.get("scope").map(Scopes::parse);
     let grant = match grant_type {
-        GRANT_AUTHORIZATION_CODE => redeem_code(world, &app, path_tenant.as_deref(), params)?,
-        _ => redeem_refresh_token(world, &app, path_tenant.as_deref(), params)?,
+        GRANT_AUTHORIZATION_CODE => redeem_code(world, app, path_tenant.as_deref(), params)?,
+        _ => redeem_refresh_token(world, app, path_tenant.as_deref(), params)?,
     };
     // The request's `scope` picks the permissions the access token carries (consent is checked for
     // them below); the OIDC scopes (ID token, refresh token) are the ones consented on /authorize.
@@ -267,7 +352,7 @@ fn redeem(
         Some(requested) => grant.scopes.clone().with_resources(requested.resource),
         None => grant.scopes.clone(),
     };
-    let identity = check_access(world, &app, &grant.user, &scopes, grant.mfa)?;
+    let identity = check_access(world, app, &grant.user, &scopes, grant.mfa)?;
     grant.commit(world);
 
     let refresh_token = scopes.offline_access.then(|| {
@@ -463,6 +548,26 @@ struct TokenResponse {
     id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_info: Option<String>,
+}
+
+/// The client-credentials success body: no scope, refresh token or ID token (entra.md §2.1).
+#[derive(Serialize)]
+struct AppTokenResponse {
+    token_type: &'static str,
+    expires_in: u64,
+    ext_expires_in: u64,
+    access_token: String,
+}
+
+fn respond_app_only(app: AppOnly) -> Response {
+    tracing::info!(grant_type = GRANT_CLIENT_CREDENTIALS, "token: issued");
+    let body = AppTokenResponse {
+        token_type: "Bearer",
+        expires_in: app.expires_in,
+        ext_expires_in: app.expires_in,
+        access_token: random_b64(480),
+    };
+    json_with_status(StatusCode::OK, &body)
 }
 
 /// v2 ID-token claims, in Entra's order. `name`/`oid`/`preferred_username` need the `profile` scope
