@@ -12,6 +12,7 @@ mod deploy;
 mod encryption;
 mod explain;
 mod happy;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod logs;
