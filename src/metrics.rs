@@ -806,6 +806,38 @@ mod tests {
     }
 
     #[test]
+    fn pending_tenants_are_capped_and_the_overflow_settles_by_expiry() {
+        let m = Metrics::new();
+        for i in 0..MAX_PENDING_TENANTS + 50 {
+            m.approval_opened("c", &format!("t{i}.example"), 1);
+        }
+        let pages = m.pending_pages();
+        assert_eq!(
+            pages.len(),
+            MAX_PENDING_TENANTS + 1,
+            "the cap, plus one entry for the rest"
+        );
+        assert!(pages.iter().any(|(c, t, _)| c == "c" && t == OVERFLOW_TENANT));
+        // Settling the overflow (its pages expired) takes exactly its pages off the gauge.
+        let before: i64 = m
+            .pending_approvals
+            .get_or_create(&TenantLabels {
+                connector: "c".into(),
+                tenant: "other".into(),
+            })
+            .get();
+        m.tenant_approved("c", OVERFLOW_TENANT);
+        let after: i64 = m
+            .pending_approvals
+            .get_or_create(&TenantLabels {
+                connector: "c".into(),
+                tenant: "other".into(),
+            })
+            .get();
+        assert_eq!(before - after, 50);
+    }
+
+    #[test]
     fn tenant_labels_are_capped() {
         let m = Metrics::new();
         for i in 0..MAX_TENANT_LABELS + 5 {
