@@ -162,6 +162,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     })
 }
 
+/// Connections the separate metrics listener serves at once (scrapers are few).
+const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// A bound, ready-to-run broker.
 pub struct Application {
     state: AppState,
@@ -230,9 +233,23 @@ impl Application {
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
             Some(l) => {
-                let server = axum_server::from_tcp(l)
+                // Internal, but bounded like the public listener: a stuck scraper holds nothing.
+                let limits = &state.config.http;
+                let metrics = state.metrics.clone();
+                let mut server = axum_server::from_tcp(l)
                     .map_err(StartError::Serve)?
                     .handle(handle.clone())
+                    .first_request_timeout(limits.header_read_timeout);
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(Some(limits.header_read_timeout));
+                let server = server
+                    .acceptor(ConnectionLimit::new(
+                        DefaultAcceptor::new(),
+                        METRICS_MAX_CONNECTIONS,
+                        move || metrics.connection_refused(),
+                    ))
                     .serve(crate::http::metrics_router(state.clone()).into_make_service());
                 Some(tokio::spawn(server))
             }

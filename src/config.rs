@@ -416,6 +416,8 @@ pub struct Config {
     pub metrics_token: Option<Sensitive>,
     /// Timeouts and the connection cap of the HTTP server.
     pub http: HttpLimits,
+    /// What loading noticed but tolerated (ignored environment variables), for the caller to log.
+    pub warnings: Vec<String>,
     /// The header a trusted reverse proxy puts the client address in (lower-cased); without it
     /// the client IP is the TCP peer's.
     pub trusted_proxy_header: Option<http::HeaderName>,
@@ -678,16 +680,43 @@ impl Config {
                 message: "the config file does not exist or is not a regular file".into(),
             });
         }
-        let raw: RawConfig = Figment::new()
-            .merge(Toml::file_exact(file))
-            // BROKER_CONFIG names the file itself (the CLI's --config), not a key in it.
-            .merge(Env::prefixed("BROKER_").ignore(&["config"]).split("__"))
-            .extract()
-            .map_err(|e| ConfigError::Parse {
-                file: name.clone(),
-                source: Box::new(e),
-            })?;
-        Self::from_raw(raw, &name)
+        // Only variables that name a config key are overrides. Others (a Kubernetes Service
+        // named `broker` injects BROKER_PORT, BROKER_SERVICE_HOST, ...) are ignored with a
+        // warning: serde's unknown-field errors say which, and the file is read again without
+        // them. A wrong value for a known key stays fatal.
+        let mut ignored: Vec<String> = Vec::new();
+        let raw: RawConfig = loop {
+            let skip = ignored.clone();
+            let env = Env::prefixed("BROKER_")
+                // BROKER_CONFIG names the file itself (the CLI's --config), not a key in it.
+                .ignore(&["config"])
+                .split("__")
+                .filter(move |key| !skip.iter().any(|s| s.eq_ignore_ascii_case(key.as_str())));
+            match Figment::new().merge(Toml::file_exact(file)).merge(env).extract() {
+                Ok(raw) => break raw,
+                Err(e) => {
+                    let unknown = unknown_env_keys(&e);
+                    if unknown.is_empty() || unknown.iter().all(|k| ignored.contains(k)) {
+                        return Err(ConfigError::Parse {
+                            file: name.clone(),
+                            source: Box::new(e),
+                        });
+                    }
+                    ignored.extend(unknown);
+                }
+            }
+        };
+        let mut config = Self::from_raw(raw, &name)?;
+        config.warnings = ignored
+            .iter()
+            .map(|key| {
+                format!(
+                    "ignoring the environment variable BROKER_{}: it names no config key",
+                    key.replace('.', "__").to_ascii_uppercase()
+                )
+            })
+            .collect();
+        Ok(config)
     }
 
     fn from_raw(raw: RawConfig, file: &str) -> Result<Self, ConfigError> {
@@ -957,6 +986,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs),
             metrics_listen: raw.server.metrics_listen,
             metrics_token,
+            warnings: Vec::new(),
             http: HttpLimits {
                 header_read_timeout: positive_secs(
                     "server.header_read_timeout_secs",
@@ -1316,6 +1346,19 @@ fn parse_expiry(raw: &str) -> Result<time::OffsetDateTime, String> {
                 .map(|d| d.midnight().assume_utc())
         })
         .map_err(|_| format!("{raw:?} is not an RFC 3339 date-time such as \"2027-06-30T00:00:00Z\" (or a date such as \"2027-06-30\")"))
+}
+
+/// The keys (dotted, lower case) of `BROKER_*` variables that name no config key.
+fn unknown_env_keys(e: &figment::Error) -> Vec<String> {
+    e.clone()
+        .into_iter()
+        .filter(|e| e.metadata.as_ref().is_some_and(|m| m.name.contains("BROKER_")))
+        .filter_map(|e| match &e.kind {
+            // The path already ends with the unknown field.
+            figment::error::Kind::UnknownField(..) => Some(e.path.join(".").to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn resolve_secret(env: Option<&str>, file: Option<&Path>) -> Result<SecretString, String> {

@@ -72,6 +72,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve { config } => {
             let config = consent_broker::Config::load(&config)?;
             consent_broker::telemetry::init(config.log.json, &config.log.level);
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
             runtime()?.block_on(async {
                 let app = consent_broker::Application::build(config).await?;
                 tracing::info!(addr = %app.local_addr(), "consent-broker listening");
@@ -80,6 +83,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let loaded = consent_broker::Config::load(&config)?;
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             // The same expiry checks the broker logs at start-up, for a pre-deploy check.
             let now = time::OffsetDateTime::now_utc();
             for c in &loaded.connectors {

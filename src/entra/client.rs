@@ -44,6 +44,9 @@ pub struct TokenResponse {
     /// The id_token (code redemption, and refreshes with `openid`).
     #[serde(default)]
     pub id_token: Option<Sensitive>,
+    /// `Bearer` from Entra; anything else is a token the broker cannot hand on as a bearer.
+    #[serde(default)]
+    pub token_type: Option<String>,
 }
 
 fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -346,8 +349,17 @@ impl EntraClient {
             })?;
         let status = answer.status;
         if status.is_success() {
-            return serde_json::from_slice(&answer.body)
-                .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")));
+            let tokens: TokenResponse = serde_json::from_slice(&answer.body)
+                .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")))?;
+            if let Some(kind) = tokens.token_type.as_deref()
+                && !kind.eq_ignore_ascii_case("bearer")
+            {
+                return Err(TokenError::Protocol(format!(
+                    "token response has token_type {:?}, not Bearer",
+                    kind.chars().take(32).collect::<String>()
+                )));
+            }
+            return Ok(tokens);
         }
         let error = answer.error();
         if answer.is_transient() {

@@ -230,13 +230,26 @@ impl Resilient {
                 if give_up { "; giving up" } else { "; retrying" }
             );
             if give_up {
-                self.breaker.record(false);
+                // An answer Entra gave about this request (a throttled client, a request loop,
+                // an OAuth error with a transient code) says nothing about the authority: only
+                // no answer or a 5xx counts, so one user's errors cannot stop everyone.
+                self.breaker.record(!authority_failed(&outcome));
                 return outcome;
             }
             self.metrics.entra_retry(endpoint);
             retries += 1;
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// True when a call that failed after its retries means the authority itself is failing: no
+/// answer at all (connection refused, timed out, broken) or a 5xx (Entra's outage codes such as
+/// 90033 come with 503). 4xx answers, 429 included, are Entra answering.
+fn authority_failed(outcome: &Result<Answer, CallFailure>) -> bool {
+    match outcome {
+        Err(_) => true,
+        Ok(answer) => answer.status.is_server_error(),
     }
 }
 
@@ -390,6 +403,24 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             retry_after: None,
             body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn only_no_answer_or_a_5xx_counts_against_the_authority() {
+        assert!(authority_failed(&Err(CallFailure::Transport("timeout"))));
+        assert!(authority_failed(&Ok(answer(
+            503,
+            r#"{"error":"temporarily_unavailable","error_codes":[90033]}"#
+        ))));
+        assert!(authority_failed(&Ok(answer(500, ""))));
+        for (status, body) in [
+            (400, r#"{"error":"invalid_request","error_codes":[50196]}"#),
+            (400, r#"{"error":"invalid_request","error_codes":[90055]}"#),
+            (429, "Too Many Requests"),
+            (400, r#"{"error":"invalid_grant","error_codes":[70008]}"#),
+        ] {
+            assert!(!authority_failed(&Ok(answer(status, body))), "{status} {body}");
         }
     }
 

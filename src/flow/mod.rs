@@ -6,6 +6,8 @@ pub mod return_url;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use oauth2::PkceCodeChallenge;
 use url::Url;
 
@@ -332,6 +334,7 @@ pub async fn start_for_approval(
     state: &AppState,
     approval: &crate::store::records::Approval,
     browser: Option<&Binding>,
+    client: Option<IpAddr>,
 ) -> Result<Url, FlowError> {
     if !same_browser(browser, &approval.browser) {
         tracing::warn!(flow = %approval.flow_id, connector = %approval.connector, "approval continue refused: not the browser that started the sign-in");
@@ -372,7 +375,9 @@ pub async fn start_for_approval(
             login_hint: approval.login_hint.clone(),
         },
         browser,
-        None,
+        // A page reached from /v1/authorize (no connect session) counts against the client,
+        // like its first start: anyone can make such a page, and must not spend a tenant's budget.
+        client,
     )
     .await
 }
@@ -628,8 +633,34 @@ pub async fn callback(
         .take_flow(state_value)
         .await?
         .ok_or(FlowError::InvalidState)?;
+    // On its own task: once Entra has issued tokens for the code they must be stored, even if
+    // the browser leaves while Entra answers (the state and the code are spent either way).
+    let finish = {
+        let state = state.clone();
+        tokio::spawn(
+            async move {
+                let (error, code) = (params.error, params.code);
+                finish_callback(&state, flow, error, code).await
+            }
+            .in_current_span(),
+        )
+    };
+    finish.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the callback task failed");
+        Err(FlowError::EntraProtocol("the sign-in could not be finished".into()))
+    })
+}
+
+/// The callback once its flow is taken: redeem the code (or classify Entra's error), store the
+/// connection, record the outcome.
+async fn finish_callback(
+    state: &AppState,
+    flow: Flow,
+    error: Option<EntraError>,
+    code: Option<String>,
+) -> Result<CallbackOutcome, FlowError> {
     let connector = state.connector(&flow.connector).ok_or(FlowError::InvalidState)?.clone();
-    let mut result = match (params.error, params.code) {
+    let mut result = match (error, code) {
         (Some(err), _) => Ok(fail(&flow, &connector, classify(&err))),
         (None, Some(code)) if !code.is_empty() => complete(state, &flow, &connector, &code).await,
         _ => Err(FlowError::InvalidParameter {

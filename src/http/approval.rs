@@ -247,6 +247,7 @@ pub async fn status(
 pub async fn continue_flow(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
@@ -255,9 +256,15 @@ pub async fn continue_flow(
         .map_err(FlowError::from)?
         .ok_or_else(|| not_found(lang))?;
     let cookie = BrowserCookie::read(&headers, state.secure_cookies());
-    let url = flow::start_for_approval(&state, &approval, cookie.as_ref().map(BrowserCookie::binding).as_ref())
-        .await
-        .map_err(|e| PageError::from_flow(e, lang))?;
+    let client = state.limits.client_ip(&headers, peer.map(|p| p.0.0));
+    let url = flow::start_for_approval(
+        &state,
+        &approval,
+        cookie.as_ref().map(BrowserCookie::binding).as_ref(),
+        client,
+    )
+    .await
+    .map_err(|e| PageError::from_flow(e, lang))?;
     let cookie = cookie.ok_or(FlowError::OtherBrowser)?;
     let mut response = found(url.as_str());
     // Long enough for the new sign-in, and for coming back to this page if it fails again.

@@ -524,6 +524,13 @@ impl Records {
         {
             self.store.delete(&index).await?;
         }
+        // A reconnect link handed out for it must not bring it back: its session goes too.
+        if let Some((link, _)) = self.get::<ReconnectLink>(&reconnect_key(&conn.id)).await? {
+            self.store
+                .delete(&session_key(&conn.connector, &link.session_id))
+                .await?;
+            self.store.delete(&reconnect_key(&conn.id)).await?;
+        }
         Ok(existed)
     }
 }

@@ -35,6 +35,51 @@ fn example_config_documents_only_real_keys_and_validates() {
 }
 
 #[test]
+fn unrelated_broker_variables_are_ignored_with_a_warning_and_known_ones_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "minimal.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[store]\nbackend = \"memory\"\n",
+    );
+    // What a Kubernetes Service named `broker` injects into every pod of its namespace.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env("BROKER_PORT", "tcp://10.0.0.1:8443")
+        .env("BROKER_SERVICE_HOST", "10.0.0.1")
+        .env("BROKER_SERVER__NO_SUCH_KEY", "1")
+        .env("BROKER_SERVER__SHUTDOWN_GRACE_SECS", "7")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for var in ["BROKER_PORT", "BROKER_SERVICE_HOST", "BROKER_SERVER__NO_SUCH_KEY"] {
+        assert!(
+            stderr.contains(&format!("ignoring the environment variable {var}")),
+            "{var}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("SHUTDOWN_GRACE"),
+        "a known key is an override: {stderr}"
+    );
+    assert!(!stderr.contains("10.0.0.1"), "values are not echoed: {stderr}");
+
+    // A wrong value for a known key is still fatal, and names it.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env("BROKER_PORT", "tcp://10.0.0.1:8443")
+        .env("BROKER_SERVER__SHUTDOWN_GRACE_SECS", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_ascii_lowercase().contains("shutdown_grace_secs"), "{stderr}");
+}
+
+#[test]
 fn check_config_warns_about_credentials_close_to_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let soon = time::OffsetDateTime::now_utc() + time::Duration::days(10) + time::Duration::hours(1);

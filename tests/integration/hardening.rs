@@ -228,6 +228,57 @@ async fn a_reauth_required_connection_hands_out_one_reconnect_link_while_it_is_p
     assert_ne!(body["reconnect_url"].as_str().unwrap(), links[0], "{body}");
 }
 
+#[tokio::test]
+async fn a_deleted_connections_reconnect_link_starts_nothing() {
+    let w = World::new().await;
+    let alice = w.upn("alice");
+    let conn = w.connect(&alice).await;
+    w.sim.revoke_user(&alice).await;
+    let (_, body) = w.token(&conn, Some(7_200)).await;
+    let link = body["reconnect_url"].as_str().unwrap().to_string();
+    let (status, _) = w
+        .api(Method::DELETE, &format!("/v1/connections/{conn}"), Some(KEY_A), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let r = w.http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the link died with its connection");
+    assert!(r.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn approval_continues_from_authorize_starts_count_against_the_client_not_the_tenant() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            limits: "ip_per_minute = 10000\nip_burst = 10000\ntenant_flow_starts_per_minute = 1\ntenant_flow_starts_burst = 3".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Anyone can end their own /v1/authorize sign-in on an approval page of a tenant...
+    let start = format!(
+        "{}/v1/authorize?connector=files&login_hint={}&return_url={}",
+        w.broker.url,
+        urlencode(&w.upn("frank")),
+        urlencode(RETURN_A)
+    );
+    let authorize = w.redirect_of(&start).await;
+    let callback = w.redirect_of(authorize.as_str()).await;
+    let page = w.redirect_of(callback.as_str()).await;
+    assert!(page.path().starts_with("/v1/approval/"), "{page}");
+    // ...and press "continue" again and again: only their own budget runs out.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(w.http.get(format!("{page}/continue")).send().await.unwrap().status());
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let s = w
+        .session(json!({"connector": "files", "end_user": "f", "tenant": crate::common::sim::FABRIKAM_TID, "login_hint": w.upn("frank")}))
+        .await;
+    let r = w.http.get(s["connect_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND, "the tenant's connect links still start");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_during_a_store_outage_serves_nothing_from_memory() {
     let mut server = RedisServer::start_persistent();

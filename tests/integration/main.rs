@@ -7,6 +7,7 @@ mod approval;
 mod binding;
 mod browser;
 mod certificate;
+mod chaos;
 mod cli;
 mod deploy;
 mod encryption;

@@ -34,7 +34,8 @@ pub async fn admin_consent(
 ) -> Response {
     state.count(Endpoint::AdminConsent);
     let pending_fault = match faults::apply(&state, Endpoint::AdminConsent, None, &conn).await {
-        FaultAction::Proceed => None,
+        // Token-answer alterations do not apply here.
+        FaultAction::Proceed | FaultAction::Alter(_) => None,
         FaultAction::Respond(response) => return response,
         FaultAction::Fail(error) => Some(error),
     };

@@ -120,7 +120,8 @@ pub async fn authorize(
     state.count(Endpoint::Authorize);
     // Outage faults still need a trusted redirect URI to be reported, so they are carried into evaluation.
     let pending_fault = match faults::apply(&state, Endpoint::Authorize, None, &conn).await {
-        FaultAction::Proceed => None,
+        // Token-answer alterations do not apply here.
+        FaultAction::Proceed | FaultAction::Alter(_) => None,
         FaultAction::Respond(response) => return response,
         FaultAction::Fail(error) => Some(error),
     };

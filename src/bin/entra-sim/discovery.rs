@@ -144,7 +144,8 @@ pub async fn keys(
 
 async fn fault_response(state: &SimState, endpoint: Endpoint, conn: &ConnHandle) -> Option<Response> {
     match faults::apply(state, endpoint, None, conn).await {
-        FaultAction::Proceed => None,
+        // Token-answer alterations do not apply here.
+        FaultAction::Proceed | FaultAction::Alter(_) => None,
         FaultAction::Respond(response) => Some(response),
         FaultAction::Fail(error) => Some(error.json_response(&Trace::new(state.now(), None))),
     }

@@ -858,6 +858,17 @@ date (before which tokens are not valid) for this user is '{}'.",
         )
     }
 
+    /// AADSTS50196: the client repeated the same request too often (HTTP 400 `invalid_grant`, the
+    /// throttle signal for user flows).
+    pub fn request_loop() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50196,
+            "The server terminated an operation because it encountered a loop while processing a request.",
+        )
+    }
+
     /// AADSTS90041: unexpected server error (HTTP 500; text is ours).
     pub fn server_error() -> Self {
         Self::new(

@@ -62,6 +62,16 @@ pub enum FaultKind {
     Throttle,
     /// Close the connection without any response.
     Drop,
+    /// 400 `invalid_grant` AADSTS50196 (request loop): an answer about one client's request.
+    LoopDetected,
+    /// 200 with an HTML page instead of JSON (a proxy's or a sign-in page).
+    Html,
+    /// 200 `application/json` whose body is cut off halfway.
+    TruncatedJson,
+    /// A normal token answer without its `refresh_token` (token endpoint only).
+    NoRefreshToken,
+    /// A normal token answer whose `token_type` is `pop` (token endpoint only).
+    WrongTokenType,
     /// Sign the ID token with a key that is not in the JWKS.
     IdTokenUnknownKey,
     /// Put another tenant's issuer in `iss` (while `tid` stays the user's tenant).
@@ -165,6 +175,8 @@ pub enum FaultAction {
     Respond(Response),
     /// Fail with this Entra error, rendered the endpoint's way.
     Fail(AadError),
+    /// Handle normally, then alter the token answer this way (`no_refresh_token`, `wrong_token_type`).
+    Alter(FaultKind),
 }
 
 /// Takes and applies the first matching request-level fault.
@@ -182,6 +194,24 @@ pub async fn apply(state: &SimState, endpoint: Endpoint, grant_type: Option<&str
         FaultKind::Unavailable => FaultAction::Fail(AadError::temporarily_unavailable()),
         FaultKind::ServerError => FaultAction::Fail(AadError::server_error()),
         FaultKind::Throttle => FaultAction::Respond(throttled(fault.retry_after_secs)),
+        FaultKind::LoopDetected => FaultAction::Fail(AadError::request_loop()),
+        FaultKind::Html => FaultAction::Respond(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                "<!DOCTYPE html><html><head><title>Sign in to your account</title></head><body>Working...</body></html>",
+            )
+                .into_response(),
+        ),
+        FaultKind::TruncatedJson => FaultAction::Respond(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+                r#"{"token_type":"Bearer","scope":"Files.Read","expires_in":3599,"access_tok"#,
+            )
+                .into_response(),
+        ),
+        kind @ (FaultKind::NoRefreshToken | FaultKind::WrongTokenType) => FaultAction::Alter(kind),
         FaultKind::Drop => {
             conn.kill();
             // Never written: the killed connection fails on the first write.

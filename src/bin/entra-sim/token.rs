@@ -93,8 +93,35 @@ pub async fn token(
             Ok(params) => process(&state, &tenant, &headers, &params, &trace),
             Err(()) => error_response(&state, &AadError::malformed_request(), &trace),
         },
+        FaultAction::Alter(kind) => match params {
+            Ok(params) => alter(process(&state, &tenant, &headers, &params, &trace), kind).await,
+            Err(()) => error_response(&state, &AadError::malformed_request(), &trace),
+        },
     };
     with_token_headers(response, &trace)
+}
+
+/// Rewrites a successful token answer the way an `Alter` fault asks (errors pass unchanged).
+async fn alter(response: Response, kind: FaultKind) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    let Ok(mut json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return axum::response::IntoResponse::into_response(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+    match kind {
+        FaultKind::NoRefreshToken => {
+            json.as_object_mut().map(|o| o.remove("refresh_token"));
+        }
+        FaultKind::WrongTokenType => json["token_type"] = "pop".into(),
+        _ => {}
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(json.to_string()))
 }
 
 /// Why a token request failed.

@@ -1,0 +1,181 @@
+//! Faults in the middle of things: Entra answering garbage, a caller hanging up mid-refresh, one
+//! user's errors. Each ends with every connection made before the fault intact and serving.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::broker::{BrokerOptions, KEY_A};
+use crate::common::flows::{World, handoff_code_in};
+use crate::common::sim::{APP_A_CLIENT_ID, NORTHWIND_TID};
+
+/// The stored connection: active, with a refresh token; returns the refresh token's value.
+async fn intact(w: &World, conn: &str) -> String {
+    let (stored, _) = w
+        .broker
+        .state
+        .records
+        .connection(conn)
+        .await
+        .unwrap()
+        .expect("the connection is kept");
+    assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
+    stored
+        .refresh_token
+        .expect("its refresh token is kept")
+        .expose()
+        .to_string()
+}
+
+#[tokio::test]
+async fn entra_answering_garbage_on_refresh_keeps_every_connection() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            entra: "jwks_min_refetch_interval_secs = 300\nmax_retries = 0\nrequest_timeout_secs = 1\ncircuit_failure_threshold = 0".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let (_, first) = w.token(&conn, None).await;
+    let refresh_token = intact(&w, &conn).await;
+    for fault in [
+        json!({"kind": "html"}),
+        json!({"kind": "truncated_json"}),
+        json!({"kind": "wrong_token_type"}),
+        json!({"kind": "server_error"}),
+        json!({"kind": "drop"}),
+        json!({"kind": "latency", "latency_ms": 2_000}),
+    ] {
+        let mut fault = fault;
+        fault["endpoint"] = "token".into();
+        fault["grant_type"] = "refresh_token".into();
+        fault["count"] = 1.into();
+        w.sim.fault(fault.clone()).await;
+        let (status, body) = w.token(&conn, Some(7_200)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{fault}: the stored token is still valid: {body}"
+        );
+        assert_eq!(
+            body["access_token"], first["access_token"],
+            "{fault}: nothing new was taken"
+        );
+        assert_eq!(
+            intact(&w, &conn).await,
+            refresh_token,
+            "{fault}: the refresh token is untouched"
+        );
+    }
+    // Entra answers properly again: the same connection refreshes.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (status, body) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(body["access_token"], first["access_token"]);
+}
+
+#[tokio::test]
+async fn a_token_answer_without_a_refresh_token_keeps_the_old_one() {
+    let w = World::new().await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = intact(&w, &conn).await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "no_refresh_token", "count": 1}))
+        .await;
+    let (status, body) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        intact(&w, &conn).await,
+        before,
+        "no new refresh token: the old one stays"
+    );
+    let (status, body) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "the kept refresh token still works: {body}");
+    assert_ne!(intact(&w, &conn).await, before, "and rotates as usual");
+}
+
+#[tokio::test]
+async fn sign_ins_refused_with_a_request_loop_leave_other_sign_ins_working() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            entra: "jwks_min_refetch_interval_secs = 300\nmax_retries = 0\ncircuit_failure_threshold = 5".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "authorization_code", "kind": "loop_detected", "count": 8}))
+        .await;
+    for _ in 0..8 {
+        let s = w
+            .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("alice")}))
+            .await;
+        let landing = w.follow(s["connect_url"].as_str().unwrap()).await;
+        // 50196 is transient: the user is told to try again shortly.
+        assert_eq!(landing.status, StatusCode::SERVICE_UNAVAILABLE, "{}", landing.body);
+    }
+    assert_eq!(
+        w.sim.token_grants("authorization_code").await,
+        8,
+        "every one reached Entra"
+    );
+    // Another tenant's user signs in (its admin approved the connector): the breaker measured
+    // Entra, not one user's errors.
+    w.sim
+        .put_grant(NORTHWIND_TID, APP_A_CLIENT_ID, &["Files.Read.All", "Sites.Read.All"])
+        .await;
+    let s = w
+        .session(json!({"connector": "files", "end_user": "n", "login_hint": w.upn("nina")}))
+        .await;
+    let landing = w.follow(s["connect_url"].as_str().unwrap()).await;
+    assert_eq!(landing.status, StatusCode::OK, "{}", landing.body);
+    let code = handoff_code_in(&landing.body).unwrap_or_else(|| panic!("connected: {}", landing.body));
+    let (status, body) = w.redeem(&code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenant_id"], NORTHWIND_TID);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_hanging_up_mid_refresh_loses_nothing() {
+    // No grace for rotated refresh tokens: only the newest one works, as with strict rotation.
+    let w = World::with(
+        |c| c["refresh_token_rotation_grace_secs"] = 0.into(),
+        BrokerOptions::default(),
+    )
+    .await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = intact(&w, &conn).await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
+        .bearer_auth(KEY_A)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the caller left before Entra answered");
+
+    // The refresh went on without it and stored the rotated refresh token.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while intact(&w, &conn).await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh was dropped with its caller"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.sim.token_grants("refresh_token").await, 1);
+    assert!(w.broker.state.refreshes.is_empty(), "no lock left behind");
+    // The next forced refresh uses the rotated token (the old one no longer works at Entra).
+    let (status, body) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(w.sim.token_grants("refresh_token").await, 2);
+}
