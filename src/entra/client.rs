@@ -14,7 +14,7 @@ use url::Url;
 
 use super::credential::{ASSERTION_TYPE, ClientCredential};
 use super::errors::EntraError;
-use super::resilience::{CallFailure, Resilient};
+use super::resilience::{Answer, CallFailure, Resilient};
 use crate::config::EntraConfig;
 use crate::crypto::Sensitive;
 use crate::metrics::Metrics;
@@ -97,6 +97,30 @@ impl TokenError {
             e.and_then(|e| e.trace_id.as_deref()).unwrap_or(""),
             e.and_then(|e| e.correlation_id.as_deref()).unwrap_or(""),
         )
+    }
+}
+
+/// Maps the token endpoint's answer (any status and body) to tokens or a [`TokenError`]. Kept
+/// apart from the HTTP call so the fuzz targets and the corpus test can feed it any answer.
+pub fn token_answer(answer: &Answer) -> Result<TokenResponse, TokenError> {
+    let status = answer.status;
+    if status.is_success() {
+        return serde_json::from_slice(&answer.body)
+            .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")));
+    }
+    let error = answer.error();
+    if answer.is_transient() {
+        return Err(TokenError::Unavailable {
+            retry_after: answer.retry_after,
+            detail: format!("token endpoint answered {status}"),
+            error,
+        });
+    }
+    match error {
+        Some(e) if e.error.is_some() => Err(TokenError::Rejected(e)),
+        _ => Err(TokenError::Protocol(format!(
+            "token endpoint answered {status} without an OAuth error body"
+        ))),
     }
 }
 
@@ -317,25 +341,7 @@ impl EntraClient {
                     error: None,
                 },
             })?;
-        let status = answer.status;
-        if status.is_success() {
-            return serde_json::from_slice(&answer.body)
-                .map_err(|e| TokenError::Protocol(format!("token response is not the expected JSON: {e}")));
-        }
-        let error = answer.error();
-        if answer.is_transient() {
-            return Err(TokenError::Unavailable {
-                retry_after: answer.retry_after,
-                detail: format!("token endpoint answered {status}"),
-                error,
-            });
-        }
-        match error {
-            Some(e) if e.error.is_some() => Err(TokenError::Rejected(e)),
-            _ => Err(TokenError::Protocol(format!(
-                "token endpoint answered {status} without an OAuth error body"
-            ))),
-        }
+        token_answer(&answer)
     }
 
     /// The tenant GUID for a tenant segment: a GUID as is; a domain via its OpenID metadata
