@@ -18,8 +18,11 @@ use consent_broker::flow::CallbackParams;
 use consent_broker::flow::return_url;
 use url::Url;
 
+/// A target's body: panics when an invariant breaks.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (the binary and the corpus directory) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("explain", explain),
     ("callback_params", callback_params),
     ("return_url", return_url),
