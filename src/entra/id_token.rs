@@ -219,3 +219,92 @@ pub async fn validate(cache: &KeyCache, token: &str, expected: &Expected<'_>) ->
         preferred_username: claims.preferred_username,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::entra::EntraClient;
+    use crate::metrics::Metrics;
+
+    const TID: &str = "3f2c5d1e-8a4b-4c7d-9e0f-1a2b3c4d5e6f";
+
+    /// A cache whose authority nobody listens on: a test that reached a key fetch would fail
+    /// with "keys unavailable", not with the error it expects.
+    fn cache() -> KeyCache {
+        let config = crate::config::Config::from_toml_str(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\nplain_http = true\n[entra]\nauthority = \"http://127.0.0.1:9\"\nmax_retries = 0\n[store]\nbackend = \"memory\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let client = EntraClient::new(&config.entra, Arc::new(Metrics::new())).unwrap();
+        KeyCache::new(client, Duration::from_secs(3_600), Duration::from_secs(300))
+    }
+
+    fn jwt(header: serde_json::Value, claims: serde_json::Value) -> String {
+        let part = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.{}",
+            part(header),
+            part(claims),
+            URL_SAFE_NO_PAD.encode(b"signature")
+        )
+    }
+
+    fn expected(tenant_guid: Option<&str>) -> Expected<'_> {
+        Expected {
+            client_id: "a1b2c3d4-0001-4e5f-8a9b-0c1d2e3f4a5b",
+            nonce: "n",
+            tenant_guid,
+            leeway: Duration::from_secs(60),
+        }
+    }
+
+    fn claims(tid: &str) -> serde_json::Value {
+        serde_json::json!({"tid": tid, "oid": "o", "ver": "2.0", "nonce": "n", "aud": "a1b2c3d4-0001-4e5f-8a9b-0c1d2e3f4a5b", "exp": 4_000_000_000u64})
+    }
+
+    #[tokio::test]
+    async fn only_rs256_is_accepted_whatever_the_token_claims() {
+        let cache = cache();
+        for alg in ["none", "HS256", "RS512", "ES256", "PS256"] {
+            let token = jwt(serde_json::json!({"alg": alg, "kid": "k", "typ": "JWT"}), claims(TID));
+            let err = validate(&cache, &token, &expected(None)).await.unwrap_err();
+            assert!(matches!(err, IdTokenError::Malformed(_)), "{alg}: {err:?}");
+        }
+        let unsigned = format!(
+            "{}.",
+            jwt(serde_json::json!({"alg": "none"}), claims(TID))
+                .rsplit_once('.')
+                .unwrap()
+                .0
+        );
+        assert!(validate(&cache, &unsigned, &expected(None)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_tenant_is_checked_before_any_key_is_fetched() {
+        let cache = cache();
+        let header = serde_json::json!({"alg": "RS256", "kid": "k", "typ": "JWT"});
+        let other = "7b9d1f3a-5c6e-4a8b-8c0d-2e4f6a8b0c1d";
+        let err = validate(&cache, &jwt(header.clone(), claims(other)), &expected(Some(TID)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IdTokenError::TenantMismatch), "{err:?}");
+        for tid in ["", "common", "not-a-guid"] {
+            let err = validate(&cache, &jwt(header.clone(), claims(tid)), &expected(None))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, IdTokenError::Malformed(_)), "{tid:?}: {err:?}");
+        }
+        let no_kid = jwt(serde_json::json!({"alg": "RS256"}), claims(TID));
+        assert!(matches!(
+            validate(&cache, &no_kid, &expected(None)).await.unwrap_err(),
+            IdTokenError::Malformed(_)
+        ));
+    }
+}

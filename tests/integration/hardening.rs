@@ -124,6 +124,70 @@ async fn a_silent_connection_is_closed_within_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_stalled_body_fails_within_the_body_timeout() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            server: "body_timeout_secs = 1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut stalled = TcpStream::connect(addr(&w)).await.unwrap();
+    let head = format!(
+        "POST /v1/explain HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"text\": \"AADS"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), stalled.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the stalled body is given up on");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_body"), "a JSON error: {answer}");
+}
+
+#[tokio::test]
+async fn a_request_past_the_request_timeout_gets_503_and_its_refresh_still_lands() {
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            server: "request_timeout_secs = 1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = w.broker.state.records.connection(&conn).await.unwrap().unwrap().1;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 2_500, "count": 1}))
+        .await;
+    let r = w
+        .http
+        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
+        .bearer_auth(KEY_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "timeout", "{body}");
+    // The refresh was not cut short with the request: its result is written and served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.broker.state.records.connection(&conn).await.unwrap().unwrap().1 == before {
+        assert!(Instant::now() < deadline, "the refresh never landed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = w.token(&conn, Some(3_000)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        w.sim.token_grants("refresh_token").await,
+        1,
+        "served from the landed refresh"
+    );
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_are_closed_and_counted() {
     let w = World::with(
         |_| {},

@@ -500,7 +500,27 @@ async fn pages_and_api_carry_security_headers() {
         );
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["x-frame-options"], "DENY", "{url}");
     }
+}
+
+#[tokio::test]
+async fn markup_in_entras_error_fields_is_escaped_on_the_page() {
+    let w = World::new().await;
+    let authorize = authorize_url(&w).await;
+    let state = param(&authorize, "state").unwrap();
+    let cb = format!(
+        "{}/v1/callback?state={state}&error=invalid_request&error_description={}&trace_id={}",
+        w.broker.url,
+        urlencode("AADSTS90014: <script>alert(1)</script><img src=x onerror=alert(2)>"),
+        urlencode("<b id=x>\"'</b>")
+    );
+    let (status, body) = get(&w, &cb).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for raw in ["<script>alert", "<img src=x", "<b id=x>"] {
+        assert!(!body.contains(raw), "{raw} came out as markup: {body}");
+    }
+    assert!(body.contains("&#60;b id=x&#62;"), "the value is shown, escaped: {body}");
 }
 
 #[tokio::test]
