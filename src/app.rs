@@ -115,7 +115,8 @@ impl AppState {
             refreshes: SingleFlight::default(),
             served: ServedTokens::default(),
             metrics,
-            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),
+            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone())
+                .with_refresh_budget(config.tokens.max_refreshes_per_minute),
             config,
         })))
     }

@@ -63,6 +63,24 @@ struct RawConfig {
     encryption: RawEncryption,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    tokens: RawTokens,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTokens {
+    min_refresh_interval_secs: u64,
+    max_refreshes_per_minute: u32,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            min_refresh_interval_secs: 60,
+            max_refreshes_per_minute: 20_000,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +447,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// How brokers sharing a store agree on who refreshes a connection.
     pub refresh: RefreshConfig,
+    /// How often one connection, and one connector, may be refreshed at Entra (`[tokens]`).
+    pub tokens: TokensConfig,
     /// Lifetimes of flows, sessions and codes.
     pub flow: FlowConfig,
     /// Log output.
@@ -621,6 +641,16 @@ pub struct RefreshConfig {
     /// Whether the holder renews its lease; `false` only for tests and diagnosis (a slow refresh
     /// then loses its lease, which fencing must make harmless).
     pub renew: bool,
+}
+
+/// `[tokens]`: the guards that keep callers from turning the broker into a hammer on Entra.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// After a refresh (or sign-in), the connection is not refreshed again for this long while
+    /// its token is valid and was issued for what the connector asks; zero turns the floor off.
+    pub min_refresh_interval: Duration,
+    /// Refreshes one connector may send to Entra per minute from this broker; `None` is no limit.
+    pub max_refreshes_per_minute: Option<std::num::NonZeroU32>,
 }
 
 /// Lifetimes of the flow's short-lived records.
@@ -1021,6 +1051,10 @@ impl Config {
             },
             store,
             refresh,
+            tokens: TokensConfig {
+                min_refresh_interval: Duration::from_secs(raw.tokens.min_refresh_interval_secs),
+                max_refreshes_per_minute: std::num::NonZeroU32::new(raw.tokens.max_refreshes_per_minute),
+            },
             flow: FlowConfig {
                 state_ttl: Duration::from_secs(raw.flow.state_ttl_secs),
                 session_ttl: Duration::from_secs(raw.flow.session_ttl_secs),

@@ -160,6 +160,8 @@ pub struct Metrics {
     credential_expiry: Family<CredentialLabels, Gauge>,
     credential_errors: Family<CredentialErrorLabels, Counter>,
     connections_refused: Counter,
+    min_ttl_unmet: Family<ConnectorLabels, Counter>,
+    refresh_budget_exhausted: Family<ConnectorLabels, Counter>,
     consent_verifications: Family<OutcomeLabels, Counter>,
 }
 
@@ -244,6 +246,8 @@ pub enum LimitScope {
     Connector,
     /// Per tenant, on flow starts.
     Tenant,
+    /// Per connector, on refreshes at Entra (`[tokens] max_refreshes_per_minute`).
+    Refresh,
 }
 
 impl LimitScope {
@@ -253,6 +257,7 @@ impl LimitScope {
             Self::Ip => "ip",
             Self::Connector => "connector",
             Self::Tenant => "tenant",
+            Self::Refresh => "refresh",
         }
     }
 }
@@ -479,6 +484,14 @@ impl Metrics {
                 Kind::Counter,
                 Counter::default(),
             ),
+            min_ttl_unmet: b.counters(
+                "token_min_ttl_unmet",
+                "Tokens served that live less than the caller's min_ttl (refresh floor, budget or Entra's lifetime).",
+            ),
+            refresh_budget_exhausted: b.counters(
+                "refresh_budget_exhausted",
+                "Refreshes not sent to Entra because the connector used up [tokens] max_refreshes_per_minute.",
+            ),
             consent_verifications: b.counters(
                 "admin_consent_verifications",
                 "Admin-consent callbacks checked with Entra before recording the approval, by outcome.",
@@ -496,6 +509,12 @@ impl Metrics {
             let _ = m.flows_completed.get_or_create(&ConnectorLabels {
                 connector: connector.clone(),
             });
+            let _ = m.min_ttl_unmet.get_or_create(&ConnectorLabels {
+                connector: connector.clone(),
+            });
+            let _ = m.refresh_budget_exhausted.get_or_create(&ConnectorLabels {
+                connector: connector.clone(),
+            });
             for outcome in OUTCOMES {
                 let _ = m.token_requests.get_or_create(&OutcomeLabels {
                     connector: connector.clone(),
@@ -509,7 +528,12 @@ impl Metrics {
                 });
             }
         }
-        for scope in [LimitScope::Ip, LimitScope::Connector, LimitScope::Tenant] {
+        for scope in [
+            LimitScope::Ip,
+            LimitScope::Connector,
+            LimitScope::Tenant,
+            LimitScope::Refresh,
+        ] {
             let _ = m.rate_limited.get_or_create(&ScopeLabels { scope: scope.as_str() });
         }
         for endpoint in ENDPOINTS {
@@ -592,6 +616,24 @@ impl Metrics {
     /// The store's health check answered (`true`) or failed.
     pub fn store_up(&self, up: bool) {
         self.store_up.set(i64::from(up));
+    }
+
+    /// A token was served that lives less than the caller asked for.
+    pub fn min_ttl_unmet(&self, connector: &str) {
+        self.min_ttl_unmet
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
+    }
+
+    /// A refresh was not sent to Entra: the connector's refresh budget is used up.
+    pub fn refresh_budget_exhausted(&self, connector: &str) {
+        self.refresh_budget_exhausted
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
     }
 
     /// A connection was closed at accept: `server.max_connections` were open.
@@ -905,6 +947,8 @@ mod tests {
         m.credential_expires_at("c", "secret", 1);
         m.credential_error("c", Some(7000222));
         m.admin_consent_verified("c", ConsentVerification::NotConfirmed);
+        m.min_ttl_unmet("c");
+        m.refresh_budget_exhausted("c");
         let text = m.render();
         let sampled: HashSet<&str> = text
             .lines()

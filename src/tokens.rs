@@ -171,6 +171,8 @@ pub struct AccessToken {
     pub scope: String,
     /// How it was served.
     pub served: Served,
+    /// True when it lives less than the caller's `min_ttl` (the best there is for now).
+    pub min_ttl_unmet: bool,
 }
 
 /// Why no token could be served.
@@ -229,7 +231,13 @@ pub async fn access_token(
     connection_id: &str,
     min_ttl: Duration,
 ) -> Result<AccessToken, TokenServiceError> {
-    let result = answer(state, connector, connection_id, min_ttl).await;
+    let mut result = answer(state, connector, connection_id, min_ttl).await;
+    if let Ok(token) = &mut result {
+        token.min_ttl_unmet = token.expires_at - now_unix() < min_ttl.as_secs() as i64;
+        if token.min_ttl_unmet && state.connector(connector).is_some() {
+            state.metrics.min_ttl_unmet(connector);
+        }
+    }
     let outcome = match &result {
         Ok(t) => match t.served {
             Served::CacheHit => TokenOutcome::CacheHit,
@@ -289,6 +297,9 @@ async fn serve(
     let (conn, seen_version) = load(state, connector, connection_id).await?;
     let identity = expected_identity(state, connector, &conn)?;
     if let Some(token) = usable(&conn, &identity, min_ttl, Served::CacheHit)? {
+        return Ok(token);
+    }
+    if let Some(token) = within_floor(state, &conn, &identity)? {
         return Ok(token);
     }
     // On its own task: a caller that hangs up, or a request timeout, drops this future, and a
@@ -358,12 +369,29 @@ fn usable(
     Ok((remaining > 0 && remaining >= min_ttl.as_secs() as i64).then(|| to_token(conn, served)))
 }
 
+/// The stored token, still valid and issued for `identity`, of a connection refreshed (or signed
+/// in) less than `[tokens] min_refresh_interval_secs` ago: Entra would answer a new refresh with
+/// a token of the same lifetime, so a `min_ttl` it cannot meet must not make the broker ask it
+/// again and again (AADSTS50196 and throttling would then hit every user of the app).
+fn within_floor(
+    state: &AppState,
+    conn: &Connection,
+    identity: &TokenIdentity,
+) -> Result<Option<AccessToken>, TokenServiceError> {
+    let floor = state.config.tokens.min_refresh_interval;
+    if floor.is_zero() || now_unix() >= conn.refreshed_at.saturating_add(floor.as_secs() as i64) {
+        return Ok(None);
+    }
+    usable(conn, identity, Duration::ZERO, Served::CacheHit)
+}
+
 fn to_token(conn: &Connection, served: Served) -> AccessToken {
     AccessToken {
         access_token: conn.access_token.clone(),
         expires_at: conn.access_expires_at,
         scope: conn.scopes.join(" "),
         served,
+        min_ttl_unmet: false,
     }
 }
 
@@ -488,6 +516,17 @@ async fn refresh_locked(
         // The refresh token belongs to another application or tenant: only a new sign-in helps.
         tracing::warn!(connection = %connection_id, connector = %connector_id, "the connector's client id changed since the sign-in");
         return flip_to_reauth(state, conn, version, Category::ReauthRequired.as_str(), None).await;
+    }
+    // The connector's refresh budget, last before Entra: past it, the stored token while it is
+    // valid, else 503; Entra never sees the burst.
+    if let Err(limited) = state.limits.check_refresh(connector_id, &state.metrics) {
+        tracing::warn!(connection = %connection_id, connector = %connector_id, "refresh budget of the connector used up; not calling Entra");
+        state.metrics.refresh_budget_exhausted(connector_id);
+        return usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)?.ok_or(
+            TokenServiceError::Unavailable {
+                retry_after: limited.retry_after,
+            },
+        );
     }
     let started = std::time::Instant::now();
     let result = state
@@ -621,6 +660,7 @@ mod tests {
             expires_at,
             scope: String::new(),
             served: Served::CacheHit,
+            min_ttl_unmet: false,
         };
         let now = now_unix();
         cache.remember("files", "c1", &token(now + 60));

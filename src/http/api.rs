@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -181,6 +181,10 @@ pub struct TokenQuery {
     min_ttl: Option<u64>,
 }
 
+/// The `Warning` header of a token answer that lives less than the caller's `min_ttl`.
+const MIN_TTL_UNMET_WARNING: &str =
+    "199 consent-broker \"min_ttl not met: this is the freshest token; see expires_at\"";
+
 /// Longest `min_ttl` accepted: Entra access tokens live at most about a day.
 const MAX_MIN_TTL: u64 = 86_400;
 
@@ -190,7 +194,7 @@ pub async fn token(
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<TokenQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let min_ttl = match q.min_ttl {
         Some(v) if v > MAX_MIN_TTL => {
             return Err(ApiError::bad_request(
@@ -202,12 +206,21 @@ pub async fn token(
         None => state.config.flow.default_min_ttl,
     };
     match tokens::access_token(&state, &caller, &id, min_ttl).await {
-        Ok(t) => Ok(Json(json!({
-            "access_token": t.access_token.expose(),
-            "token_type": "Bearer",
-            "expires_at": rfc3339(t.expires_at),
-            "scope": t.scope,
-        }))),
+        Ok(t) => {
+            let body = Json(json!({
+                "access_token": t.access_token.expose(),
+                "token_type": "Bearer",
+                "expires_at": rfc3339(t.expires_at),
+                "scope": t.scope,
+                "min_ttl_unmet": t.min_ttl_unmet,
+            }));
+            if t.min_ttl_unmet {
+                // RFC 7234's "miscellaneous warning": the token is the freshest there is.
+                Ok(([(header::WARNING, MIN_TTL_UNMET_WARNING)], body).into_response())
+            } else {
+                Ok(body.into_response())
+            }
+        }
         Err(TokenServiceError::ReauthRequired(reason)) => {
             let (conn, _) = owned_connection(&state, &caller, &id).await?;
             Err(ApiError::ReauthRequired {

@@ -77,6 +77,9 @@ pub struct BrokerOptions {
     pub server: String,
     /// Body of the `[limits]` section (empty: the defaults).
     pub limits: String,
+    /// Body of the `[tokens]` section. The default turns the refresh floor off: most tests force
+    /// a refresh right after a sign-in with a large `min_ttl`; the floor has tests of its own.
+    pub tokens: String,
     /// Serve TLS with this (certificate, key) PEM pair instead of plain HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Body of the `[encryption]` section (may add `[[encryption.keys]]` blocks); `None` gives
@@ -94,6 +97,7 @@ impl Default for BrokerOptions {
             entra: "jwks_min_refetch_interval_secs = 300".into(),
             server: String::new(),
             limits: String::new(),
+            tokens: "min_refresh_interval_secs = 0".into(),
             tls: None,
             encryption: None,
             credential_a: None,
@@ -201,6 +205,9 @@ authority = "{sim_url}"
 [limits]
 {limits}
 
+[tokens]
+{tokens}
+
 [[connectors]]
 id = "files"
 display_name = "Files Connector"
@@ -234,6 +241,7 @@ api_key_hashes = ["{hash_b}"]
             entra = opts.entra,
             server = opts.server,
             limits = opts.limits,
+            tokens = opts.tokens,
             store = opts.store,
             flow = opts.flow,
             credential_a = opts

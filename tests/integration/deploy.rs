@@ -695,3 +695,26 @@ async fn dashboard_and_alerts_name_only_metrics_the_broker_exports() {
         "metrics named under deploy/ that the broker does not export: {unknown:#?}\nexported: {exported:#?}"
     );
 }
+
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    let run = |args: &[&str]| {
+        std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool is missing ({e}): install Debian's prometheus package, as scripts/test does")
+            })
+    };
+    let check = run(&["check", "rules", "alerts.yaml"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let test = run(&["test", "rules", "alerts.test.yaml"]);
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}

@@ -19,6 +19,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod redis_store;
+mod refresh_guard;
 mod resilience;
 mod security;
 mod shared_refresh;
