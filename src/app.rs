@@ -64,6 +64,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Rate limiters (`[limits]`).
     pub limits: Limiters,
+    /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
+    /// waits for it, within the grace period, so a SIGTERM does not drop a rotated refresh token.
+    pub background: tokio_util::task::TaskTracker,
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -115,6 +118,7 @@ impl AppState {
             refreshes: SingleFlight::default(),
             served: ServedTokens::default(),
             metrics,
+            background: tokio_util::task::TaskTracker::new(),
             limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone())
                 .with_refresh_budget(config.tokens.max_refreshes_per_minute),
             config,
@@ -289,6 +293,14 @@ impl Application {
             }
             None => server.acceptor(conn_limit).serve(service).await,
         };
+        // Refreshes and code exchanges whose callers are gone still finish and write.
+        state.background.close();
+        if tokio::time::timeout(grace, state.background.wait()).await.is_err() {
+            tracing::warn!(
+                left = state.background.len(),
+                "shutdown grace ran out with refreshes or sign-ins still running"
+            );
+        }
         purge.abort();
         probe.abort();
         let _ = purge.await;

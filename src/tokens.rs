@@ -309,7 +309,7 @@ async fn serve(
         let state = state.clone();
         let (connector, id) = (connector.to_string(), connection_id.to_string());
         // In the request's span, so its lines keep the request id.
-        tokio::spawn(
+        state.background.clone().spawn(
             async move {
                 state
                     .refreshes

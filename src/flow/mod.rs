@@ -637,7 +637,7 @@ pub async fn callback(
     // the browser leaves while Entra answers (the state and the code are spent either way).
     let finish = {
         let state = state.clone();
-        tokio::spawn(
+        state.background.clone().spawn(
             async move {
                 let (error, code) = (params.error, params.code);
                 finish_callback(&state, flow, error, code).await

@@ -179,3 +179,35 @@ async fn a_caller_hanging_up_mid_refresh_loses_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(w.sim.token_grants("refresh_token").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_refresh_whose_caller_left() {
+    let w = World::new().await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = intact(&w, &conn).await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
+        .bearer_auth(KEY_A)
+        .send()
+        .await;
+    assert!(gone.is_err(), "the caller left before Entra answered");
+
+    // SIGTERM-like stop with no request in flight: it still waits for the orphaned refresh.
+    let World { broker, sim, .. } = w;
+    let records = broker.state.clone();
+    broker.stop().await;
+    let (stored, _) = records.records.connection(&conn).await.unwrap().expect("kept");
+    assert_ne!(
+        stored.refresh_token.expect("a refresh token").expose(),
+        before,
+        "the rotated refresh token was written before the broker stopped"
+    );
+    assert_eq!(sim.token_grants("refresh_token").await, 1);
+}
