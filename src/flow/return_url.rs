@@ -5,7 +5,7 @@
 //! browser might read differently from us — credentials, fragments, control characters, encoded
 //! slashes or backslashes in the path — is refused rather than normalised.
 
-use url::Url;
+use url::{Position, Url};
 
 /// Longest return URL accepted.
 pub const MAX_LEN: usize = 2048;
@@ -51,6 +51,9 @@ pub fn check(allowed: &[Url], candidate: &str) -> Option<Url> {
                 && a.host() == url.host()
                 && a.port_or_known_default() == url.port_or_known_default()
                 && a.path() == url.path()
+                // And the same text up to the query: for schemes without an authority, `p://`
+                // and `p:` have equal parts but are different URLs (found by fuzzing).
+                && a[..Position::AfterPath] == url[..Position::AfterPath]
         })
         .then_some(url)
 }
@@ -129,6 +132,14 @@ mod tests {
         }
         let long = format!("https://app.example.com/oauth/done?{}", "a".repeat(MAX_LEN));
         assert!(check(&allowed(), &long).is_none());
+    }
+
+    #[test]
+    fn urls_that_differ_only_in_their_authority_marker_do_not_match() {
+        let opaque = vec![Url::parse("p:").unwrap(), Url::parse("myapp:/cb").unwrap()];
+        assert!(check(&opaque, "p://").is_none());
+        assert!(check(&opaque, "myapp:///cb").is_none());
+        assert!(check(&opaque, "p:").is_some());
     }
 
     #[test]
