@@ -1728,6 +1728,28 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             assert_eq!(redis.urls.len(), 2);
             assert_eq!(redis.key_prefix, "");
             assert_eq!(redis.response_timeout, Duration::from_millis(100));
+            assert!(redis.sentinel.is_none());
+
+            jail.set_env("CB_TEST_REDIS_PW", "data-n0de-pw");
+            let cfg = Config::from_toml_str(
+                &store(
+                    "backend = \"redis\"\nsentinel_urls = [\"rediss://:sent-pw@s1.example:26379\", \"rediss://:sent-pw@s2.example:26379\"]\nsentinel_master = \"mymaster\"\nsentinel_master_username = \"broker\"\nsentinel_master_password_env = \"CB_TEST_REDIS_PW\"\nsentinel_wait_replicas = 1",
+                ),
+                "t.toml",
+            )
+            .expect("sentinel");
+            let StoreConfig::Redis { redis, .. } = cfg.store else {
+                panic!("not redis");
+            };
+            assert!(!redis.cluster);
+            assert_eq!(redis.urls.len(), 2);
+            let sentinel = redis.sentinel.as_ref().expect("sentinel mode");
+            assert_eq!(sentinel.master, "mymaster");
+            assert_eq!(sentinel.username.as_deref(), Some("broker"));
+            assert_eq!(sentinel.password.as_deref(), Some("data-n0de-pw"));
+            assert_eq!(sentinel.wait_replicas, 1);
+            let shown = format!("{redis:?}");
+            assert!(!shown.contains("data-n0de-pw") && !shown.contains("sent-pw"), "{shown}");
             Ok(())
         });
 
@@ -1736,7 +1758,62 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             (
                 "backend = \"redis\"\nurl = \"redis://h:1\"\ncluster_urls = [\"redis://h:2\"]",
                 "store.url",
-                "not both",
+                "only one of",
+            ),
+            (
+                "backend = \"redis\"\ncluster_urls = [\"redis://h:1\"]\nsentinel_urls = [\"redis://h:2\"]\nsentinel_master = \"m\"",
+                "store.cluster_urls",
+                "only one of",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:26379\"]",
+                "store.sentinel_master",
+                "missing",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:26379\"]\nsentinel_master = \"my master\"",
+                "store.sentinel_master",
+                "spaces",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://:secret@h:26379/1\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "database",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://:secret@h:1\", \"redis://:other@h:2\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "same user and password",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\", \"rediss://h:2\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "mixes",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_master_password_env = \"CB_TEST_REDIS_PW_ABSENT\"",
+                "store.sentinel_master_password_env",
+                "CB_TEST_REDIS_PW_ABSENT is not set",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_wait_replicas = 17",
+                "store.sentinel_wait_replicas",
+                "between",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nsentinel_master = \"m\"",
+                "store.sentinel_master",
+                "only used with sentinel_urls",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nsentinel_wait_replicas = 1",
+                "store.sentinel_wait_replicas",
+                "only used with sentinel_urls",
+            ),
+            (
+                "backend = \"embedded\"\nsentinel_urls = [\"redis://:secret@h:1\"]",
+                "store.sentinel_urls",
+                "only used",
             ),
             (
                 "backend = \"redis\"\nurl = \"http://:secret@h:1\"",
