@@ -767,6 +767,23 @@ mod tests {
     }
 
     #[test]
+    fn only_connection_failures_send_sentinel_mode_back_to_the_sentinels() {
+        assert!(master_may_have_changed(&RedisError::from((
+            ErrorKind::Io,
+            "broken pipe"
+        ))));
+        // The error an unconfirmed WAIT becomes: the replicas lag, the master is fine.
+        assert!(!master_may_have_changed(&RedisError::from((
+            ErrorKind::Client,
+            "write not confirmed by enough replicas"
+        ))));
+        assert!(!master_may_have_changed(&RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "not an integer"
+        ))));
+    }
+
+    #[test]
     fn scan_patterns_and_cursors() {
         assert_eq!(glob_escape("cb:"), "cb:");
         assert_eq!(glob_escape("a*b?[c]\\^-"), "a\\*b\\?\\[c\\]\\\\\\^\\-");
