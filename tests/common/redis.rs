@@ -400,7 +400,8 @@ impl RedisCluster {
 pub const SENTINEL_MASTER: &str = "mymaster";
 
 /// A master, one replica (`--replicaof`) and three sentinels (quorum 2, the master deemed down
-/// after 1 s), optionally with a password on the data nodes.
+/// after 1 s), optionally with a password on the data nodes, optionally all TLS-only (one
+/// self-signed certificate for `localhost` and `127.0.0.1`, also used between the processes).
 pub struct RedisSentinel {
     master: Option<Process>,
     replica: Option<Process>,
@@ -409,6 +410,8 @@ pub struct RedisSentinel {
     replica_port: u16,
     sentinel_ports: Vec<u16>,
     password: Option<String>,
+    /// The certificate everyone trusts, when TLS-only.
+    ca_file: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -416,7 +419,44 @@ impl RedisSentinel {
     /// Starts everything and returns once the replica is in sync and every sentinel sees the
     /// replica and the other two sentinels (so a failover can be authorised).
     pub fn start(password: Option<&str>) -> RedisSentinel {
+        Self::launch(password, false)
+    }
+
+    /// [`RedisSentinel::start`] with TLS only: `rediss://` for the sentinels, the data nodes and
+    /// replication; trust [`RedisSentinel::ca_file`].
+    pub fn start_tls() -> RedisSentinel {
+        Self::launch(None, true)
+    }
+
+    fn launch(password: Option<&str>, tls: bool) -> RedisSentinel {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = tls.then(|| {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("self-signed certificate");
+            let cert_file = dir.path().join("cert.pem");
+            std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
+            std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).expect("write key");
+            cert_file
+        });
+        // The directives both as arguments (data nodes) and as config lines (sentinels).
+        let tls_directives: Vec<(&str, String)> = match &ca_file {
+            Some(cert) => vec![
+                ("tls-cert-file", cert.display().to_string()),
+                ("tls-key-file", dir.path().join("key.pem").display().to_string()),
+                ("tls-ca-cert-file", cert.display().to_string()),
+                ("tls-auth-clients", "no".into()),
+                ("tls-replication", "yes".into()),
+            ],
+            None => Vec::new(),
+        };
+        let port_directives = |port: u16| -> Vec<(&'static str, String)> {
+            if tls {
+                vec![("port", "0".into()), ("tls-port", port.to_string())]
+            } else {
+                vec![("port", port.to_string())]
+            }
+        };
+        let ca = ca_file.clone();
         let auth: Vec<String> = match password {
             Some(pw) => ["--requirepass", pw, "--masterauth", pw].map(String::from).to_vec(),
             None => Vec::new(),
@@ -424,12 +464,15 @@ impl RedisSentinel {
         let data_node = |name: &str, extra: &[String]| -> (Process, u16) {
             for _ in 0..PORT_ATTEMPTS {
                 let port = free_port();
-                let mut args = vec!["--port".to_string(), port.to_string()];
+                let mut args = Vec::new();
+                for (k, v) in port_directives(port).into_iter().chain(tls_directives.iter().cloned()) {
+                    args.extend([format!("--{k}"), v]);
+                }
                 args.extend(auth.iter().cloned());
                 args.extend(extra.iter().cloned());
                 if let Some(mut p) = Process::spawn(dir.path(), &format!("{name}-{port}"), &args) {
-                    let url = node_url(port, password);
-                    p.wait_until("PING answer", || answers_ping(&url, None));
+                    let url = node_url(port, password, tls);
+                    p.wait_until("PING answer", || answers_ping(&url, ca.as_deref()));
                     return (p, port);
                 }
             }
@@ -449,11 +492,16 @@ impl RedisSentinel {
                 let port = free_port();
                 // Each sentinel rewrites its own file (it records what it learns), so one each.
                 let conf = dir.path().join(format!("sentinel-{port}.conf"));
-                let mut text = format!(
-                    "port {port}\nbind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
+                let mut text: String = port_directives(port)
+                    .into_iter()
+                    .chain(tls_directives.iter().cloned())
+                    .map(|(k, v)| format!("{k} {v}\n"))
+                    .collect();
+                text.push_str(&format!(
+                    "bind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
                      sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
-                );
+                ));
                 if let Some(pw) = password {
                     text.push_str(&format!("sentinel auth-pass {SENTINEL_MASTER} {pw}\n"));
                 }
@@ -465,8 +513,8 @@ impl RedisSentinel {
                 }
             }
             let (mut process, port) = started.expect("a sentinel could not get a free port");
-            let url = format!("redis://127.0.0.1:{port}");
-            process.wait_until("PING answer", || answers_ping(&url, None));
+            let url = node_url(port, None, tls);
+            process.wait_until("PING answer", || answers_ping(&url, ca.as_deref()));
             sentinels.push(process);
             sentinel_ports.push(port);
         }
@@ -479,20 +527,21 @@ impl RedisSentinel {
             replica_port,
             sentinel_ports,
             password: password.map(str::to_string),
+            ca_file,
             dir,
         };
-        let master_url = node_url(master_port, password);
+        let master_url = node_url(master_port, password, tls);
         if let Some(m) = group.master.as_mut() {
             m.wait_until("the replica in sync", || {
-                raw_connection(&master_url, None)
+                raw_connection(&master_url, ca.as_deref())
                     .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
                     .is_ok_and(|info| info.contains("connected_slaves:1") && info.contains("state=online"))
             });
         }
         for (process, port) in group.sentinels.iter_mut().zip(&group.sentinel_ports) {
-            let url = format!("redis://127.0.0.1:{port}");
+            let url = node_url(*port, None, tls);
             process.wait_until("the replica and the other sentinels", || {
-                let Ok(mut c) = raw_connection(&url, None) else {
+                let Ok(mut c) = raw_connection(&url, ca.as_deref()) else {
                     return false;
                 };
                 let replicas: redis::RedisResult<Vec<redis::Value>> = redis::cmd("SENTINEL")
@@ -509,17 +558,22 @@ impl RedisSentinel {
         group
     }
 
-    /// `redis://127.0.0.1:P` of every sentinel.
+    /// `redis://127.0.0.1:P` (`rediss://localhost:P` with TLS) of every sentinel.
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinel_ports
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| node_url(*p, None, self.ca_file.is_some()))
             .collect()
+    }
+
+    /// The PEM certificate to trust (TLS groups only).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// Store settings for Sentinel mode, with the data nodes' password when there is one.
     pub fn config(&self) -> RedisConfig {
-        let mut config = store_config(self.sentinel_urls(), false, None);
+        let mut config = store_config(self.sentinel_urls(), false, self.ca_file.clone());
         config.sentinel = Some(consent_broker::config::SentinelConfig {
             master: SENTINEL_MASTER.into(),
             username: None,
@@ -544,7 +598,7 @@ impl RedisSentinel {
     /// The current master's port as the sentinels report it (`None` when none answers).
     pub fn reported_master_port(&self) -> Option<u16> {
         self.sentinel_urls().iter().find_map(|url| {
-            let mut c = raw_connection(url, None).ok()?;
+            let mut c = raw_connection(url, self.ca_file()).ok()?;
             let (_, port): (String, u16) = redis::cmd("SENTINEL")
                 .arg("GET-MASTER-ADDR-BY-NAME")
                 .arg(SENTINEL_MASTER)
@@ -566,7 +620,11 @@ impl RedisSentinel {
 
     /// A synchronous connection to the data node on `port`, for inspection.
     pub fn raw(&self, port: u16) -> redis::Connection {
-        raw_connection(&node_url(port, self.password.as_deref()), None).expect("raw connection to a data node")
+        raw_connection(
+            &node_url(port, self.password.as_deref(), self.ca_file.is_some()),
+            self.ca_file(),
+        )
+        .expect("raw connection to a data node")
     }
 
     /// Kills the first master; the sentinels then promote the replica.
@@ -579,10 +637,10 @@ impl RedisSentinel {
     /// Waits (bounded) until the sentinels name the replica as master and it acts as one.
     pub fn wait_for_failover(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
-        let replica_url = node_url(self.replica_port, self.password.as_deref());
+        let replica_url = node_url(self.replica_port, self.password.as_deref(), self.ca_file.is_some());
         loop {
             let promoted = self.reported_master_port() == Some(self.replica_port)
-                && raw_connection(&replica_url, None)
+                && raw_connection(&replica_url, self.ca_file())
                     .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
                     .is_ok_and(|role| matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
             if promoted {
@@ -604,10 +662,11 @@ impl RedisSentinel {
     }
 }
 
-/// `redis://[:password@]127.0.0.1:P`.
-fn node_url(port: u16, password: Option<&str>) -> String {
-    match password {
-        Some(pw) => format!("redis://:{pw}@127.0.0.1:{port}"),
-        None => format!("redis://127.0.0.1:{port}"),
+/// `redis://[:password@]127.0.0.1:P`, or `rediss://[:password@]localhost:P` for TLS.
+fn node_url(port: u16, password: Option<&str>, tls: bool) -> String {
+    let login = password.map(|pw| format!(":{pw}@")).unwrap_or_default();
+    match tls {
+        true => format!("rediss://{login}localhost:{port}"),
+        false => format!("redis://{login}127.0.0.1:{port}"),
     }
 }

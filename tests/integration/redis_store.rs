@@ -385,6 +385,36 @@ async fn sentinel_passes_the_store_suite_with_a_password() {
     assert!(RedisStore::connect(&config).await.is_err());
 }
 
+#[tokio::test]
+async fn sentinel_over_tls_passes_the_store_suite_and_refuses_an_untrusted_certificate() {
+    let group = RedisSentinel::start_tls();
+    assert!(
+        group
+            .sentinel_urls()
+            .iter()
+            .all(|u| u.starts_with("rediss://localhost:"))
+    );
+    let store = connect(&group.config()).await;
+    conformance::run(store.as_ref()).await;
+    store.put("tls", b"t".to_vec(), None).await.unwrap();
+    let on_master: Option<u64> = redis::cmd("HGET")
+        .arg("cb:tls")
+        .arg("v")
+        .query(&mut group.raw(group.master_port()))
+        .unwrap();
+    assert_eq!(on_master, Some(1));
+
+    // The system roots do not know the test certificate: no connection to the sentinels.
+    let mut config = group.config();
+    config.tls_ca_file = None;
+    assert!(RedisStore::connect(&config).await.is_err());
+    // Plain text to the TLS ports fails too.
+    let mut config = group.config();
+    config.urls = config.urls.iter().map(|u| u.replace("rediss://", "redis://")).collect();
+    config.tls_ca_file = None;
+    assert!(RedisStore::connect(&config).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_wait_confirms_writes_and_the_store_follows_a_failover() {
     let mut group = RedisSentinel::start(None);
