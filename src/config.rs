@@ -1243,6 +1243,13 @@ fn sentinel_config(
     }
     let password = match password_env {
         None => None,
+        // figment reads every BROKER_* variable as a config override.
+        Some(var) if var.to_ascii_uppercase().starts_with("BROKER_") => {
+            return Err((
+                "store.sentinel_master_password_env",
+                format!("{var} starts with BROKER_, which is reserved for config overrides; use another name"),
+            ));
+        }
         Some(var) => match std::env::var(&var) {
             Ok(pw) if !pw.is_empty() => Some(pw),
             Ok(_) => return Err(("store.sentinel_master_password_env", format!("{var} is empty"))),
@@ -1794,6 +1801,11 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
                 "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_master_password_env = \"CB_TEST_REDIS_PW_ABSENT\"",
                 "store.sentinel_master_password_env",
                 "CB_TEST_REDIS_PW_ABSENT is not set",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_master_password_env = \"BROKER_REDIS_PW\"",
+                "store.sentinel_master_password_env",
+                "reserved",
             ),
             (
                 "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_wait_replicas = 17",
