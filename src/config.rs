@@ -216,6 +216,13 @@ struct RawStore {
     url: Option<String>,
     #[serde(default)]
     cluster_urls: Vec<String>,
+    #[serde(default)]
+    sentinel_urls: Vec<String>,
+    sentinel_master: Option<String>,
+    sentinel_master_username: Option<String>,
+    sentinel_master_password_env: Option<String>,
+    #[serde(default)]
+    sentinel_wait_replicas: u32,
     #[serde(default = "default_key_prefix")]
     key_prefix: String,
     #[serde(default = "default_redis_connect_timeout")]
@@ -240,6 +247,11 @@ impl Default for RawStore {
             purge_interval_secs: default_purge_interval(),
             url: None,
             cluster_urls: Vec::new(),
+            sentinel_urls: Vec::new(),
+            sentinel_master: None,
+            sentinel_master_username: None,
+            sentinel_master_password_env: None,
+            sentinel_wait_replicas: 0,
             key_prefix: default_key_prefix(),
             connect_timeout_ms: default_redis_connect_timeout(),
             response_timeout_ms: default_redis_response_timeout(),
@@ -587,8 +599,10 @@ pub struct RedisConfig {
     /// The server's URL (standalone), or the seed nodes' URLs (cluster); `redis://` or `rediss://`
     /// (TLS), possibly with credentials.
     pub urls: Vec<String>,
-    /// True for Redis Cluster (`cluster_urls`), false for one server (`url`).
+    /// True for Redis Cluster (`cluster_urls`), false for one server (`url`) or Sentinel.
     pub cluster: bool,
+    /// Set for Redis Sentinel (`sentinel_urls`): then `urls` are the sentinels' URLs.
+    pub sentinel: Option<SentinelConfig>,
     /// Prepended to every key, so several applications can share one Redis.
     pub key_prefix: String,
     /// Limit for each attempt to open a connection to a Redis node.
@@ -607,10 +621,36 @@ impl std::fmt::Debug for RedisConfig {
                 &self.urls.iter().map(|u| redact_redis_url(u)).collect::<Vec<_>>(),
             )
             .field("cluster", &self.cluster)
+            .field("sentinel", &self.sentinel)
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// Redis Sentinel: which master to ask the sentinels for, and how to log in to it. `Debug` never
+/// shows the password.
+#[derive(Clone)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the master under (`sentinel_master`).
+    pub master: String,
+    /// The ACL user on the master and replicas (`sentinel_master_username`).
+    pub username: Option<String>,
+    /// The data nodes' password, read from the variable `sentinel_master_password_env` names.
+    pub password: Option<String>,
+    /// Replicas that must confirm each write (`WAIT`) before it counts as done; 0 for none.
+    pub wait_replicas: u32,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field("master", &self.master)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("wait_replicas", &self.wait_replicas)
             .finish()
     }
 }
@@ -832,6 +872,12 @@ impl Config {
             if !raw.store.cluster_urls.is_empty() {
                 return Err(invalid(
                     "store.cluster_urls",
+                    "only used with backend = \"redis\"".into(),
+                ));
+            }
+            if !raw.store.sentinel_urls.is_empty() {
+                return Err(invalid(
+                    "store.sentinel_urls",
                     "only used with backend = \"redis\"".into(),
                 ));
             }
@@ -1091,25 +1137,77 @@ impl Config {
 /// Validates the `[store]` keys of the Redis backend; errors name the key. URLs never appear in
 /// messages: they may carry a password.
 fn redis_config(raw: RawStore) -> Result<RedisConfig, (&'static str, String)> {
-    let (urls, cluster, key) = match (raw.url, raw.cluster_urls.is_empty()) {
-        (Some(_), false) => {
-            return Err((
-                "store.url",
-                "set url (one server) or cluster_urls (Redis Cluster), not both".into(),
-            ));
+    let modes = [
+        raw.url.is_some(),
+        !raw.cluster_urls.is_empty(),
+        !raw.sentinel_urls.is_empty(),
+    ];
+    if modes.iter().filter(|m| **m).count() > 1 {
+        let key = if raw.url.is_some() {
+            "store.url"
+        } else {
+            "store.cluster_urls"
+        };
+        return Err((
+            key,
+            "set only one of url (one server), cluster_urls (Redis Cluster) and sentinel_urls (Redis Sentinel)".into(),
+        ));
+    }
+    if raw.sentinel_urls.is_empty() {
+        for (key, set) in [
+            ("store.sentinel_master", raw.sentinel_master.is_some()),
+            ("store.sentinel_master_username", raw.sentinel_master_username.is_some()),
+            (
+                "store.sentinel_master_password_env",
+                raw.sentinel_master_password_env.is_some(),
+            ),
+            ("store.sentinel_wait_replicas", raw.sentinel_wait_replicas != 0),
+        ] {
+            if set {
+                return Err((key, "only used with sentinel_urls (Redis Sentinel)".into()));
+            }
         }
-        (None, true) => {
-            return Err((
-                "store.url",
-                "missing: set url (one server) or cluster_urls (Redis Cluster seed nodes)".into(),
-            ));
-        }
-        (Some(url), true) => (vec![url], false, "store.url"),
-        (None, false) => (raw.cluster_urls, true, "store.cluster_urls"),
+    }
+    let (urls, cluster, key, sentinel) = if let Some(url) = raw.url {
+        (vec![url], false, "store.url", None)
+    } else if !raw.cluster_urls.is_empty() {
+        (raw.cluster_urls, true, "store.cluster_urls", None)
+    } else if !raw.sentinel_urls.is_empty() {
+        let sentinel = sentinel_config(
+            raw.sentinel_master,
+            raw.sentinel_master_username,
+            raw.sentinel_master_password_env,
+            raw.sentinel_wait_replicas,
+        )?;
+        (raw.sentinel_urls, false, "store.sentinel_urls", Some(sentinel))
+    } else {
+        return Err((
+            "store.url",
+            "missing: set url (one server), cluster_urls (Redis Cluster seed nodes) or sentinel_urls (Redis Sentinel)"
+                .into(),
+        ));
     };
     let mut schemes = HashSet::new();
     for url in &urls {
         schemes.insert(check_redis_url(url, cluster).map_err(|m| (key, m))?);
+        if sentinel.is_some() && !Url::parse(url).is_ok_and(|u| u.path().trim_start_matches('/').is_empty()) {
+            // A sentinel has no databases; a number here would be silently ignored.
+            return Err((key, "a sentinel URL takes no database number".into()));
+        }
+    }
+    if sentinel.is_some() {
+        // The client logs in to every sentinel with one set of credentials.
+        let logins: HashSet<_> = urls
+            .iter()
+            .filter_map(|u| Url::parse(u).ok())
+            .map(|u| (u.username().to_string(), u.password().map(str::to_string)))
+            .collect();
+        if logins.len() > 1 {
+            return Err((
+                key,
+                "every sentinel URL must carry the same user and password (or none)".into(),
+            ));
+        }
     }
     if schemes.len() > 1 {
         return Err((
@@ -1148,10 +1246,58 @@ fn redis_config(raw: RawStore) -> Result<RedisConfig, (&'static str, String)> {
     Ok(RedisConfig {
         urls,
         cluster,
+        sentinel,
         key_prefix: raw.key_prefix,
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms),
         response_timeout: Duration::from_millis(raw.response_timeout_ms),
         tls_ca_file: raw.tls_ca_file,
+    })
+}
+
+/// The Sentinel keys besides the URLs. The data nodes' password comes from an environment variable
+/// so that it stays out of the file; the sentinels' own password, if any, is in their URLs.
+fn sentinel_config(
+    master: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    wait_replicas: u32,
+) -> Result<SentinelConfig, (&'static str, String)> {
+    let master = master.ok_or((
+        "store.sentinel_master",
+        "missing: name the master the sentinels monitor (their `sentinel monitor <name> …`)".to_string(),
+    ))?;
+    if master.is_empty() || !master.chars().all(|c| c.is_ascii_graphic()) {
+        return Err((
+            "store.sentinel_master",
+            "must be a non-empty name of printable ASCII characters without spaces".into(),
+        ));
+    }
+    if username.as_deref().is_some_and(str::is_empty) {
+        return Err(("store.sentinel_master_username", "must not be empty".into()));
+    }
+    let password = match password_env {
+        None => None,
+        // figment reads every BROKER_* variable as a config override.
+        Some(var) if var.to_ascii_uppercase().starts_with("BROKER_") => {
+            return Err((
+                "store.sentinel_master_password_env",
+                format!("{var} starts with BROKER_, which is reserved for config overrides; use another name"),
+            ));
+        }
+        Some(var) => match std::env::var(&var) {
+            Ok(pw) if !pw.is_empty() => Some(pw),
+            Ok(_) => return Err(("store.sentinel_master_password_env", format!("{var} is empty"))),
+            Err(_) => return Err(("store.sentinel_master_password_env", format!("{var} is not set"))),
+        },
+    };
+    if wait_replicas > 16 {
+        return Err(("store.sentinel_wait_replicas", "must be between 0 and 16".into()));
+    }
+    Ok(SentinelConfig {
+        master,
+        username,
+        password,
+        wait_replicas,
     })
 }
 
@@ -1623,6 +1769,28 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             assert_eq!(redis.urls.len(), 2);
             assert_eq!(redis.key_prefix, "");
             assert_eq!(redis.response_timeout, Duration::from_millis(100));
+            assert!(redis.sentinel.is_none());
+
+            jail.set_env("CB_TEST_REDIS_PW", "data-n0de-pw");
+            let cfg = Config::from_toml_str(
+                &store(
+                    "backend = \"redis\"\nsentinel_urls = [\"rediss://:sent-pw@s1.example:26379\", \"rediss://:sent-pw@s2.example:26379\"]\nsentinel_master = \"mymaster\"\nsentinel_master_username = \"broker\"\nsentinel_master_password_env = \"CB_TEST_REDIS_PW\"\nsentinel_wait_replicas = 1",
+                ),
+                "t.toml",
+            )
+            .expect("sentinel");
+            let StoreConfig::Redis { redis, .. } = cfg.store else {
+                panic!("not redis");
+            };
+            assert!(!redis.cluster);
+            assert_eq!(redis.urls.len(), 2);
+            let sentinel = redis.sentinel.as_ref().expect("sentinel mode");
+            assert_eq!(sentinel.master, "mymaster");
+            assert_eq!(sentinel.username.as_deref(), Some("broker"));
+            assert_eq!(sentinel.password.as_deref(), Some("data-n0de-pw"));
+            assert_eq!(sentinel.wait_replicas, 1);
+            let shown = format!("{redis:?}");
+            assert!(!shown.contains("data-n0de-pw") && !shown.contains("sent-pw"), "{shown}");
             Ok(())
         });
 
@@ -1631,7 +1799,67 @@ api_key_hashes = ["sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff
             (
                 "backend = \"redis\"\nurl = \"redis://h:1\"\ncluster_urls = [\"redis://h:2\"]",
                 "store.url",
-                "not both",
+                "only one of",
+            ),
+            (
+                "backend = \"redis\"\ncluster_urls = [\"redis://h:1\"]\nsentinel_urls = [\"redis://h:2\"]\nsentinel_master = \"m\"",
+                "store.cluster_urls",
+                "only one of",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:26379\"]",
+                "store.sentinel_master",
+                "missing",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:26379\"]\nsentinel_master = \"my master\"",
+                "store.sentinel_master",
+                "spaces",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://:secret@h:26379/1\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "database",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://:secret@h:1\", \"redis://:other@h:2\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "same user and password",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\", \"rediss://h:2\"]\nsentinel_master = \"m\"",
+                "store.sentinel_urls",
+                "mixes",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_master_password_env = \"CB_TEST_REDIS_PW_ABSENT\"",
+                "store.sentinel_master_password_env",
+                "CB_TEST_REDIS_PW_ABSENT is not set",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_master_password_env = \"BROKER_REDIS_PW\"",
+                "store.sentinel_master_password_env",
+                "reserved",
+            ),
+            (
+                "backend = \"redis\"\nsentinel_urls = [\"redis://h:1\"]\nsentinel_master = \"m\"\nsentinel_wait_replicas = 17",
+                "store.sentinel_wait_replicas",
+                "between",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nsentinel_master = \"m\"",
+                "store.sentinel_master",
+                "only used with sentinel_urls",
+            ),
+            (
+                "backend = \"redis\"\nurl = \"redis://h:1\"\nsentinel_wait_replicas = 1",
+                "store.sentinel_wait_replicas",
+                "only used with sentinel_urls",
+            ),
+            (
+                "backend = \"embedded\"\nsentinel_urls = [\"redis://:secret@h:1\"]",
+                "store.sentinel_urls",
+                "only used",
             ),
             (
                 "backend = \"redis\"\nurl = \"http://:secret@h:1\"",

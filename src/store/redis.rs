@@ -1,6 +1,8 @@
 //! Redis backend, for brokers that share state: one server (`redis://`, `rediss://` for TLS)
-//! through an auto-reconnecting multiplexed [`ConnectionManager`], or a Redis Cluster through
-//! [`ClusterClient`] (routes each command to its key's slot, follows MOVED/ASK).
+//! through an auto-reconnecting multiplexed [`ConnectionManager`], a Redis Cluster through
+//! [`ClusterClient`] (routes each command to its key's slot, follows MOVED/ASK), or a master
+//! found through Redis Sentinel ([`SentinelConn`], which asks the sentinels again after a failure
+//! so that a failover is followed without a restart).
 //!
 //! Layout: each record is one Redis **hash** with the fields `v` (version, a decimal integer) and
 //! `d` (the value's bytes), under `{key_prefix}{key}`. A hash rather than one string with a binary
@@ -21,17 +23,23 @@
 //! `<slot>:<SCAN cursor>`), with the command routed to the master of that slot.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use ::redis::{Client, Cmd, FromRedisValue, RedisResult, Script, ScriptInvocation, TlsCertificates, Value};
+use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation,
+    TlsCertificates, TlsMode, Value,
+};
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use super::{CasOutcome, Store, StoreError, Versioned};
-use crate::config::{RedisConfig, redact_redis_url};
+use crate::config::{RedisConfig, SentinelConfig, redact_redis_url};
 
 /// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
 /// Redis that comes back is used again within about a second.
@@ -78,6 +86,176 @@ impl Scripts {
 enum Conn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
+}
+
+/// The master of a Sentinel-monitored group. [`ConnectionManager`] cannot be used: it reconnects
+/// to the address it started with, which after a failover is a dead or demoted server. Instead the
+/// connection to the current master is kept until a command on it fails in a way that suggests the
+/// master is gone or no longer master (I/O error, timeout, `READONLY`…); the next command then asks
+/// the sentinels for the master again. The failing command itself is not retried: its effect is
+/// unknown, and the caller gets an error (never "not found").
+pub(crate) struct SentinelConn {
+    /// Also serialises lookups, so a burst of failing commands makes one lookup, not one each.
+    sentinel: tokio::sync::Mutex<SentinelClient>,
+    /// The connection in use and its generation, so a late failure on a replaced connection does
+    /// not throw away its fresh successor.
+    current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    generation: Mutex<u64>,
+    config: AsyncConnectionConfig,
+    /// Replicas that must acknowledge each write (`WAIT`); 0 for none.
+    wait_replicas: u32,
+}
+
+impl SentinelConn {
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The connection to the master, asking the sentinels when there is none.
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let mut sentinel = self.sentinel.lock().await;
+        // Another task may have connected while this one waited for the lock.
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let client = sentinel.async_get_client().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let generation = {
+            let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+            *g += 1;
+            *g
+        };
+        tracing::info!(
+            master = %client.get_connection_info().addr(),
+            "connected to the Redis master named by the sentinels"
+        );
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, conn.clone()));
+        Ok((generation, conn))
+    }
+
+    fn forget(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *current = None;
+        }
+    }
+
+    /// Runs `op` on the master until `deadline`, dropping the connection when the failure means
+    /// the master may have changed. The deadline is the caller's (see [`RedisStore::bounded`]), so
+    /// that a master that stopped answering is forgotten before the caller gives up. After a
+    /// `write`, `WAIT`s for `wait_replicas` replicas on the same connection (WAIT covers the
+    /// writes sent on the connection it is sent on): an error unless enough confirm in time. A write
+    /// so refused may still be on the master, like any write whose answer was lost.
+    async fn run<T, F, Fut>(&self, deadline: Instant, write: bool, op: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (generation, conn) = self.connection().await?;
+        let n = if write { self.wait_replicas } else { 0 };
+        let attempt = async {
+            let value = op(conn.clone()).await?;
+            if n > 0 {
+                // Half the time left, so that a WAIT that runs out still answers (with the count)
+                // before the deadline; WAIT with 0 ms would block forever.
+                let left = deadline.saturating_duration_since(Instant::now()) / 2;
+                let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+                let acked: u32 = ::redis::cmd("WAIT")
+                    .arg(n)
+                    .arg(ms)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                if acked < n {
+                    // Not an I/O error: too few replicas says nothing about the master having changed.
+                    return Err(RedisError::from((
+                        ErrorKind::Client,
+                        "write not confirmed by enough replicas",
+                        format!("{acked} of {n} (store.sentinel_wait_replicas) within {ms} ms"),
+                    )));
+                }
+            }
+            Ok(value)
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if master_may_have_changed(&e) {
+                    self.forget(generation);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.forget(generation);
+                Err(RedisError::from((ErrorKind::Io, "no answer from the master in time")))
+            }
+        }
+    }
+}
+
+/// Whether a failed command suggests the connection no longer leads to a working master: the
+/// server is gone or silent, or it answered as a replica or as out of service.
+fn master_may_have_changed(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
+/// The client that asks the sentinels for the master. The sentinels' own credentials and TLS
+/// come from their URLs (the configuration checks that all URLs carry the same credentials); the
+/// master's from `sentinel` and, for TLS, the sentinels' scheme and the CA file.
+fn sentinel_client(
+    urls: &[String],
+    sentinel: &SentinelConfig,
+    certs: Option<TlsCertificates>,
+) -> RedisResult<SentinelClient> {
+    let mut addrs = Vec::new();
+    let mut login = None;
+    let mut tls = false;
+    for url in urls {
+        // Built as a client so that the CA certificate is attached to `rediss://` addresses.
+        let client = match &certs {
+            Some(certs) => Client::build_with_tls(url.as_str(), certs.clone())?,
+            None => Client::open(url.as_str())?,
+        };
+        let info = client.get_connection_info();
+        tls |= matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
+        addrs.push(info.addr().clone());
+        let settings = info.redis_settings();
+        login = login.or_else(|| {
+            settings
+                .password()
+                .map(|pw| (settings.username().map(str::to_string), pw.to_string()))
+        });
+    }
+    let mut builder = SentinelClientBuilder::new(addrs, &sentinel.master, SentinelServerType::Master)?;
+    if let Some((username, password)) = login {
+        if let Some(username) = username {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if tls {
+        builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(certs) = certs {
+            builder = builder.set_client_to_redis_certificates(certs);
+        }
+    }
+    if let Some(username) = &sentinel.username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = &sentinel.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    builder.build()
 }
 
 /// A Redis-backed [`Store`].
@@ -99,6 +277,7 @@ impl std::fmt::Debug for RedisStore {
                 &match self.conn {
                     Conn::Standalone(_) => "standalone",
                     Conn::Cluster(_) => "cluster",
+                    Conn::Sentinel(_) => "sentinel",
                 },
             )
             .field("prefix", &self.prefix)
@@ -144,7 +323,8 @@ impl RedisStore {
     /// servers without credentials) when Redis cannot be reached, refuses the credentials or the
     /// TLS certificate, or refuses scripts.
     pub async fn connect(config: &RedisConfig) -> Result<Self, StoreError> {
-        let secrets = passwords(&config.urls);
+        let mut secrets = passwords(&config.urls);
+        secrets.extend(config.sentinel.as_ref().and_then(|s| s.password.clone()));
         let servers = config
             .urls
             .iter()
@@ -167,7 +347,30 @@ impl RedisStore {
             None => None,
         };
 
-        let conn = if config.cluster {
+        let conn = if let Some(sentinel) = &config.sentinel {
+            let client = sentinel_client(&config.urls, sentinel, certs).map_err(fail)?;
+            let conn = SentinelConn {
+                sentinel: tokio::sync::Mutex::new(client),
+                current: Mutex::new(None),
+                generation: Mutex::new(0),
+                config: AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.connect_timeout))
+                    .set_response_timeout(Some(config.response_timeout)),
+                wait_replicas: sentinel.wait_replicas,
+            };
+            // Bounded like every operation: an unreachable group fails start-up promptly.
+            match tokio::time::timeout(config.connect_timeout + config.response_timeout, conn.connection()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(fail(e)),
+                Err(_) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot connect to Redis at {servers}: no master {:?} found in time",
+                        sentinel.master
+                    )));
+                }
+            }
+            Conn::Sentinel(Arc::new(conn))
+        } else if config.cluster {
             // Both timeouts set explicitly: the cluster builder has no response timeout by
             // default, and the overall request timeout (retries and redirects included) follows
             // the response timeout.
@@ -205,11 +408,18 @@ impl RedisStore {
         };
         for script in store.scripts.all() {
             let conn = store.conn.clone();
+            let deadline = store.deadline();
             store
                 .bounded("SCRIPT LOAD", async move {
                     match conn {
                         Conn::Standalone(mut c) => script.prepare_invoke().load_async(&mut c).await,
                         Conn::Cluster(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                        Conn::Sentinel(s) => {
+                            s.run(deadline, false, |mut c| async move {
+                                script.prepare_invoke().load_async(&mut c).await
+                            })
+                            .await
+                        }
                     }
                 })
                 .await?;
@@ -217,10 +427,19 @@ impl RedisStore {
         store.ping().await?;
         tracing::info!(
             servers = %servers,
-            mode = if config.cluster { "cluster" } else { "standalone" },
+            mode = match store.conn {
+                Conn::Standalone(_) => "standalone",
+                Conn::Cluster(_) => "cluster",
+                Conn::Sentinel(_) => "sentinel",
+            },
             "connected to the Redis store"
         );
         Ok(store)
+    }
+
+    /// When an operation started now must be done by; see `bounded`.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
     }
 
     fn key(&self, key: &str) -> String {
@@ -244,12 +463,21 @@ impl RedisStore {
         }
     }
 
-    async fn command<T: FromRedisValue + Send>(&self, op: &str, cmd: Cmd) -> Result<T, StoreError> {
+    /// One command; `write` says whether it changes data (then, on Sentinel, it waits for
+    /// replicas as configured).
+    async fn command<T: FromRedisValue + Send>(&self, op: &str, cmd: Cmd, write: bool) -> Result<T, StoreError> {
         let conn = self.conn.clone();
+        // Taken before `bounded` starts its timer, so the sentinel path times out first and can
+        // drop a silent master's connection.
+        let deadline = self.deadline();
         self.bounded(op, async move {
             match conn {
                 Conn::Standalone(mut c) => cmd.query_async(&mut c).await,
                 Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+                Conn::Sentinel(s) => {
+                    s.run(deadline, write, |mut c| async move { cmd.query_async(&mut c).await })
+                        .await
+                }
             }
         })
         .await
@@ -327,12 +555,18 @@ impl RedisStore {
         Ok((self.unprefixed(names), next))
     }
 
+    /// One script; every script may write, so on Sentinel it waits for replicas as configured.
     async fn script<T: FromRedisValue + Send>(&self, op: &str, call: ScriptInvocation<'_>) -> Result<T, StoreError> {
         let conn = self.conn.clone();
+        let deadline = self.deadline();
         self.bounded(op, async move {
             match conn {
                 Conn::Standalone(mut c) => call.invoke_async(&mut c).await,
                 Conn::Cluster(mut c) => call.invoke_async(&mut c).await,
+                Conn::Sentinel(s) => {
+                    s.run(deadline, true, |mut c| async move { call.invoke_async(&mut c).await })
+                        .await
+                }
             }
         })
         .await
@@ -345,7 +579,7 @@ impl Store for RedisStore {
         let key = self.key(key);
         let mut cmd = ::redis::cmd("HMGET");
         cmd.arg(&key).arg("v").arg("d");
-        let (version, value): (Option<Vec<u8>>, Option<Vec<u8>>) = self.command("HMGET", cmd).await?;
+        let (version, value): (Option<Vec<u8>>, Option<Vec<u8>>) = self.command("HMGET", cmd, false).await?;
         let corrupt = |message: &str| StoreError::Corrupt {
             key: key.clone(),
             message: message.into(),
@@ -402,7 +636,7 @@ impl Store for RedisStore {
         // Redis does not count an expired key as deleted, matching "true when a live one existed".
         let mut cmd = ::redis::cmd("DEL");
         cmd.arg(self.key(key));
-        let removed: i64 = self.command("DEL", cmd).await?;
+        let removed: i64 = self.command("DEL", cmd, true).await?;
         Ok(removed > 0)
     }
 
@@ -414,20 +648,21 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         // On a cluster, PING goes to every node: ready means every slot's master answers.
-        self.command::<()>("PING", ::redis::cmd("PING")).await
+        self.command::<()>("PING", ::redis::cmd("PING"), false).await
     }
 
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
         let count = limit.max(1);
         match &self.conn {
-            Conn::Standalone(_) => {
+            Conn::Standalone(_) | Conn::Sentinel(_) => {
                 let from = match cursor {
                     None => 0,
                     Some(c) => c
                         .parse::<u64>()
                         .map_err(|_| StoreError::Backend(format!("redis SCAN: invalid cursor {c:?}")))?,
                 };
-                let (next, names): (u64, Vec<Vec<u8>>) = self.command("SCAN", self.scan_cmd(from, count)).await?;
+                let (next, names): (u64, Vec<Vec<u8>>) =
+                    self.command("SCAN", self.scan_cmd(from, count), false).await?;
                 Ok((self.unprefixed(names), (next != 0).then(|| next.to_string())))
             }
             Conn::Cluster(conn) => self.scan_cluster(conn, cursor, count).await,
@@ -529,6 +764,23 @@ mod tests {
             scrub("AUTH s3cr@t / s3cr%40t / other failed", &secrets),
             "AUTH [redacted] / [redacted] / [redacted] failed"
         );
+    }
+
+    #[test]
+    fn only_connection_failures_send_sentinel_mode_back_to_the_sentinels() {
+        assert!(master_may_have_changed(&RedisError::from((
+            ErrorKind::Io,
+            "broken pipe"
+        ))));
+        // The error an unconfirmed WAIT becomes: the replicas lag, the master is fine.
+        assert!(!master_may_have_changed(&RedisError::from((
+            ErrorKind::Client,
+            "write not confirmed by enough replicas"
+        ))));
+        assert!(!master_may_have_changed(&RedisError::from((
+            ErrorKind::UnexpectedReturnType,
+            "not an integer"
+        ))));
     }
 
     #[test]

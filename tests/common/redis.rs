@@ -1,6 +1,7 @@
-//! Real `redis-server` processes for a test: one server (plain or TLS) or a 3-master Redis Cluster,
-//! each on ephemeral loopback ports, with nothing persisted (except `start_persistent`), killed
-//! when dropped. Needs `redis-server` and `redis-cli` on the PATH (`scripts/test` installs them).
+//! Real `redis-server` processes for a test: one server (plain or TLS), a 3-master Redis Cluster,
+//! or a master with one replica watched by three sentinels (`redis-server --sentinel`), each on
+//! ephemeral loopback ports, with nothing persisted (except `start_persistent`), killed when
+//! dropped. Needs `redis-server` and `redis-cli` on the PATH (`scripts/test` installs them).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -40,8 +41,14 @@ impl Process {
     /// Starts `redis-server` with `args` plus the test defaults, logging to `dir`. `None` when it
     /// exited because its port was taken (the caller retries with other ports).
     fn spawn(dir: &Path, name: &str, args: &[String]) -> Option<Process> {
+        Self::spawn_with(dir, name, &[], args)
+    }
+
+    /// [`Process::spawn`] with `leading` arguments first (a config file must come first).
+    fn spawn_with(dir: &Path, name: &str, leading: &[String], args: &[String]) -> Option<Process> {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new("redis-server")
+            .args(leading)
             .args([
                 "--save",
                 "",
@@ -139,10 +146,11 @@ fn answers_ping(url: &str, ca: Option<&Path>) -> bool {
 }
 
 /// Store settings for a test: explicit timeouts generous enough for a loaded 2-core machine.
-fn store_config(urls: Vec<String>, cluster: bool, ca: Option<PathBuf>) -> RedisConfig {
+pub fn store_config(urls: Vec<String>, cluster: bool, ca: Option<PathBuf>) -> RedisConfig {
     RedisConfig {
         urls,
         cluster,
+        sentinel: None,
         key_prefix: "cb:".into(),
         connect_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(2),
@@ -385,5 +393,280 @@ impl RedisCluster {
             .iter()
             .map(|u| raw_connection(u, None).expect("raw connection to a cluster node"))
             .collect()
+    }
+}
+
+/// The name the test sentinels monitor their master under.
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+/// A master, one replica (`--replicaof`) and three sentinels (quorum 2, the master deemed down
+/// after 1 s), optionally with a password on the data nodes, optionally all TLS-only (one
+/// self-signed certificate for `localhost` and `127.0.0.1`, also used between the processes).
+pub struct RedisSentinel {
+    master: Option<Process>,
+    replica: Option<Process>,
+    sentinels: Vec<Process>,
+    master_port: u16,
+    replica_port: u16,
+    sentinel_ports: Vec<u16>,
+    password: Option<String>,
+    /// The certificate everyone trusts, when TLS-only.
+    ca_file: Option<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisSentinel {
+    /// Starts everything and returns once the replica is in sync and every sentinel sees the
+    /// replica and the other two sentinels (so a failover can be authorised).
+    pub fn start(password: Option<&str>) -> RedisSentinel {
+        Self::launch(password, false)
+    }
+
+    /// [`RedisSentinel::start`] with TLS only: `rediss://` for the sentinels, the data nodes and
+    /// replication; trust [`RedisSentinel::ca_file`].
+    pub fn start_tls() -> RedisSentinel {
+        Self::launch(None, true)
+    }
+
+    fn launch(password: Option<&str>, tls: bool) -> RedisSentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = tls.then(|| {
+            let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("self-signed certificate");
+            let cert_file = dir.path().join("cert.pem");
+            std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
+            std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).expect("write key");
+            cert_file
+        });
+        // The directives both as arguments (data nodes) and as config lines (sentinels).
+        let tls_directives: Vec<(&str, String)> = match &ca_file {
+            Some(cert) => vec![
+                ("tls-cert-file", cert.display().to_string()),
+                ("tls-key-file", dir.path().join("key.pem").display().to_string()),
+                ("tls-ca-cert-file", cert.display().to_string()),
+                ("tls-auth-clients", "no".into()),
+                ("tls-replication", "yes".into()),
+            ],
+            None => Vec::new(),
+        };
+        let port_directives = |port: u16| -> Vec<(&'static str, String)> {
+            if tls {
+                vec![("port", "0".into()), ("tls-port", port.to_string())]
+            } else {
+                vec![("port", port.to_string())]
+            }
+        };
+        let ca = ca_file.clone();
+        let auth: Vec<String> = match password {
+            Some(pw) => ["--requirepass", pw, "--masterauth", pw].map(String::from).to_vec(),
+            None => Vec::new(),
+        };
+        let data_node = |name: &str, extra: &[String]| -> (Process, u16) {
+            for _ in 0..PORT_ATTEMPTS {
+                let port = free_port();
+                let mut args = Vec::new();
+                for (k, v) in port_directives(port).into_iter().chain(tls_directives.iter().cloned()) {
+                    args.extend([format!("--{k}"), v]);
+                }
+                args.extend(auth.iter().cloned());
+                args.extend(extra.iter().cloned());
+                if let Some(mut p) = Process::spawn(dir.path(), &format!("{name}-{port}"), &args) {
+                    let url = node_url(port, password, tls);
+                    p.wait_until("PING answer", || answers_ping(&url, ca.as_deref()));
+                    return (p, port);
+                }
+            }
+            panic!("{name} could not get a free port");
+        };
+        let (master, master_port) = data_node("master", &[]);
+        let (replica, replica_port) = data_node(
+            "replica",
+            &["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()],
+        );
+
+        let mut sentinels = Vec::new();
+        let mut sentinel_ports = Vec::new();
+        while sentinels.len() < 3 {
+            let mut started = None;
+            for _ in 0..PORT_ATTEMPTS {
+                let port = free_port();
+                // Each sentinel rewrites its own file (it records what it learns), so one each.
+                let conf = dir.path().join(format!("sentinel-{port}.conf"));
+                let mut text: String = port_directives(port)
+                    .into_iter()
+                    .chain(tls_directives.iter().cloned())
+                    .map(|(k, v)| format!("{k} {v}\n"))
+                    .collect();
+                text.push_str(&format!(
+                    "bind 127.0.0.1\nsentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 3000\n"
+                ));
+                if let Some(pw) = password {
+                    text.push_str(&format!("sentinel auth-pass {SENTINEL_MASTER} {pw}\n"));
+                }
+                std::fs::write(&conf, text).expect("write the sentinel config");
+                let leading = [conf.display().to_string(), "--sentinel".into()];
+                if let Some(p) = Process::spawn_with(dir.path(), &format!("sentinel-{port}"), &leading, &[]) {
+                    started = Some((p, port));
+                    break;
+                }
+            }
+            let (mut process, port) = started.expect("a sentinel could not get a free port");
+            let url = node_url(port, None, tls);
+            process.wait_until("PING answer", || answers_ping(&url, ca.as_deref()));
+            sentinels.push(process);
+            sentinel_ports.push(port);
+        }
+
+        let mut group = RedisSentinel {
+            master: Some(master),
+            replica: Some(replica),
+            sentinels,
+            master_port,
+            replica_port,
+            sentinel_ports,
+            password: password.map(str::to_string),
+            ca_file,
+            dir,
+        };
+        let master_url = node_url(master_port, password, tls);
+        if let Some(m) = group.master.as_mut() {
+            m.wait_until("the replica in sync", || {
+                raw_connection(&master_url, ca.as_deref())
+                    .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
+                    .is_ok_and(|info| info.contains("connected_slaves:1") && info.contains("state=online"))
+            });
+        }
+        for (process, port) in group.sentinels.iter_mut().zip(&group.sentinel_ports) {
+            let url = node_url(*port, None, tls);
+            process.wait_until("the replica and the other sentinels", || {
+                let Ok(mut c) = raw_connection(&url, ca.as_deref()) else {
+                    return false;
+                };
+                let replicas: redis::RedisResult<Vec<redis::Value>> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(SENTINEL_MASTER)
+                    .query(&mut c);
+                let quorum: redis::RedisResult<String> = redis::cmd("SENTINEL")
+                    .arg("CKQUORUM")
+                    .arg(SENTINEL_MASTER)
+                    .query(&mut c);
+                replicas.is_ok_and(|r| r.len() == 1) && quorum.is_ok_and(|q| q.contains("3 usable"))
+            });
+        }
+        group
+    }
+
+    /// `redis://127.0.0.1:P` (`rediss://localhost:P` with TLS) of every sentinel.
+    pub fn sentinel_urls(&self) -> Vec<String> {
+        self.sentinel_ports
+            .iter()
+            .map(|p| node_url(*p, None, self.ca_file.is_some()))
+            .collect()
+    }
+
+    /// The PEM certificate to trust (TLS groups only).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// Store settings for Sentinel mode, with the data nodes' password when there is one.
+    pub fn config(&self) -> RedisConfig {
+        let mut config = store_config(self.sentinel_urls(), false, self.ca_file.clone());
+        config.sentinel = Some(consent_broker::config::SentinelConfig {
+            master: SENTINEL_MASTER.into(),
+            username: None,
+            password: self.password.clone(),
+            wait_replicas: 0,
+        });
+        config
+    }
+
+    /// The `[store]` lines for a broker on this group (without a password: that comes from the
+    /// environment, which tests share).
+    pub fn store_toml(&self) -> String {
+        let urls = self
+            .sentinel_urls()
+            .iter()
+            .map(|u| format!("{u:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("backend = \"redis\"\nsentinel_urls = [{urls}]\nsentinel_master = \"{SENTINEL_MASTER}\"")
+    }
+
+    /// The current master's port as the sentinels report it (`None` when none answers).
+    pub fn reported_master_port(&self) -> Option<u16> {
+        self.sentinel_urls().iter().find_map(|url| {
+            let mut c = raw_connection(url, self.ca_file()).ok()?;
+            let (_, port): (String, u16) = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(SENTINEL_MASTER)
+                .query(&mut c)
+                .ok()?;
+            Some(port)
+        })
+    }
+
+    /// The first master's port.
+    pub fn master_port(&self) -> u16 {
+        self.master_port
+    }
+
+    /// The replica's port (the master's after a failover).
+    pub fn replica_port(&self) -> u16 {
+        self.replica_port
+    }
+
+    /// A synchronous connection to the data node on `port`, for inspection.
+    pub fn raw(&self, port: u16) -> redis::Connection {
+        raw_connection(
+            &node_url(port, self.password.as_deref(), self.ca_file.is_some()),
+            self.ca_file(),
+        )
+        .expect("raw connection to a data node")
+    }
+
+    /// Kills the first master; the sentinels then promote the replica.
+    pub fn kill_master(&mut self) {
+        if let Some(mut p) = self.master.take() {
+            p.kill();
+        }
+    }
+
+    /// Waits (bounded) until the sentinels name the replica as master and it acts as one.
+    pub fn wait_for_failover(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let replica_url = node_url(self.replica_port, self.password.as_deref(), self.ca_file.is_some());
+        loop {
+            let promoted = self.reported_master_port() == Some(self.replica_port)
+                && raw_connection(&replica_url, self.ca_file())
+                    .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
+                    .is_ok_and(|role| matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
+            if promoted {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = std::fs::read_dir(self.dir.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("sentinel-"))
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                    .map(|e| log_tail(&e.path()))
+                    .collect();
+                panic!("no failover within {within:?}:\n{}", logs.join("\n---\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// `redis://[:password@]127.0.0.1:P`, or `rediss://[:password@]localhost:P` for TLS.
+fn node_url(port: u16, password: Option<&str>, tls: bool) -> String {
+    let login = password.map(|pw| format!(":{pw}@")).unwrap_or_default();
+    match tls {
+        true => format!("rediss://{login}localhost:{port}"),
+        false => format!("redis://{login}127.0.0.1:{port}"),
     }
 }

@@ -1,6 +1,6 @@
 //! The Redis store: the shared conformance suite against a real standalone server, a real
-//! 3-master cluster and a TLS server; errors when Redis is gone (never "not found"), recovery
-//! when it is back; and the broker end to end on Redis.
+//! 3-master cluster, a TLS server and a Sentinel group; errors when Redis is gone (never "not
+//! found"), recovery when it is back or has failed over; and the broker end to end on Redis.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::common::broker::BrokerOptions;
 use crate::common::flows::World;
-use crate::common::redis::{RedisCluster, RedisServer};
+use crate::common::redis::{RedisCluster, RedisSentinel, RedisServer};
 
 async fn connect(config: &consent_broker::config::RedisConfig) -> Arc<RedisStore> {
     Arc::new(RedisStore::connect(config).await.expect("connect to Redis"))
@@ -354,4 +354,241 @@ async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
         assert_eq!(status, StatusCode::OK, "a refresh works again: {body}");
     }
     assert_eq!(w.sim.token_grants("refresh_token").await, 2);
+}
+
+#[tokio::test]
+async fn sentinel_passes_the_store_suite_with_a_password() {
+    let group = RedisSentinel::start(Some("s3cret"));
+    let store = connect(&group.config()).await;
+    conformance::run(store.as_ref()).await;
+    conformance::concurrent_take(store.clone()).await;
+
+    // The store talks to the master the sentinels name, with the data nodes' password.
+    store.put("where", b"m".to_vec(), None).await.unwrap();
+    let on_master: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg("cb:where")
+        .arg("d")
+        .query(&mut group.raw(group.master_port()))
+        .unwrap();
+    assert_eq!(on_master.as_deref(), Some(&b"m"[..]));
+
+    // A wrong password fails start-up, and the error does not show it.
+    let mut config = group.config();
+    config.sentinel.as_mut().unwrap().password = Some("wr0ng-pw".into());
+    let err = RedisStore::connect(&config)
+        .await
+        .expect_err("a wrong password must fail");
+    assert!(!err.to_string().contains("wr0ng-pw"), "{err}");
+    // So does a master name the sentinels do not know.
+    let mut config = group.config();
+    config.sentinel.as_mut().unwrap().master = "other".into();
+    assert!(RedisStore::connect(&config).await.is_err());
+}
+
+#[tokio::test]
+async fn sentinel_over_tls_passes_the_store_suite_and_refuses_an_untrusted_certificate() {
+    let group = RedisSentinel::start_tls();
+    assert!(
+        group
+            .sentinel_urls()
+            .iter()
+            .all(|u| u.starts_with("rediss://localhost:"))
+    );
+    let store = connect(&group.config()).await;
+    conformance::run(store.as_ref()).await;
+    store.put("tls", b"t".to_vec(), None).await.unwrap();
+    let on_master: Option<u64> = redis::cmd("HGET")
+        .arg("cb:tls")
+        .arg("v")
+        .query(&mut group.raw(group.master_port()))
+        .unwrap();
+    assert_eq!(on_master, Some(1));
+
+    // The system roots do not know the test certificate: no connection to the sentinels.
+    let mut config = group.config();
+    config.tls_ca_file = None;
+    assert!(RedisStore::connect(&config).await.is_err());
+    // Plain text to the TLS ports fails too.
+    let mut config = group.config();
+    config.urls = config.urls.iter().map(|u| u.replace("rediss://", "redis://")).collect();
+    config.tls_ca_file = None;
+    assert!(RedisStore::connect(&config).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_wait_confirms_writes_and_the_store_follows_a_failover() {
+    let mut group = RedisSentinel::start(None);
+    let mut config = group.config();
+    config.sentinel.as_mut().unwrap().wait_replicas = 1;
+    let confirmed = connect(&config).await;
+    config.sentinel.as_mut().unwrap().wait_replicas = 2;
+    config.response_timeout = Duration::from_millis(400);
+    let too_many = connect(&config).await;
+    let plain = connect(&group.config()).await;
+
+    // With WAIT 1, a write returns only once the replica has it.
+    let mut replica = group.raw(group.replica_port());
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(confirmed.put(&key, key.as_bytes().to_vec(), None).await.unwrap(), 1);
+        let version: Option<u64> = redis::cmd("HGET")
+            .arg(format!("cb:{key}"))
+            .arg("v")
+            .query(&mut replica)
+            .unwrap();
+        assert_eq!(
+            version,
+            Some(1),
+            "{key} is on the replica as soon as the write returned"
+        );
+    }
+    // One replica cannot confirm for two: the write is an error naming the setting, in time.
+    let started = Instant::now();
+    match too_many.put("two", b"x".to_vec(), None).await {
+        Err(StoreError::Backend(message)) => assert!(message.contains("sentinel_wait_replicas"), "{message}"),
+        other => panic!("an unconfirmed write must be an error, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Reads do not wait, and the unconfirmed connection is kept (it was the replicas' fault).
+    assert!(too_many.get("k0").await.unwrap().is_some());
+
+    group.kill_master();
+    // Until the replica is promoted every call fails as an error, never as "not found"; then
+    // the same store answers from the new master, with every confirmed write.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut errors = 0;
+    loop {
+        match plain.get("k0").await {
+            Ok(Some(_)) => break,
+            Ok(None) => panic!("a failover must never look like a missing record"),
+            Err(StoreError::Backend(_)) => errors += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "the store did not follow the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(errors > 0, "the master's death went unnoticed");
+    assert_eq!(group.reported_master_port(), Some(group.replica_port()));
+    // The other stores still hold the dead master's connection: their first call fails (and
+    // drops it), the next asks the sentinels.
+    for store in [&confirmed, &too_many] {
+        assert!(
+            store.ping().await.is_err(),
+            "a call on the dead master's connection succeeded"
+        );
+        store.ping().await.expect("reconnected to the new master");
+    }
+    for i in 0..20 {
+        let got = confirmed.get(&format!("k{i}")).await.unwrap();
+        assert_eq!(
+            got.map(|v| v.value),
+            Some(format!("k{i}").into_bytes()),
+            "k{i} survived"
+        );
+    }
+    // Writes go to the new master. It has no replica left, so WAIT 1 can no longer be met:
+    // the price of confirmed writes is refusing them when no replica is there.
+    assert_eq!(plain.put("after", b"a".to_vec(), None).await.unwrap(), 1);
+    let on_new_master: Option<u64> = redis::cmd("HGET")
+        .arg("cb:after")
+        .arg("v")
+        .query(&mut group.raw(group.replica_port()))
+        .unwrap();
+    assert_eq!(on_new_master, Some(1));
+    assert!(confirmed.put("after", b"b".to_vec(), None).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broker_on_sentinel_follows_a_failover_without_a_restart() {
+    let mut group = RedisSentinel::start(None);
+    let w = World::with(
+        |_| {},
+        BrokerOptions {
+            store: format!(
+                "{}\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
+                group.store_toml()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let served = w.connect(&w.upn("alice")).await;
+    let unserved = w.connect(&w.upn("carol")).await;
+    let (status, before) = w.token(&served, None).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    let token = before["access_token"].as_str().unwrap().to_string();
+
+    // Token calls keep running while the master dies and the replica takes over.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let (http, url, stop) = (w.http.clone(), w.broker.url.clone(), stop.clone());
+        let path = format!("/v1/connections/{served}/token");
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = http
+                    .get(format!("{url}{path}"))
+                    .bearer_auth(crate::common::broker::KEY_A)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                answers.push((status, body["access_token"].as_str().map(str::to_string)));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    group.kill_master();
+
+    // Without a restart the broker becomes ready again, on the promoted replica.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut saw_unready = false;
+    loop {
+        let r = w.http.get(format!("{}/readyz", w.broker.url)).send().await.unwrap();
+        if r.status() == StatusCode::OK && saw_unready {
+            break;
+        }
+        saw_unready |= r.status() == StatusCode::SERVICE_UNAVAILABLE;
+        assert!(Instant::now() < deadline, "the broker did not follow the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(group.reported_master_port(), Some(group.replica_port()));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let answers = background.await.unwrap();
+    assert!(answers.len() > 5, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(s, t)| *s == StatusCode::OK && t.as_deref() == Some(token.as_str())),
+        "every call during the failover was answered with the valid token: {answers:?}"
+    );
+
+    // Every connection made before the failover is intact, and a forced refresh (a
+    // compare-and-swap on the new master) works.
+    for conn in [&served, &unserved] {
+        let (stored, _) = w.broker.state.records.connection(conn).await.unwrap().expect("kept");
+        assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
+        let (status, body) = w.token(conn, Some(7_200)).await;
+        assert_eq!(status, StatusCode::OK, "a refresh works after the failover: {body}");
+        assert_ne!(body["access_token"], token.as_str());
+    }
+    assert_eq!(w.sim.token_grants("refresh_token").await, 2);
+    let versions: Vec<Option<u64>> = [&served, &unserved]
+        .iter()
+        .map(|c| {
+            redis::cmd("HGET")
+                .arg(format!("cb:conn:{{{c}}}"))
+                .arg("v")
+                .query(&mut group.raw(group.replica_port()))
+                .unwrap()
+        })
+        .collect();
+    assert!(versions.iter().all(|v| v.is_some_and(|v| v >= 2)), "{versions:?}");
 }
