@@ -556,7 +556,7 @@ async fn refresh_locked(
             }
             updated.refreshed_at = now;
             updated.token_identity = Some(identity);
-            match state.records.update_connection(&updated, version).await? {
+            match write_rotated(state, &updated, version).await? {
                 CasOutcome::Written(_) => {
                     tracing::info!(connection = %connection_id, connector = %connector_id, "access token refreshed");
                     Ok(to_token(&updated, Served::Refreshed))
@@ -617,6 +617,33 @@ async fn refresh_locked(
             match usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
                 Some(token) => Ok(token),
                 None => Err(TokenServiceError::Unavailable { retry_after }),
+            }
+        }
+    }
+}
+
+/// How long a refresh keeps trying to write its result while the store does not answer.
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// Writes a refreshed connection with compare-and-swap, retrying while the store does not
+/// answer: until this write lands, the rotated refresh token Entra just issued exists only here.
+/// A retry after a write that did land but whose answer was lost sees a conflict, and the caller
+/// then reads the record back, which is this write.
+async fn write_rotated(state: &AppState, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
+    let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match state.records.update_connection(conn, version).await {
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(connection = %conn.id, error = %e, "writing the refreshed connection failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => {
+                if let Err(e) = &other {
+                    tracing::error!(connection = %conn.id, error = %e, "could not write the refreshed connection; its rotated refresh token is lost");
+                }
+                return other;
             }
         }
     }

@@ -211,3 +211,51 @@ async fn shutdown_waits_for_a_refresh_whose_caller_left() {
     );
     assert_eq!(sim.token_grants("refresh_token").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_refresh_and_restarted_loses_nothing() {
+    let mut server = crate::common::redis::RedisServer::start_persistent();
+    // Strict rotation: only the newest refresh token works, so losing it would kill the connection.
+    let w = World::with(
+        |c| c["refresh_token_rotation_grace_secs"] = 0.into(),
+        BrokerOptions {
+            store: format!(
+                "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
+                server.url()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = intact(&w, &conn).await;
+    w.sim
+        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 800, "count": 1}))
+        .await;
+    let call = {
+        let (http, url) = (
+            w.http.clone(),
+            format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(KEY_A).send().await.map(|r| r.status()) })
+    };
+    // Redis dies while Entra is answering, and comes back from its append-only file after the
+    // rotated refresh token was issued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.restart();
+    let status = call.await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK, "the refresh waited for the store and answered");
+    let after = intact(&w, &conn).await;
+    assert_ne!(
+        after, before,
+        "the rotated refresh token was written once Redis was back"
+    );
+    let (status, body) = w.token(&conn, Some(7_200)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the stored refresh token is the one Entra honours: {body}"
+    );
+}
