@@ -162,26 +162,23 @@ pub fn captured_logs() -> String {
         .unwrap_or_default()
 }
 
-impl Broker {
-    /// Starts a broker on `reserved`, talking to the simulator at `sim_url`.
-    pub async fn start(reserved: Reserved, sim_url: &str, opts: BrokerOptions) -> Broker {
-        install_crypto_provider();
-        capture_logs();
-        let secrets = tempfile::tempdir().expect("tempdir");
-        let secret_a: PathBuf = secrets.path().join("a");
-        let secret_b: PathBuf = secrets.path().join("b");
-        std::fs::write(&secret_a, APP_A_SECRET).expect("write secret");
-        std::fs::write(&secret_b, APP_B_SECRET).expect("write secret");
-        let encryption = match opts.encryption {
-            Some(section) => section,
-            None => {
-                let key_file = secrets.path().join("encryption-key");
-                std::fs::write(&key_file, TEST_ENCRYPTION_KEY).expect("write key");
-                format!("[[encryption.keys]]\nid = \"test\"\nfile = \"{}\"", key_file.display())
-            }
-        };
-        let toml = format!(
-            r#"
+/// The broker's config for `url` (`http://127.0.0.1:PORT`) and the simulator at `sim_url`, with
+/// its secret and key files written into `secrets`.
+pub fn config_toml(url: &str, sim_url: &str, opts: BrokerOptions, secrets: &std::path::Path) -> String {
+    let secret_a: PathBuf = secrets.join("a");
+    let secret_b: PathBuf = secrets.join("b");
+    std::fs::write(&secret_a, APP_A_SECRET).expect("write secret");
+    std::fs::write(&secret_b, APP_B_SECRET).expect("write secret");
+    let encryption = match opts.encryption {
+        Some(section) => section,
+        None => {
+            let key_file = secrets.join("encryption-key");
+            std::fs::write(&key_file, TEST_ENCRYPTION_KEY).expect("write key");
+            format!("[[encryption.keys]]\nid = \"test\"\nfile = \"{}\"", key_file.display())
+        }
+    };
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 public_url = "{url}"
@@ -226,31 +223,40 @@ scopes = ["User.Read"]
 return_urls = ["{RETURN_B}"]
 api_key_hashes = ["{hash_b}"]
 "#,
-            url = match &opts.tls {
-                Some(_) => reserved.url.replace("http://127.0.0.1", "https://localhost"),
-                None => reserved.url.clone(),
-            },
-            listener = match &opts.tls {
-                Some((cert, key)) => format!(
-                    "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
-                    cert.display(),
-                    key.display()
-                ),
-                None => "plain_http = true".into(),
-            },
-            entra = opts.entra,
-            server = opts.server,
-            limits = opts.limits,
-            tokens = opts.tokens,
-            store = opts.store,
-            flow = opts.flow,
-            credential_a = opts
-                .credential_a
-                .unwrap_or_else(|| format!("client_secret_file = \"{}\"", secret_a.display())),
-            secret_b = secret_b.display(),
-            hash_a = consent_broker::crypto::api_key_hash(KEY_A),
-            hash_b = consent_broker::crypto::api_key_hash(KEY_B),
-        );
+        url = match &opts.tls {
+            Some(_) => url.replace("http://127.0.0.1", "https://localhost"),
+            None => url.to_string(),
+        },
+        listener = match &opts.tls {
+            Some((cert, key)) => format!(
+                "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+            None => "plain_http = true".into(),
+        },
+        entra = opts.entra,
+        server = opts.server,
+        limits = opts.limits,
+        tokens = opts.tokens,
+        store = opts.store,
+        flow = opts.flow,
+        credential_a = opts
+            .credential_a
+            .unwrap_or_else(|| format!("client_secret_file = \"{}\"", secret_a.display())),
+        secret_b = secret_b.display(),
+        hash_a = consent_broker::crypto::api_key_hash(KEY_A),
+        hash_b = consent_broker::crypto::api_key_hash(KEY_B),
+    )
+}
+
+impl Broker {
+    /// Starts a broker on `reserved`, talking to the simulator at `sim_url`.
+    pub async fn start(reserved: Reserved, sim_url: &str, opts: BrokerOptions) -> Broker {
+        install_crypto_provider();
+        capture_logs();
+        let secrets = tempfile::tempdir().expect("tempdir");
+        let toml = config_toml(&reserved.url, sim_url, opts, secrets.path());
         let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
         let state = AppState::build(config).await.expect("broker state");
         let app = Application::with_listener(state.clone(), reserved.listener).expect("application");
@@ -304,4 +310,62 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
+}
+
+/// The real `consent-broker serve` binary on a given loopback URL, for crash tests: SIGKILLed on
+/// `kill` and on drop.
+pub struct BrokerProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl BrokerProcess {
+    /// Writes `config_toml` for `url` into `dir` (its secrets too) and serves it; returns once
+    /// `/readyz` answers.
+    pub async fn start(url: &str, sim_url: &str, opts: BrokerOptions, dir: &std::path::Path) -> BrokerProcess {
+        let addr = url.trim_start_matches("http://");
+        let toml =
+            config_toml(url, sim_url, opts, dir).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+        let file = dir.join("broker.toml");
+        std::fs::write(&file, toml).expect("write config");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_consent-broker"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn consent-broker serve");
+        let process = BrokerProcess {
+            child,
+            url: url.to_string(),
+        };
+        let http = client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return process;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker process did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, nothing finishes.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

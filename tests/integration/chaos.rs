@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::broker::{BrokerOptions, KEY_A};
@@ -258,4 +258,99 @@ async fn redis_killed_mid_refresh_and_restarted_loses_nothing() {
         StatusCode::OK,
         "the stored refresh token is the one Entra honours: {body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_while_entra_answers_a_refresh_refreshes_after_restart() {
+    use crate::common::broker::{BrokerProcess, Reserved};
+    let reserved = Reserved::new();
+    let url = reserved.url.clone();
+    let admin_callback = format!("{url}/v1/admin-consent/callback");
+    let sim = crate::common::sim::Sim::start(crate::common::sim::standard_config(&[
+        &reserved.callback(),
+        &admin_callback,
+    ]))
+    .await;
+    drop(reserved);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || BrokerOptions {
+        store: format!(
+            "backend = \"embedded\"\npath = \"{}\"",
+            dir.path().join("store.redb").display()
+        ),
+        ..Default::default()
+    };
+    let mut broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
+
+    // A sign-in through the real process, followed like a browser.
+    let http = crate::common::broker::client();
+    let (_, s) = api(
+        &http,
+        &url,
+        Method::POST,
+        "/v1/connect-sessions",
+        Some(json!({"connector": "files", "end_user": "u", "login_hint": crate::common::sim::ALICE})),
+    )
+    .await;
+    let mut next = url::Url::parse(s["connect_url"].as_str().unwrap()).unwrap();
+    let page = loop {
+        let r = http.get(next.clone()).send().await.unwrap();
+        match r.headers().get("location") {
+            Some(l) => next = next.join(l.to_str().unwrap()).unwrap(),
+            None => break r.text().await.unwrap(),
+        }
+    };
+    let code = handoff_code_in(&page).unwrap_or_else(|| panic!("{page}"));
+    let (_, redeemed) = api(
+        &http,
+        &url,
+        Method::POST,
+        "/v1/handoff/redeem",
+        Some(json!({"code": code})),
+    )
+    .await;
+    let conn = redeemed["connection_id"].as_str().unwrap().to_string();
+
+    // Killed while Entra is still answering its refresh: nothing was written.
+    sim.fault(
+        json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}),
+    )
+    .await;
+    let pending = {
+        let (http, url) = (http.clone(), format!("{url}/v1/connections/{conn}/token?min_ttl=7200"));
+        tokio::spawn(async move { http.get(url).bearer_auth(KEY_A).send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill();
+    assert!(pending.await.unwrap().is_err(), "the caller got no answer");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // After a restart on the same file the connection is there and refreshes with the refresh
+    // token it still holds (Entra keeps it usable after the rotation nobody saw).
+    let _broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
+    let (status, body) = api(
+        &http,
+        &url,
+        Method::GET,
+        &format!("/v1/connections/{conn}/token?min_ttl=7200"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sim.token_grants("refresh_token").await, 2);
+}
+
+async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = http.request(method, format!("{base}{path}")).bearer_auth(KEY_A);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status(), r.json().await.unwrap_or_default())
 }
