@@ -153,6 +153,8 @@ pub fn return_url(data: &[u8]) {
                 && a.host_str() == accepted.host_str()
                 && a.port_or_known_default() == accepted.port_or_known_default()
                 && a.path() == accepted.path()
+                // `p:` and `p://` have equal parts: the entry is the one with the same text.
+                && a[..url::Position::AfterPath] == accepted[..url::Position::AfterPath]
         })
         .unwrap_or_else(|| panic!("{candidate:?} accepted as {accepted} but matches no entry of {allowed:?}"));
     // What the browser is sent to starts with the registered URL itself.
