@@ -290,6 +290,15 @@ impl RedisServer {
         }
     }
 
+    /// The `[store]` section of a broker on this server with short timeouts, so that outage tests
+    /// see an unreachable Redis within a fraction of a second.
+    pub fn store_section(&self) -> String {
+        format!(
+            "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
+            self.url()
+        )
+    }
+
     /// Starts a stopped server again on the same port (data is gone unless it is persistent).
     pub fn restart(&mut self) {
         self.stop();

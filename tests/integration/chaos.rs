@@ -139,16 +139,8 @@ async fn sign_ins_refused_with_a_request_loop_leave_other_sign_ins_working() {
     assert_eq!(body["tenant_id"], NORTHWIND_TID);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_hanging_up_mid_refresh_loses_nothing() {
-    // No grace for rotated refresh tokens: only the newest one works, as with strict rotation.
-    let w = World::with(
-        |c| c["refresh_token_rotation_grace_secs"] = 0.into(),
-        BrokerOptions::default(),
-    )
-    .await;
-    let conn = w.connect(&w.upn("alice")).await;
-    let before = intact(&w, &conn).await;
+/// Forces a refresh that Entra answers slowly and hangs up before it answers.
+async fn hang_up_mid_refresh(w: &World, conn: &str) {
     w.sim
         .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}))
         .await;
@@ -162,6 +154,19 @@ async fn a_caller_hanging_up_mid_refresh_loses_nothing() {
         .send()
         .await;
     assert!(gone.is_err(), "the caller left before Entra answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_hanging_up_mid_refresh_loses_nothing() {
+    // No grace for rotated refresh tokens: only the newest one works, as with strict rotation.
+    let w = World::with(
+        |c| c["refresh_token_rotation_grace_secs"] = 0.into(),
+        BrokerOptions::default(),
+    )
+    .await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let before = intact(&w, &conn).await;
+    hang_up_mid_refresh(&w, &conn).await;
 
     // The refresh went on without it and stored the rotated refresh token.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -185,19 +190,7 @@ async fn shutdown_waits_for_a_refresh_whose_caller_left() {
     let w = World::new().await;
     let conn = w.connect(&w.upn("alice")).await;
     let before = intact(&w, &conn).await;
-    w.sim
-        .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}))
-        .await;
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let gone = impatient
-        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
-        .bearer_auth(KEY_A)
-        .send()
-        .await;
-    assert!(gone.is_err(), "the caller left before Entra answered");
+    hang_up_mid_refresh(&w, &conn).await;
 
     // SIGTERM-like stop with no request in flight: it still waits for the orphaned refresh.
     let World { broker, sim, .. } = w;
@@ -219,10 +212,7 @@ async fn redis_killed_mid_refresh_and_restarted_loses_nothing() {
     let w = World::with(
         |c| c["refresh_token_rotation_grace_secs"] = 0.into(),
         BrokerOptions {
-            store: format!(
-                "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
-                server.url()
-            ),
+            store: server.store_section(),
             ..Default::default()
         },
     )

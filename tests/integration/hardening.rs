@@ -349,10 +349,7 @@ async fn delete_during_a_store_outage_serves_nothing_from_memory() {
     let w = World::with(
         |_| {},
         BrokerOptions {
-            store: format!(
-                "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
-                server.url()
-            ),
+            store: server.store_section(),
             ..Default::default()
         },
     )

@@ -253,10 +253,7 @@ async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
     let w = World::with(
         |_| {},
         BrokerOptions {
-            store: format!(
-                "backend = \"redis\"\nurl = \"{}\"\nresponse_timeout_ms = 300\nconnect_timeout_ms = 200",
-                server.url()
-            ),
+            store: server.store_section(),
             ..Default::default()
         },
     )
