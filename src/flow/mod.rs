@@ -336,11 +336,10 @@ pub async fn start_for_approval(
     browser: Option<&Binding>,
     client: Option<IpAddr>,
 ) -> Result<Url, FlowError> {
-    if !same_browser(browser, &approval.browser) {
+    let Some(browser) = browser.filter(|b| b.matches(&approval.browser)) else {
         tracing::warn!(flow = %approval.flow_id, connector = %approval.connector, "approval continue refused: not the browser that started the sign-in");
         return Err(FlowError::OtherBrowser);
-    }
-    let browser = browser.ok_or(FlowError::OtherBrowser)?;
+    };
     let now = now_unix();
     if approval.expires_at <= now {
         return Err(FlowError::UnknownSession);

@@ -247,6 +247,36 @@ async fn broker_signs_in_serves_and_refreshes_tokens_on_redis() {
     assert!(flows.is_empty() && handoffs.is_empty(), "{flows:?} {handoffs:?}");
 }
 
+/// What the background token calls saw: each answer's status and access token.
+type Answers = tokio::task::JoinHandle<Vec<(StatusCode, Option<String>)>>;
+
+/// Calls connector A's token endpoint for `conn` every 20 ms until the returned flag is set.
+fn token_calls_in_the_background(w: &World, conn: &str) -> (Arc<std::sync::atomic::AtomicBool>, Answers) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (http, url, flag) = (
+        w.http.clone(),
+        format!("{}/v1/connections/{conn}/token", w.broker.url),
+        stop.clone(),
+    );
+    let task = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let r = http
+                .get(&url)
+                .bearer_auth(crate::common::broker::KEY_A)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            answers.push((status, body["access_token"].as_str().map(str::to_string)));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        answers
+    });
+    (stop, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
     let mut server = RedisServer::start_persistent();
@@ -265,27 +295,7 @@ async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
     let token = before["access_token"].as_str().unwrap().to_string();
 
     // Token calls keep running while Redis dies and comes back.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let background = {
-        let (http, url, stop) = (w.http.clone(), w.broker.url.clone(), stop.clone());
-        let path = format!("/v1/connections/{served}/token");
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let r = http
-                    .get(format!("{url}{path}"))
-                    .bearer_auth(crate::common::broker::KEY_A)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status();
-                let body: serde_json::Value = r.json().await.unwrap_or_default();
-                answers.push((status, body["access_token"].as_str().map(str::to_string)));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answers
-        })
-    };
+    let (stop, background) = token_calls_in_the_background(&w, &served);
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.stop();
 
@@ -520,27 +530,7 @@ async fn broker_on_sentinel_follows_a_failover_without_a_restart() {
     let token = before["access_token"].as_str().unwrap().to_string();
 
     // Token calls keep running while the master dies and the replica takes over.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let background = {
-        let (http, url, stop) = (w.http.clone(), w.broker.url.clone(), stop.clone());
-        let path = format!("/v1/connections/{served}/token");
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let r = http
-                    .get(format!("{url}{path}"))
-                    .bearer_auth(crate::common::broker::KEY_A)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status();
-                let body: serde_json::Value = r.json().await.unwrap_or_default();
-                answers.push((status, body["access_token"].as_str().map(str::to_string)));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answers
-        })
-    };
+    let (stop, background) = token_calls_in_the_background(&w, &served);
     tokio::time::sleep(Duration::from_millis(200)).await;
     group.kill_master();
 
