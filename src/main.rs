@@ -67,6 +67,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Test builds only: FAILPOINTS names the points where the chaos tests stop this process.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {

@@ -558,6 +558,8 @@ async fn refresh_locked(
             updated.token_identity = Some(identity);
             match write_rotated(state, &updated, version).await? {
                 CasOutcome::Written(_) => {
+                    // Where tests/integration/chaos.rs kills the broker: written, nobody answered.
+                    fail::fail_point!("tokens::rotated_written");
                     tracing::info!(connection = %connection_id, connector = %connector_id, "access token refreshed");
                     Ok(to_token(&updated, Served::Refreshed))
                 }

@@ -1,11 +1,16 @@
 //! The default store: one redb file, ACID with fsync on every commit, so a single-node broker
 //! loses no connection on restart or crash. redb is synchronous, so every call runs on tokio's
 //! blocking pool.
+//!
+//! A failed write (disk full, I/O error) makes redb refuse every later call on that handle, so the
+//! store closes it and opens the file again on the next call, at most once a second: calls fail
+//! (503) while the disk is full and work again once space returns, with no restart. A commit that
+//! failed never reached the file's header, so the file keeps the last committed state.
 
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -15,16 +20,49 @@ use super::{CasOutcome, Store, StoreError, Versioned, expiry_for, is_expired, no
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// Record layout: version (u64 LE), expiry in epoch ms (u64 LE, 0 = never), then the value.
 const HEADER: usize = 16;
+/// How often a closed file is tried again: reopening runs redb's repair, which reads the file.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 /// A redb-backed [`Store`].
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    file: Arc<File>,
+}
+
+/// The file and its open handle, if any: `None` after an I/O failure until a reopen succeeds.
+struct File {
+    path: PathBuf,
+    handle: RwLock<Handle>,
+    last_reopen: Mutex<Option<Instant>>,
+}
+
+struct Handle {
+    /// Bumped on every reopen, so a call that failed on an old handle does not close a new one.
+    generation: u64,
+    db: Option<Database>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+/// Why a call on the file failed: redb's own errors tell whether the handle is still usable.
+enum Failure {
+    Redb(redb::Error),
+    Store(StoreError),
+}
+
+impl<E: Into<redb::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Redb(e.into())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
     }
 }
 
@@ -53,32 +91,110 @@ fn decode<'a>(key: &str, raw: &'a [u8]) -> Result<(u64, u64, &'a [u8]), StoreErr
     Ok((version, expires_at, &raw[HEADER..]))
 }
 
+/// Opens (or creates) the file and its table.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| match e {
+        // redb locks the file: a second process (rotate-keys next to a running broker) is refused.
+        redb::DatabaseError::DatabaseAlreadyOpen => backend(format!(
+            "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one process at a time",
+            path.display()
+        )),
+        e => backend(format!("cannot open {}: {e}", path.display())),
+    })?;
+    let created = (|| -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(KV)?;
+        txn.commit()?;
+        Ok(())
+    })();
+    created.map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    Ok(db)
+}
+
+impl File {
+    /// Runs `f` on the open handle, reopening the file first if an I/O failure closed it.
+    fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T, Failure>) -> Result<T, StoreError> {
+        let mut handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+        if handle.db.is_none() {
+            drop(handle);
+            self.reopen()?;
+            handle = self.handle.read().unwrap_or_else(PoisonError::into_inner);
+        }
+        let generation = handle.generation;
+        let Some(db) = handle.db.as_ref() else {
+            return Err(self.unavailable());
+        };
+        match f(db) {
+            Ok(v) => Ok(v),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Redb(e)) => {
+                drop(handle);
+                if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+                    self.close(generation, &e);
+                }
+                Err(backend(format!("{}: {e}", self.path.display())))
+            }
+        }
+    }
+
+    /// Drops a handle redb stopped trusting, which also releases the file's lock for the reopen.
+    fn close(&self, generation: u64, cause: &redb::Error) {
+        let mut handle = self.handle.write().unwrap_or_else(PoisonError::into_inner);
+        if handle.generation == generation && handle.db.take().is_some() {
+            tracing::error!(file = %self.path.display(), error = %cause, "the embedded store failed to write (disk full?); closed it, reopening on the next call");
+        }
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        {
+            let mut last = self.last_reopen.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < REOPEN_EVERY) {
+                return Err(self.unavailable());
+            }
+            *last = Some(Instant::now());
+        }
+        let mut handle = self.handle.write().unwrap_or_else(PoisonError::into_inner);
+        if handle.db.is_none() {
+            handle.db = Some(open_database(&self.path)?);
+            handle.generation += 1;
+            tracing::info!(file = %self.path.display(), "the embedded store is open again");
+        }
+        Ok(())
+    }
+
+    fn unavailable(&self) -> StoreError {
+        backend(format!(
+            "{} is closed after a failed write (disk full?); retrying",
+            self.path.display()
+        ))
+    }
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) the database file, creating its parent directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
-            // redb locks the file: a second process (rotate-keys next to a running broker) is refused.
-            redb::DatabaseError::DatabaseAlreadyOpen => backend(format!(
-                "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one process at a time",
-                path.display()
-            )),
-            e => backend(format!("cannot open {}: {e}", path.display())),
-        })?;
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(KV).map_err(backend)?;
-        txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = open_database(path)?;
+        Ok(Self {
+            file: Arc::new(File {
+                path: path.to_path_buf(),
+                handle: RwLock::new(Handle {
+                    generation: 0,
+                    db: Some(db),
+                }),
+                last_reopen: Mutex::new(None),
+            }),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Database) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.with(f))
             .await
             .map_err(|e| backend(format!("store task failed: {e}")))?
     }
@@ -92,10 +208,10 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
+            let txn = db.begin_write()?;
             let out = {
-                let mut table = txn.open_table(KV).map_err(backend)?;
-                let current = table.get(key.as_str()).map_err(backend)?.map(|g| g.value().to_vec());
+                let mut table = txn.open_table(KV)?;
+                let current = table.get(key.as_str())?.map(|g| g.value().to_vec());
                 let now = now_millis();
                 let live = match &current {
                     Some(raw) => {
@@ -108,15 +224,15 @@ impl EmbeddedStore {
                 match write {
                     Write::Keep => {}
                     Write::Set(bytes) => {
-                        table.insert(key.as_str(), bytes.as_slice()).map_err(backend)?;
+                        table.insert(key.as_str(), bytes.as_slice())?;
                     }
                     Write::Remove => {
-                        table.remove(key.as_str()).map_err(backend)?;
+                        table.remove(key.as_str())?;
                     }
                 }
                 out
             };
-            txn.commit().map_err(backend)?;
+            txn.commit()?;
             Ok(out)
         })
         .await
@@ -135,9 +251,9 @@ impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(KV).map_err(backend)?;
-            let Some(guard) = table.get(key.as_str()).map_err(backend)? else {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(KV)?;
+            let Some(guard) = table.get(key.as_str())? else {
                 return Ok(None);
             };
             let (version, expires_at, value) = decode(&key, guard.value())?;
@@ -199,22 +315,20 @@ impl Store for EmbeddedStore {
 
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.blocking(|db| {
-            let txn = db.begin_write().map_err(backend)?;
+            let txn = db.begin_write()?;
             let mut removed = 0;
             {
-                let mut table = txn.open_table(KV).map_err(backend)?;
+                let mut table = txn.open_table(KV)?;
                 let now = now_millis();
-                table
-                    .retain(|_, raw| {
-                        // Unreadable records are kept for an operator to inspect, never dropped.
-                        let expired = raw.len() >= HEADER
-                            && is_expired(u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default()), now);
-                        removed += usize::from(expired);
-                        !expired
-                    })
-                    .map_err(backend)?;
+                table.retain(|_, raw| {
+                    // Unreadable records are kept for an operator to inspect, never dropped.
+                    let expired = raw.len() >= HEADER
+                        && is_expired(u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default()), now);
+                    removed += usize::from(expired);
+                    !expired
+                })?;
             }
-            txn.commit().map_err(backend)?;
+            txn.commit()?;
             Ok(removed)
         })
         .await
@@ -222,8 +336,8 @@ impl Store for EmbeddedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|db| {
-            let txn = db.begin_read().map_err(backend)?;
-            txn.open_table(KV).map_err(backend)?;
+            let txn = db.begin_read()?;
+            txn.open_table(KV)?;
             Ok(())
         })
         .await
@@ -232,16 +346,16 @@ impl Store for EmbeddedStore {
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
         let limit = limit.max(1);
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let table = txn.open_table(KV).map_err(backend)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(KV)?;
             let from = match &cursor {
                 Some(c) => Bound::Excluded(c.as_str()),
                 None => Bound::Unbounded,
             };
             let now = now_millis();
             let mut keys = Vec::new();
-            for entry in table.range::<&str>((from, Bound::Unbounded)).map_err(backend)? {
-                let (key, raw) = entry.map_err(backend)?;
+            for entry in table.range::<&str>((from, Bound::Unbounded))? {
+                let (key, raw) = entry?;
                 let raw = raw.value();
                 // A record too short for its header is listed, not hidden: whoever scans (a key
                 // rotation) then reports it as unreadable.

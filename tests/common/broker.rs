@@ -324,15 +324,36 @@ impl BrokerProcess {
     /// Writes `config_toml` for `url` into `dir` (its secrets too) and serves it; returns once
     /// `/readyz` answers.
     pub async fn start(url: &str, sim_url: &str, opts: BrokerOptions, dir: &std::path::Path) -> BrokerProcess {
+        Self::start_with_env(url, sim_url, opts, dir, &[]).await
+    }
+
+    /// [`start`](Self::start) with extra environment variables (e.g. `FAILPOINTS`).
+    ///
+    /// The process ignores SIGXFSZ (set before exec, which keeps it), so a test that caps its file
+    /// size with `prlimit` sees writes fail with EFBIG, as a full disk fails them with ENOSPC,
+    /// instead of the signal killing it.
+    pub async fn start_with_env(
+        url: &str,
+        sim_url: &str,
+        opts: BrokerOptions,
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> BrokerProcess {
         let addr = url.trim_start_matches("http://");
         let toml =
             config_toml(url, sim_url, opts, dir).replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
         let file = dir.join("broker.toml");
         std::fs::write(&file, toml).expect("write config");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_consent-broker"))
+        let child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "trap '' XFSZ; exec \"$0\" \"$@\"",
+                env!("CARGO_BIN_EXE_consent-broker"),
+            ])
             .args(["serve", "--config"])
             .arg(&file)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -355,6 +376,11 @@ impl BrokerProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The broker's process id (the shell it was started through exec'd into it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown, no flush, nothing finishes.

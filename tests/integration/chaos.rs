@@ -250,66 +250,122 @@ async fn redis_killed_mid_refresh_and_restarted_loses_nothing() {
     );
 }
 
+/// entra-sim, a browser, and the real broker binary on the embedded store in a temporary
+/// directory (restarted on the same file and URL).
+struct ProcessWorld {
+    sim: crate::common::sim::Sim,
+    url: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl ProcessWorld {
+    async fn new(sim_config: impl FnOnce(&mut serde_json::Value)) -> Self {
+        let reserved = crate::common::broker::Reserved::new();
+        let url = reserved.url.clone();
+        let admin_callback = format!("{url}/v1/admin-consent/callback");
+        let mut config = crate::common::sim::standard_config(&[&reserved.callback(), &admin_callback]);
+        sim_config(&mut config);
+        let sim = crate::common::sim::Sim::start(config).await;
+        drop(reserved);
+        Self {
+            sim,
+            url,
+            dir: tempfile::tempdir().unwrap(),
+            http: crate::common::broker::client(),
+        }
+    }
+
+    async fn start(&self, env: &[(&str, &str)]) -> crate::common::broker::BrokerProcess {
+        let opts = BrokerOptions {
+            store: format!(
+                "backend = \"embedded\"\npath = \"{}\"",
+                self.dir.path().join("store.redb").display()
+            ),
+            ..Default::default()
+        };
+        crate::common::broker::BrokerProcess::start_with_env(&self.url, self.sim.base_url(), opts, self.dir.path(), env)
+            .await
+    }
+
+    /// A sign-in through the running process, followed like a browser; the connection's id.
+    async fn sign_in(&self) -> String {
+        let (status, s) = self
+            .api(
+                Method::POST,
+                "/v1/connect-sessions",
+                Some(json!({"connector": "files", "end_user": "u", "login_hint": crate::common::sim::ALICE})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{s}");
+        let mut next = url::Url::parse(s["connect_url"].as_str().unwrap()).unwrap();
+        let page = loop {
+            let r = self.http.get(next.clone()).send().await.unwrap();
+            match r.headers().get("location") {
+                Some(l) => next = next.join(l.to_str().unwrap()).unwrap(),
+                None => break r.text().await.unwrap(),
+            }
+        };
+        let code = handoff_code_in(&page).unwrap_or_else(|| panic!("{page}"));
+        let (_, redeemed) = self
+            .api(Method::POST, "/v1/handoff/redeem", Some(json!({"code": code})))
+            .await;
+        redeemed["connection_id"].as_str().unwrap().to_string()
+    }
+
+    /// A token call that makes the broker refresh (the simulator's tokens live an hour).
+    fn forced_refresh(&self, conn: &str) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let (http, url) = (
+            self.http.clone(),
+            format!("{}/v1/connections/{conn}/token?min_ttl=7200", self.url),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(KEY_A).send().await })
+    }
+
+    async fn token(&self, conn: &str, min_ttl: u64) -> (StatusCode, serde_json::Value) {
+        self.api(
+            Method::GET,
+            &format!("/v1/connections/{conn}/token?min_ttl={min_ttl}"),
+            None,
+        )
+        .await
+    }
+
+    async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        api(&self.http, &self.url, method, path, body).await
+    }
+
+    /// Waits until entra-sim has answered `n` refresh grants.
+    async fn refresh_grants_reach(&self, n: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.sim.token_grants("refresh_token").await < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker never asked Entra to refresh"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_while_entra_answers_a_refresh_refreshes_after_restart() {
-    use crate::common::broker::{BrokerProcess, Reserved};
-    let reserved = Reserved::new();
-    let url = reserved.url.clone();
-    let admin_callback = format!("{url}/v1/admin-consent/callback");
-    let sim = crate::common::sim::Sim::start(crate::common::sim::standard_config(&[
-        &reserved.callback(),
-        &admin_callback,
-    ]))
-    .await;
-    drop(reserved);
-    let dir = tempfile::tempdir().unwrap();
-    let opts = || BrokerOptions {
-        store: format!(
-            "backend = \"embedded\"\npath = \"{}\"",
-            dir.path().join("store.redb").display()
-        ),
-        ..Default::default()
-    };
-    let mut broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
-
-    // A sign-in through the real process, followed like a browser.
-    let http = crate::common::broker::client();
-    let (_, s) = api(
-        &http,
-        &url,
-        Method::POST,
-        "/v1/connect-sessions",
-        Some(json!({"connector": "files", "end_user": "u", "login_hint": crate::common::sim::ALICE})),
-    )
-    .await;
-    let mut next = url::Url::parse(s["connect_url"].as_str().unwrap()).unwrap();
-    let page = loop {
-        let r = http.get(next.clone()).send().await.unwrap();
-        match r.headers().get("location") {
-            Some(l) => next = next.join(l.to_str().unwrap()).unwrap(),
-            None => break r.text().await.unwrap(),
-        }
-    };
-    let code = handoff_code_in(&page).unwrap_or_else(|| panic!("{page}"));
-    let (_, redeemed) = api(
-        &http,
-        &url,
-        Method::POST,
-        "/v1/handoff/redeem",
-        Some(json!({"code": code})),
-    )
-    .await;
-    let conn = redeemed["connection_id"].as_str().unwrap().to_string();
+    let w = ProcessWorld::new(|_| {}).await;
+    let mut broker = w.start(&[]).await;
+    let conn = w.sign_in().await;
 
     // Killed while Entra is still answering its refresh: nothing was written.
-    sim.fault(
-        json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}),
-    )
-    .await;
-    let pending = {
-        let (http, url) = (http.clone(), format!("{url}/v1/connections/{conn}/token?min_ttl=7200"));
-        tokio::spawn(async move { http.get(url).bearer_auth(KEY_A).send().await })
-    };
+    w.sim
+        .fault(
+            json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 1_500, "count": 1}),
+        )
+        .await;
+    let pending = w.forced_refresh(&conn);
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.kill();
     assert!(pending.await.unwrap().is_err(), "the caller got no answer");
@@ -317,17 +373,109 @@ async fn a_broker_killed_while_entra_answers_a_refresh_refreshes_after_restart()
 
     // After a restart on the same file the connection is there and refreshes with the refresh
     // token it still holds (Entra keeps it usable after the rotation nobody saw).
-    let _broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
-    let (status, body) = api(
-        &http,
-        &url,
-        Method::GET,
-        &format!("/v1/connections/{conn}/token?min_ttl=7200"),
-        None,
-    )
-    .await;
+    let _broker = w.start(&[]).await;
+    let (status, body) = w.token(&conn, 7200).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(sim.token_grants("refresh_token").await, 2);
+    assert_eq!(w.sim.token_grants("refresh_token").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "stops the broker at a fail point: run with --features failpoints (scripts/test does)"
+)]
+async fn a_broker_killed_after_writing_a_rotated_token_before_answering_refreshes_after_restart() {
+    // Strict rotation: once Entra answered, only the new refresh token works.
+    let w = ProcessWorld::new(|c| c["refresh_token_rotation_grace_secs"] = 0.into()).await;
+    // The broker stops right after the compare-and-swap write, before any caller is answered.
+    let mut broker = w.start(&[("FAILPOINTS", "tokens::rotated_written=sleep(60000)")]).await;
+    let conn = w.sign_in().await;
+    let pending = w.forced_refresh(&conn);
+    w.refresh_grants_reach(1).await;
+    // The write is one local fsync; the fail point then holds the answer back for a minute.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill();
+    assert!(pending.await.unwrap().is_err(), "the caller got no answer");
+
+    // The rotated refresh token was on disk: after a restart the next refresh uses it.
+    let _broker = w.start(&[]).await;
+    let (status, body) = w.token(&conn, 7200).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(w.sim.token_grants("refresh_token").await, 2);
+}
+
+/// Caps (or lifts) the soft file-size limit of a running process: past it, writes fail with
+/// EFBIG, as they fail with ENOSPC on a full disk.
+fn cap_file_size(pid: u32, soft: &str) {
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--fsize={soft}:"))
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_on_a_full_disk_answers_503_and_recovers_when_space_returns() {
+    let w = ProcessWorld::new(|_| {}).await;
+    let mut broker = w.start(&[]).await;
+    let before = w.sign_in().await;
+    assert_eq!(w.token(&before, 0).await.0, StatusCode::OK);
+
+    // The disk fills: no page past the file's first 4 KiB can be written.
+    cap_file_size(broker.pid(), "4096");
+    let (status, body) = w
+        .api(
+            Method::POST,
+            "/v1/connect-sessions",
+            Some(json!({"connector": "files", "end_user": "u"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    let (status, body) = w.token(&before, 0).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+        "while the disk is full a token call is served or told to retry: {status} {body}"
+    );
+
+    // Space returns: the store opens its file again by itself and every call works.
+    cap_file_size(broker.pid(), "unlimited");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = w
+            .api(
+                Method::POST,
+                "/v1/connect-sessions",
+                Some(json!({"connector": "files", "end_user": "u"})),
+            )
+            .await;
+        if status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not recover: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = w.sign_in().await;
+    for conn in [&before, &after] {
+        let (status, body) = w.token(conn, 7200).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    // Nothing on disk was corrupted: a new process reads both connections.
+    broker.kill();
+    let _broker = w.start(&[]).await;
+    for conn in [&before, &after] {
+        let (status, body) = w.token(conn, 0).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }
 
 async fn api(
