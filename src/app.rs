@@ -8,16 +8,18 @@ use std::sync::Arc;
 
 use axum_server::accept::DefaultAcceptor;
 
+use crate::clock::SystemClock;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
 use crate::http::conn_limit::ConnectionLimit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
+use crate::ratelimit::RefreshBudget;
 use crate::store::{
     EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
 };
-use crate::tokens::{ServedTokens, SingleFlight};
+use crate::tokens::{RefreshSettings, TokenService, TokenServiceParts};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -49,17 +51,15 @@ pub struct App {
     /// The validated configuration.
     pub config: Config,
     /// Connectors by id.
-    pub connectors: HashMap<String, ConnectorConfig>,
+    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
     /// Typed store access.
     pub records: Records,
     /// Entra HTTP client.
     pub entra: EntraClient,
     /// id_token signing keys.
     pub keys: KeyCache,
-    /// In-process single-flight for refreshes.
-    pub refreshes: SingleFlight,
-    /// The last token served per connection, for answering while the store is unreachable.
-    pub served: ServedTokens,
+    /// Serves and refreshes access tokens.
+    pub tokens: Arc<TokenService>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
     /// Rate limiters (`[limits]`).
@@ -109,18 +109,29 @@ impl AppState {
                 metrics.credential_expires_at(&connector.id, credential.kind(), at.unix_timestamp());
             }
         }
-        let connectors = config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect();
+        let connectors: Arc<HashMap<_, _>> =
+            Arc::new(config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect());
+        let records = Records::new(store);
+        let background = tokio_util::task::TaskTracker::new();
+        let tokens = Arc::new(TokenService::new(TokenServiceParts {
+            records: records.clone(),
+            endpoint: Arc::new(entra.clone()),
+            connectors: connectors.clone(),
+            settings: RefreshSettings::from_config(&config),
+            budget: RefreshBudget::new(config.tokens.max_refreshes_per_minute),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            background: background.clone(),
+        }));
         Ok(Self(Arc::new(App {
-            records: Records::new(store),
+            records,
             entra,
             keys,
             connectors,
-            refreshes: SingleFlight::default(),
-            served: ServedTokens::default(),
+            tokens,
             metrics,
-            background: tokio_util::task::TaskTracker::new(),
-            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone())
-                .with_refresh_budget(config.tokens.max_refreshes_per_minute),
+            background,
+            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),
             config,
         })))
     }

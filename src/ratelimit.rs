@@ -96,12 +96,36 @@ pub fn client_block(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The per-connector refresh budget (`[tokens] max_refreshes_per_minute`): how often the token
+/// service may ask Entra to refresh for one connector, a minute's worth of which may come at once.
+/// Its keys are the configured connectors, so unlike the request limits it needs no sweeping.
+pub struct RefreshBudget(Option<Keyed<String>>);
+
+impl RefreshBudget {
+    /// A budget of `per_minute` refreshes per connector; `None` is unlimited.
+    pub fn new(per_minute: Option<NonZeroU32>) -> Self {
+        Self(per_minute.and_then(|n| {
+            Keyed::new(
+                RateLimit {
+                    per_minute: n.get(),
+                    burst: n.get(),
+                },
+                LimitScope::Refresh,
+            )
+        }))
+    }
+
+    /// Counts a refresh at Entra for `connector` against its budget.
+    pub fn check(&self, connector: &str, metrics: &Metrics) -> Result<(), Limited> {
+        counted(self.0.as_ref().map(|l| l.check(&connector.to_string())), metrics)
+    }
+}
+
 /// The broker's limiters, built once from `[limits]`.
 pub struct Limiters {
     ip: Option<Keyed<IpAddr>>,
     connector: Option<Keyed<String>>,
     start: Option<Keyed<String>>,
-    refresh: Option<Keyed<String>>,
     proxy_header: Option<HeaderName>,
 }
 
@@ -112,29 +136,8 @@ impl Limiters {
             ip: config.per_ip.and_then(|l| Keyed::new(l, LimitScope::Ip)),
             connector: config.per_connector.and_then(|l| Keyed::new(l, LimitScope::Connector)),
             start: config.per_tenant.and_then(|l| Keyed::new(l, LimitScope::Tenant)),
-            refresh: None,
             proxy_header,
         }
-    }
-
-    /// Adds the per-connector refresh budget (`[tokens] max_refreshes_per_minute`), a minute's
-    /// worth of which may come at once.
-    pub fn with_refresh_budget(mut self, per_minute: Option<NonZeroU32>) -> Self {
-        self.refresh = per_minute.and_then(|n| {
-            Keyed::new(
-                RateLimit {
-                    per_minute: n.get(),
-                    burst: n.get(),
-                },
-                LimitScope::Refresh,
-            )
-        });
-        self
-    }
-
-    /// Counts a refresh at Entra for `connector` against its budget.
-    pub fn check_refresh(&self, connector: &str, metrics: &Metrics) -> Result<(), Limited> {
-        counted(self.refresh.as_ref().map(|l| l.check(&connector.to_string())), metrics)
     }
 
     /// The client's address: from the trusted proxy header when one is configured and the
@@ -179,9 +182,6 @@ impl Limiters {
             l.forget_idle();
         }
         if let Some(l) = &self.start {
-            l.forget_idle();
-        }
-        if let Some(l) = &self.refresh {
             l.forget_idle();
         }
     }

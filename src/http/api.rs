@@ -16,7 +16,7 @@ use crate::clock::rfc3339;
 use crate::crypto::{ct_eq, sha256_hex};
 use crate::flow::{self, SessionRequest};
 use crate::store::records::{Connection, ConnectionStatus};
-use crate::tokens::{self, TokenServiceError};
+use crate::tokens::TokenServiceError;
 
 /// The connector whose API key authenticated the request.
 pub struct Caller(pub String);
@@ -167,7 +167,7 @@ pub async fn delete_connection(
 ) -> Result<StatusCode, ApiError> {
     // First, and whatever the store says: this broker must not go on serving the token from
     // memory during a store outage once its connection was asked to go.
-    state.served.forget_owned(&caller, &id);
+    state.tokens.forget_owned(&caller, &id);
     let (c, _) = owned_connection(&state, &caller, &id).await?;
     state.records.delete_connection(&c).await?;
     tracing::info!(connection = %c.id, connector = %c.connector, "connection deleted");
@@ -205,7 +205,7 @@ pub async fn token(
         Some(v) => Duration::from_secs(v),
         None => state.config.flow.default_min_ttl,
     };
-    match tokens::access_token(&state, &caller, &id, min_ttl).await {
+    match state.tokens.access_token(&caller, &id, min_ttl).await {
         Ok(t) => {
             let body = Json(json!({
                 "access_token": t.access_token.expose(),

@@ -49,7 +49,7 @@ async fn hundred_concurrent_callers_cause_one_refresh() {
         before["access_token"].as_str().unwrap(),
         "and it is the new one"
     );
-    assert!(w.broker.state.refreshes.is_empty(), "no lock is left behind");
+    assert!(w.broker.state.tokens.no_refresh_in_flight(), "no lock is left behind");
 }
 
 #[tokio::test]

@@ -1,0 +1,678 @@
+//! Serving access tokens: cache hit, refresh (once per connection however many callers ask),
+//! or a clear "reauth required" / "try later".
+//!
+//! Concurrency: callers for one connection queue on that connection's in-process lock; the first
+//! takes the connection's refresh lease in the store (`lease:{<id>}`), so that one broker among
+//! all that share the store refreshes, renews the lease while Entra answers, and writes with
+//! compare-and-swap on the version read under the lease (the fencing token: a refresher that lost
+//! its lease never overwrites a newer rotation). Everyone else re-reads the store and finds the
+//! fresh token. The rotated refresh token is durably written before anyone is answered.
+//!
+//! A token is served only for the identity it was issued for: the connection's tenant and the
+//! connector's current client id and scope set ([`TokenIdentity`]).
+//!
+//! [`TokenService`] holds only what this needs (records, a [`TokenEndpoint`], the connectors, the
+//! refresh settings, a [`Clock`], metrics), so its paths are unit-tested against the memory store,
+//! a scripted endpoint and a manual clock (`tests.rs`).
+
+mod endpoint;
+mod served;
+mod single_flight;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+pub use endpoint::TokenEndpoint;
+pub use served::ServedTokens;
+pub use single_flight::SingleFlight;
+
+use crate::clock::Clock;
+use crate::config::{Config, ConnectorConfig};
+use crate::crypto::Sensitive;
+use crate::entra::client::ClientAuth;
+use crate::entra::{Category, Classification, TokenError, classify};
+use crate::metrics::{Metrics, TokenOutcome};
+use crate::ratelimit::RefreshBudget;
+use crate::store::{CasOutcome, StoreError, records::*};
+
+/// How a token request was answered (for logs and, later, metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The stored token was fresh enough.
+    CacheHit,
+    /// This call (or one it waited for) refreshed it.
+    Refreshed,
+    /// Entra was unavailable, but the stored token is still valid.
+    StaleButValid,
+    /// The store was unreachable; this broker's last served token is still valid.
+    FromMemory,
+}
+
+/// An access token for the API response.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The token.
+    pub access_token: Sensitive,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// How it was served.
+    pub served: Served,
+    /// True when it lives less than the caller's `min_ttl` (the best there is for now).
+    pub min_ttl_unmet: bool,
+}
+
+/// Why no token could be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenServiceError {
+    /// No such connection for this connector.
+    #[error("connection not found")]
+    NotFound,
+    /// The grant is gone; the user must sign in again.
+    #[error("the connection needs a new sign-in ({})", .0.category)]
+    ReauthRequired(ReauthReason),
+    /// Entra is unavailable or throttling and the stored token has expired.
+    #[error("Entra is unavailable")]
+    Unavailable {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// Another broker holds the connection's refresh and did not finish within the wait, and
+    /// the stored token has expired: retry shortly.
+    #[error("another broker is refreshing the connection")]
+    RefreshInProgress {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// Entra refused for a reason that is not the user's (broker credential, app registration).
+    #[error("Entra refused the refresh: {}", .0.category)]
+    Upstream(Box<Classification>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Categories after which only a new interactive sign-in helps.
+fn needs_new_sign_in(category: Category) -> bool {
+    matches!(
+        category,
+        Category::ReauthRequired
+            | Category::ConsentRequired
+            | Category::AdminApprovalRequired
+            | Category::InteractionRequired
+            | Category::ConditionalAccess
+            | Category::NotAssigned
+            | Category::UserDeclined
+            | Category::TenantMisconfigured
+    )
+}
+
+/// The refresh settings the token service reads from the config.
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    /// Lifetime of a connection's refresh lease (`[refresh] lease_secs`).
+    pub lease: Duration,
+    /// How long a caller waits for another broker's refresh (`[refresh] wait_ms`).
+    pub wait: Duration,
+    /// Whether a held lease is renewed while Entra answers.
+    pub renew: bool,
+    /// No refresh sooner than this after the last one (`[tokens] min_refresh_interval_secs`).
+    pub min_refresh_interval: Duration,
+    /// `Retry-After` when Entra sent none.
+    pub default_retry_after: Duration,
+}
+
+impl RefreshSettings {
+    /// The settings of a validated config.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            lease: config.refresh.lease,
+            wait: config.refresh.wait,
+            renew: config.refresh.renew,
+            min_refresh_interval: config.tokens.min_refresh_interval,
+            default_retry_after: config.entra.default_retry_after,
+        }
+    }
+}
+
+/// Serves access tokens for stored connections, refreshing them through a [`TokenEndpoint`].
+pub struct TokenService {
+    records: Records,
+    endpoint: Arc<dyn TokenEndpoint>,
+    connectors: Arc<HashMap<String, ConnectorConfig>>,
+    settings: RefreshSettings,
+    budget: RefreshBudget,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    refreshes: SingleFlight,
+    served: ServedTokens,
+    background: tokio_util::task::TaskTracker,
+}
+
+/// What a [`TokenService`] is built from.
+pub struct TokenServiceParts {
+    /// Typed store access.
+    pub records: Records,
+    /// Entra's token endpoint (or a scripted one in tests).
+    pub endpoint: Arc<dyn TokenEndpoint>,
+    /// Connectors by id.
+    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
+    /// Lease, wait and floor settings.
+    pub settings: RefreshSettings,
+    /// Refreshes per minute allowed per connector (`[tokens] max_refreshes_per_minute`).
+    pub budget: RefreshBudget,
+    /// The time source for expiries.
+    pub clock: Arc<dyn Clock>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Where refreshes run, so shutdown can wait for them.
+    pub background: tokio_util::task::TaskTracker,
+}
+
+impl TokenService {
+    /// Builds the service.
+    pub fn new(parts: TokenServiceParts) -> Self {
+        Self {
+            records: parts.records,
+            endpoint: parts.endpoint,
+            connectors: parts.connectors,
+            settings: parts.settings,
+            budget: parts.budget,
+            clock: parts.clock,
+            metrics: parts.metrics,
+            refreshes: SingleFlight::default(),
+            served: ServedTokens::default(),
+            background: parts.background,
+        }
+    }
+
+    /// True when no caller holds or waits for a connection's in-process refresh lock (tests
+    /// check nothing is left behind).
+    pub fn no_refresh_in_flight(&self) -> bool {
+        self.refreshes.is_empty()
+    }
+
+    /// Forgets this broker's memory copy of a connector's connection (DELETE).
+    pub fn forget_owned(&self, connector: &str, connection_id: &str) {
+        self.served.forget_owned(connector, connection_id);
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.get(id)
+    }
+
+    /// Returns an access token for `connection_id` that lives at least `min_ttl` (refreshing if
+    /// needed).
+    ///
+    /// When the store is unreachable, the token this broker last served for the connection is
+    /// served while it is still valid (whatever `min_ttl` asks: it is the best there is); without
+    /// one, the store error stands (503). A store error never changes a connection.
+    pub async fn access_token(
+        self: &Arc<Self>,
+        connector: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+    ) -> Result<AccessToken, TokenServiceError> {
+        let mut result = self.answer(connector, connection_id, min_ttl).await;
+        let known = self.connector(connector).is_some();
+        if let Ok(token) = &mut result {
+            token.min_ttl_unmet = token.expires_at - self.now() < min_ttl.as_secs() as i64;
+            if token.min_ttl_unmet && known {
+                self.metrics.min_ttl_unmet(connector);
+            }
+        }
+        let outcome = match &result {
+            Ok(t) => match t.served {
+                Served::CacheHit => TokenOutcome::CacheHit,
+                Served::Refreshed => TokenOutcome::Refreshed,
+                Served::StaleButValid => TokenOutcome::StaleButValid,
+                Served::FromMemory => TokenOutcome::Unavailable,
+            },
+            Err(TokenServiceError::NotFound) => TokenOutcome::NotFound,
+            Err(TokenServiceError::ReauthRequired(_)) => TokenOutcome::Reauth,
+            Err(
+                TokenServiceError::Unavailable { .. }
+                | TokenServiceError::RefreshInProgress { .. }
+                | TokenServiceError::Store(_),
+            ) => TokenOutcome::Unavailable,
+            Err(TokenServiceError::Upstream(_)) => TokenOutcome::Upstream,
+        };
+        // An unknown connector id is a caller's typo, not a bounded label: it is not counted.
+        if known {
+            self.metrics.token_request(connector, outcome);
+        }
+        result
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        connector: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+    ) -> Result<AccessToken, TokenServiceError> {
+        match self.serve(connector, connection_id, min_ttl).await {
+            Ok(token) => {
+                self.served.remember(connector, connection_id, &token, self.now());
+                Ok(token)
+            }
+            Err(TokenServiceError::Store(e)) => match self.served.recall(connector, connection_id, self.now()) {
+                Some(token) => {
+                    tracing::warn!(connection = %connection_id, connector = %connector, error = %e, "store unreachable; serving the last token served from memory");
+                    Ok(token)
+                }
+                None => Err(TokenServiceError::Store(e)),
+            },
+            Err(e) => {
+                if matches!(e, TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_)) {
+                    self.served.forget(connection_id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn serve(
+        self: &Arc<Self>,
+        connector: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+    ) -> Result<AccessToken, TokenServiceError> {
+        let (conn, seen_version) = self.load(connector, connection_id).await?;
+        let identity = self.expected_identity(connector, &conn)?;
+        if let Some(token) = self.usable(&conn, &identity, min_ttl, Served::CacheHit)? {
+            return Ok(token);
+        }
+        if let Some(token) = self.within_floor(&conn, &identity)? {
+            return Ok(token);
+        }
+        // On its own task: a caller that hangs up, or a request timeout, drops this future, and a
+        // refresh dropped between Entra's answer and the write of the rotated refresh token would
+        // lose the only copy of it.
+        let refresh = {
+            let this = self.clone();
+            let (connector, id) = (connector.to_string(), connection_id.to_string());
+            // In the request's span, so its lines keep the request id.
+            self.background.spawn(
+                async move {
+                    this.refreshes
+                        .run(&id, this.refresh_leased(&connector, &id, min_ttl, seen_version))
+                        .await
+                }
+                .in_current_span(),
+            )
+        };
+        refresh.await.unwrap_or_else(|e| {
+            tracing::error!(connection = %connection_id, error = %e, "the refresh task failed");
+            Err(TokenServiceError::Unavailable {
+                retry_after: WAIT_RETRY_AFTER,
+            })
+        })
+    }
+
+    async fn load(&self, connector: &str, id: &str) -> Result<(Connection, u64), TokenServiceError> {
+        match self.records.connection(id).await? {
+            Some((c, v)) if c.connector == connector => Ok((c, v)),
+            _ => Err(TokenServiceError::NotFound),
+        }
+    }
+
+    /// What the connection's tokens must have been issued for to be served now: its tenant and
+    /// the connector's current client id and scopes.
+    fn expected_identity(&self, connector: &str, conn: &Connection) -> Result<TokenIdentity, TokenServiceError> {
+        let connector = self.connector(connector).ok_or(TokenServiceError::NotFound)?;
+        Ok(TokenIdentity::new(
+            &conn.tenant_id,
+            &connector.client_id,
+            &connector.scopes,
+        ))
+    }
+
+    /// The stored token when it is fresh enough and was issued for `identity`; the reauth error
+    /// when the connection is dead.
+    fn usable(
+        &self,
+        conn: &Connection,
+        identity: &TokenIdentity,
+        min_ttl: Duration,
+        served: Served,
+    ) -> Result<Option<AccessToken>, TokenServiceError> {
+        if conn.status == ConnectionStatus::ReauthRequired {
+            return Err(TokenServiceError::ReauthRequired(conn.reauth.clone().unwrap_or(
+                ReauthReason {
+                    category: Category::ReauthRequired.as_str().into(),
+                    aadsts: None,
+                },
+            )));
+        }
+        if conn.token_identity.as_ref() != Some(identity) {
+            return Ok(None);
+        }
+        let remaining = conn.access_expires_at - self.now();
+        // Never an expired token, even when any remaining lifetime will do.
+        Ok((remaining > 0 && remaining >= min_ttl.as_secs() as i64).then(|| to_token(conn, served)))
+    }
+
+    /// The stored token, still valid and issued for `identity`, of a connection refreshed (or
+    /// signed in) less than `[tokens] min_refresh_interval_secs` ago: Entra would answer a new
+    /// refresh with a token of the same lifetime, so a `min_ttl` it cannot meet must not make the
+    /// broker ask it again and again (AADSTS50196 and throttling would then hit every user of the
+    /// app).
+    fn within_floor(
+        &self,
+        conn: &Connection,
+        identity: &TokenIdentity,
+    ) -> Result<Option<AccessToken>, TokenServiceError> {
+        let floor = self.settings.min_refresh_interval;
+        if floor.is_zero() || self.now() >= conn.refreshed_at.saturating_add(floor.as_secs() as i64) {
+            return Ok(None);
+        }
+        self.usable(conn, identity, Duration::ZERO, Served::CacheHit)
+    }
+
+    /// Refreshes under the connection's lease in the store, so that one broker among all that
+    /// share the store calls Entra; the others poll the connection (25 ms doubling to 250 ms)
+    /// until it changes or the lease is free, for at most `refresh.wait`, and never call Entra
+    /// without it.
+    async fn refresh_leased(
+        &self,
+        connector_id: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+        seen_version: u64,
+    ) -> Result<AccessToken, TokenServiceError> {
+        let deadline = tokio::time::Instant::now() + self.settings.wait;
+        let mut pause = WAIT_FIRST;
+        loop {
+            // Re-read first: a caller before us (here or on another broker) may have refreshed
+            // while we waited. Its result is ours too, even if Entra's lifetime is shorter than
+            // our min_ttl — asking again would only repeat the same answer, once per waiting
+            // caller.
+            let (conn, version) = self.load(connector_id, connection_id).await?;
+            if let Some(token) = self.refreshed_meanwhile(connector_id, &conn, version, min_ttl, seen_version)? {
+                return Ok(token);
+            }
+            if let Some(mut lease) = self.records.try_lease(connection_id, self.settings.lease).await? {
+                let out = {
+                    let work = self.refresh_locked(connector_id, connection_id, min_ttl, seen_version);
+                    let renew = self.keep_lease(&mut lease, connection_id);
+                    tokio::select! {
+                        out = work => out,
+                        never = renew => match never {},
+                    }
+                };
+                if let Err(e) = self.records.release_lease(lease).await {
+                    // It expires by itself; the others wait at most until then.
+                    tracing::warn!(connection = %connection_id, error = %e, "releasing the refresh lease failed");
+                }
+                return out;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(WAIT_MAX);
+        }
+        tracing::warn!(connection = %connection_id, connector = %connector_id, "another broker's refresh did not finish in time");
+        let (conn, _) = self.load(connector_id, connection_id).await?;
+        let identity = self.expected_identity(connector_id, &conn)?;
+        match self.usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
+            Some(token) => Ok(token),
+            None => Err(TokenServiceError::RefreshInProgress {
+                retry_after: WAIT_RETRY_AFTER,
+            }),
+        }
+    }
+
+    /// The stored token when it is fresh enough, or when the connection was written since
+    /// `seen_version` (someone refreshed it) and its token is still valid.
+    fn refreshed_meanwhile(
+        &self,
+        connector_id: &str,
+        conn: &Connection,
+        version: u64,
+        min_ttl: Duration,
+        seen_version: u64,
+    ) -> Result<Option<AccessToken>, TokenServiceError> {
+        let identity = self.expected_identity(connector_id, conn)?;
+        let written_since = version != seen_version && conn.access_expires_at > self.now();
+        let wanted = if written_since { Duration::ZERO } else { min_ttl };
+        self.usable(conn, &identity, wanted, Served::Refreshed)
+    }
+
+    /// Renews a held lease every third of its lifetime while the refresh runs; never returns (the
+    /// refresh finishing ends it). When renewal fails the lease may be lost: the refresh goes on,
+    /// and the compare-and-swap of its result decides whether it may be written.
+    async fn keep_lease(&self, lease: &mut Lease, connection_id: &str) -> std::convert::Infallible {
+        if self.settings.renew {
+            loop {
+                tokio::time::sleep(self.settings.lease / 3).await;
+                match self.records.renew_lease(lease, self.settings.lease).await {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        tracing::warn!(connection = %connection_id, "the refresh lease was lost; a newer refresh by another broker will win")
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %connection_id, error = %e, "renewing the refresh lease failed")
+                    }
+                }
+                break;
+            }
+        }
+        std::future::pending().await
+    }
+
+    async fn refresh_locked(
+        &self,
+        connector_id: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+        seen_version: u64,
+    ) -> Result<AccessToken, TokenServiceError> {
+        // Re-read under the lease: whoever held it before us may have refreshed. The version read
+        // here fences our write: it happens only if nobody wrote the connection since.
+        let (conn, version) = self.load(connector_id, connection_id).await?;
+        let identity = self.expected_identity(connector_id, &conn)?;
+        if let Some(token) = self.refreshed_meanwhile(connector_id, &conn, version, min_ttl, seen_version)? {
+            return Ok(token);
+        }
+        let connector = self.connector(connector_id).ok_or(TokenServiceError::NotFound)?;
+        let Some(refresh_token) = conn.refresh_token.clone() else {
+            return self
+                .flip_to_reauth(conn, version, Category::ReauthRequired.as_str(), None)
+                .await;
+        };
+        if let Some(issued) = &conn.token_identity
+            && (issued.client_id != identity.client_id || issued.tenant_id != identity.tenant_id)
+        {
+            // The refresh token belongs to another application or tenant: only a new sign-in helps.
+            tracing::warn!(connection = %connection_id, connector = %connector_id, "the connector's client id changed since the sign-in");
+            return self
+                .flip_to_reauth(conn, version, Category::ReauthRequired.as_str(), None)
+                .await;
+        }
+        // The connector's refresh budget, last before Entra: past it, the stored token while it is
+        // valid, else 503; Entra never sees the burst.
+        if let Err(limited) = self.budget.check(connector_id, &self.metrics) {
+            tracing::warn!(connection = %connection_id, connector = %connector_id, "refresh budget of the connector used up; not calling Entra");
+            self.metrics.refresh_budget_exhausted(connector_id);
+            return self
+                .usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)?
+                .ok_or(TokenServiceError::Unavailable {
+                    retry_after: limited.retry_after,
+                });
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .endpoint
+            .refresh(
+                &conn.tenant_id,
+                &ClientAuth {
+                    client_id: &connector.client_id,
+                    credential: &connector.credential,
+                },
+                refresh_token.expose(),
+                &connector.scopes,
+            )
+            .await;
+        self.metrics.refresh_duration(started.elapsed());
+        match result {
+            Ok(resp) => {
+                let now = self.now();
+                let mut updated = conn.clone();
+                updated.access_token = resp.access_token;
+                updated.access_expires_at = now + resp.expires_in.max(0);
+                if let Some(rt) = resp.refresh_token {
+                    updated.refresh_token = Some(rt);
+                }
+                if let Some(scope) = resp.scope.filter(|s| !s.trim().is_empty()) {
+                    updated.scopes = scope.split_whitespace().map(str::to_string).collect();
+                }
+                updated.refreshed_at = now;
+                updated.token_identity = Some(identity);
+                match self.write_rotated(&updated, version).await? {
+                    CasOutcome::Written(_) => {
+                        // Where tests/integration/chaos.rs kills the broker: written, nobody answered.
+                        fail::fail_point!("tokens::rotated_written");
+                        tracing::info!(connection = %connection_id, connector = %connector_id, "access token refreshed");
+                        Ok(to_token(&updated, Served::Refreshed))
+                    }
+                    // Someone else wrote (another refresher, perhaps after our lease was lost; a
+                    // delete; a new sign-in): theirs wins, ours is never written over it (fencing).
+                    CasOutcome::Conflict => {
+                        tracing::info!(connection = %connection_id, connector = %connector_id, "refresh result discarded: the connection was written meanwhile");
+                        let (latest, _) = self.load(connector_id, connection_id).await?;
+                        self.usable(
+                            &latest,
+                            &self.expected_identity(connector_id, &latest)?,
+                            Duration::ZERO,
+                            Served::Refreshed,
+                        )?
+                        .ok_or(TokenServiceError::Unavailable {
+                            retry_after: WAIT_RETRY_AFTER,
+                        })
+                    }
+                }
+            }
+            Err(TokenError::Rejected(err)) => {
+                let c = classify(&err);
+                self.metrics.entra_error(c.primary_code());
+                if c.category == Category::ClientCredentialInvalid {
+                    self.metrics.credential_error(connector_id, c.primary_code());
+                }
+                tracing::warn!(
+                    connection = %connection_id,
+                    connector = %connector_id,
+                    category = %c.category,
+                    aadsts = ?c.aadsts,
+                    trace_id = c.trace_id.as_deref().unwrap_or(""),
+                    correlation_id = c.correlation_id.as_deref().unwrap_or(""),
+                    "refresh refused by Entra"
+                );
+                if needs_new_sign_in(c.category) {
+                    self.flip_to_reauth(conn, version, c.category.as_str(), c.primary_code())
+                        .await
+                } else {
+                    Err(TokenServiceError::Upstream(Box::new(c)))
+                }
+            }
+            Err(e @ TokenError::Credential(_)) => {
+                tracing::error!(connection = %connection_id, connector = %connector_id, error = %e, "refresh not attempted");
+                Err(TokenServiceError::Upstream(Box::new(
+                    Classification::local_credential_failure(),
+                )))
+            }
+            Err(e @ (TokenError::Unavailable { .. } | TokenError::Protocol(_))) => {
+                let retry_after = match &e {
+                    TokenError::Unavailable {
+                        retry_after: Some(r), ..
+                    } => *r,
+                    _ => self.settings.default_retry_after,
+                };
+                let (trace_id, correlation_id) = e.entra_ids();
+                tracing::warn!(connection = %connection_id, connector = %connector_id, error = %e, trace_id, correlation_id, "refresh failed; Entra unavailable");
+                match self.usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
+                    Some(token) => Ok(token),
+                    None => Err(TokenServiceError::Unavailable { retry_after }),
+                }
+            }
+        }
+    }
+
+    /// Writes a refreshed connection with compare-and-swap, retrying while the store does not
+    /// answer: until this write lands, the rotated refresh token Entra just issued exists only
+    /// here. A retry after a write that did land but whose answer was lost sees a conflict, and
+    /// the caller then reads the record back, which is this write.
+    async fn write_rotated(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
+        let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.records.update_connection(conn, version).await {
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(connection = %conn.id, error = %e, "writing the refreshed connection failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => {
+                    if let Err(e) = &other {
+                        tracing::error!(connection = %conn.id, error = %e, "could not write the refreshed connection; its rotated refresh token is lost");
+                    }
+                    return other;
+                }
+            }
+        }
+    }
+
+    async fn flip_to_reauth(
+        &self,
+        mut conn: Connection,
+        version: u64,
+        category: &str,
+        aadsts: Option<u32>,
+    ) -> Result<AccessToken, TokenServiceError> {
+        let reason = ReauthReason {
+            category: category.to_string(),
+            aadsts,
+        };
+        conn.status = ConnectionStatus::ReauthRequired;
+        conn.reauth = Some(reason.clone());
+        match self.records.update_connection(&conn, version).await? {
+            CasOutcome::Written(_) => Err(TokenServiceError::ReauthRequired(reason)),
+            // A concurrent sign-in or refresh replaced the record; answer from what is there now.
+            CasOutcome::Conflict => {
+                let (latest, _) = self.load(&conn.connector, &conn.id).await?;
+                let identity = self.expected_identity(&conn.connector, &latest)?;
+                self.usable(&latest, &identity, Duration::ZERO, Served::Refreshed)?
+                    .ok_or(TokenServiceError::ReauthRequired(reason))
+            }
+        }
+    }
+}
+
+fn to_token(conn: &Connection, served: Served) -> AccessToken {
+    AccessToken {
+        access_token: conn.access_token.clone(),
+        expires_at: conn.access_expires_at,
+        scope: conn.scopes.join(" "),
+        served,
+        min_ttl_unmet: false,
+    }
+}
+
+/// First wait between two looks at a connection whose lease another broker holds.
+const WAIT_FIRST: Duration = Duration::from_millis(25);
+/// Longest wait between two looks.
+const WAIT_MAX: Duration = Duration::from_millis(250);
+/// `Retry-After` when another broker's refresh did not finish within the wait.
+const WAIT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a refresh keeps trying to write its result while the store does not answer.
+const WRITE_RETRY_FOR: Duration = Duration::from_secs(15);
