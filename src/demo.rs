@@ -10,9 +10,10 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::app::{AppState, Application};
+use crate::app::AppState;
 use crate::config::Config;
 use crate::crypto::{api_key_hash, new_api_key, random_token};
+use crate::server::Application;
 use crate::store::encrypted::EncryptionKey;
 use secrecy::ExposeSecret;
 
@@ -81,7 +82,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<(), DemoError> {
         "demo config",
     )?;
     let app = Application::with_listener(AppState::build(config).await?, listener)?;
-    let server = tokio::spawn(app.run_until(crate::app::shutdown_signal()));
+    let server = tokio::spawn(app.run_until(crate::server::shutdown_signal()));
 
     let contoso = create_session(&broker_url, &api_key, "alice@contoso.onmicrosoft.com", CONTOSO).await?;
     let fabrikam = create_session(&broker_url, &api_key, "frank@fabrikam.onmicrosoft.com", FABRIKAM).await?;

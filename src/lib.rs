@@ -12,9 +12,12 @@ pub mod flow;
 pub mod http;
 pub mod metrics;
 pub mod ratelimit;
+pub mod server;
 pub mod store;
+mod tasks;
 pub mod telemetry;
 pub mod tokens;
 
-pub use app::{AppState, Application, StartError};
+pub use app::{AppState, StartError};
 pub use config::Config;
+pub use server::Application;

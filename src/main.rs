@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
             runtime()?.block_on(async {
                 let app = consent_broker::Application::build(config).await?;
                 tracing::info!(addr = %app.local_addr(), "consent-broker listening");
-                app.run_until(consent_broker::app::shutdown_signal()).await
+                app.run_until(consent_broker::server::shutdown_signal()).await
             })?;
         }
         Command::CheckConfig { config } => {

@@ -1,0 +1,180 @@
+//! The server: the public listener (plain or TLS) and the optional metrics listener, with
+//! their timeouts and connection caps, and graceful shutdown that waits for background work.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum_server::accept::DefaultAcceptor;
+
+use crate::app::{AppState, StartError};
+use crate::config::Config;
+use crate::http::conn_limit::ConnectionLimit;
+
+/// Connections the separate metrics listener serves at once (scrapers are few).
+const METRICS_MAX_CONNECTIONS: usize = 64;
+
+/// A bound, ready-to-run broker.
+pub struct Application {
+    state: AppState,
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    /// The separate `/metrics` listener, when `server.metrics_listen` is set.
+    metrics_listener: Option<std::net::TcpListener>,
+}
+
+impl Application {
+    /// Opens the store and binds `config.listen`.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let addr = config.listen;
+        let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        Self::with_listener(AppState::build(config).await?, listener)
+    }
+
+    /// Runs on an already bound listener (tests bind port 0 first to learn the URL).
+    /// Binds `server.metrics_listen` here too, if set.
+    pub fn with_listener(state: AppState, listener: std::net::TcpListener) -> Result<Self, StartError> {
+        let local_addr = listener.local_addr().map_err(StartError::Serve)?;
+        listener.set_nonblocking(true).map_err(StartError::Serve)?;
+        let metrics_listener = match state.config.metrics_listen {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+                l.set_nonblocking(true).map_err(StartError::Serve)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(Self {
+            state,
+            listener,
+            local_addr,
+            metrics_listener,
+        })
+    }
+
+    /// The bound address of the separate metrics listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the grace period.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let Self {
+            state,
+            listener,
+            metrics_listener,
+            ..
+        } = self;
+        let grace = state.config.shutdown_grace;
+        let purge = tokio::spawn(crate::tasks::purge_loop(state.clone()));
+        let probe = tokio::spawn(crate::tasks::probe_store(state.clone()));
+        let router = crate::http::router(state.clone());
+        let handle = axum_server::Handle::new();
+        let metrics_server = match metrics_listener {
+            Some(l) => {
+                // Internal, but bounded like the public listener: a stuck scraper holds nothing.
+                let limits = &state.config.http;
+                let metrics = state.metrics.clone();
+                let mut server = axum_server::from_tcp(l)
+                    .map_err(StartError::Serve)?
+                    .handle(handle.clone())
+                    .first_request_timeout(limits.header_read_timeout);
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(Some(limits.header_read_timeout));
+                let server = server
+                    .acceptor(ConnectionLimit::new(
+                        DefaultAcceptor::new(),
+                        METRICS_MAX_CONNECTIONS,
+                        move || metrics.connection_refused(),
+                    ))
+                    .serve(crate::http::metrics_router(state.clone()).into_make_service());
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
+        let on_signal = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            on_signal.graceful_shutdown(Some(grace));
+        });
+        let limits = state.config.http.clone();
+        let metrics = state.metrics.clone();
+        let conn_limit = ConnectionLimit::new(DefaultAcceptor::new(), limits.max_connections, move || {
+            metrics.connection_refused();
+        });
+        // A client gets `header_read_timeout` for its first request (which also bounds hyper's
+        // protocol detection, untimed on its own) and for the headers of every later one.
+        let mut server = axum_server::from_tcp(listener)
+            .map_err(StartError::Serve)?
+            .handle(handle)
+            .first_request_timeout(limits.header_read_timeout);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(limits.header_read_timeout));
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = match state.config.tls.clone() {
+            Some(tls) => {
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+                    .await
+                    .map_err(StartError::Tls)?;
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
+                    .handshake_timeout(limits.header_read_timeout)
+                    .acceptor(conn_limit);
+                server.acceptor(acceptor).serve(service).await
+            }
+            None => server.acceptor(conn_limit).serve(service).await,
+        };
+        // Refreshes and code exchanges whose callers are gone still finish and write.
+        state.background.close();
+        if tokio::time::timeout(grace, state.background.wait()).await.is_err() {
+            tracing::warn!(
+                left = state.background.len(),
+                "shutdown grace ran out with refreshes or sign-ins still running"
+            );
+        }
+        purge.abort();
+        probe.abort();
+        let _ = purge.await;
+        let _ = probe.await;
+        if let Some(m) = metrics_server {
+            // The shared handle has already told it to stop; a scrape in flight may finish.
+            let _ = m.await;
+        }
+        served.map_err(StartError::Serve)
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
