@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::approval::PendingApprovals;
 use crate::clock::SystemClock;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
@@ -59,6 +60,8 @@ pub struct App {
     pub tokens: Arc<TokenService>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
+    /// This broker's approval pages still waiting for an admin (the `pending_approvals` gauge).
+    pub pending_approvals: PendingApprovals,
     /// Rate limiters (`[limits]`).
     pub limits: Limiters,
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
@@ -126,6 +129,7 @@ impl AppState {
             keys,
             connectors,
             tokens,
+            pending_approvals: PendingApprovals::new(metrics.clone()),
             metrics,
             background,
             limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),

@@ -7,7 +7,7 @@
 //! names, tenants capped at [`MAX_TENANT_LABELS`]), so a caller cannot grow the series count.
 //! Nothing secret is ever a label.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,10 +25,6 @@ const BUCKETS: &[f64] = &[
 
 /// Distinct tenants the pending-approvals gauge labels by name; later ones share `other`.
 pub const MAX_TENANT_LABELS: usize = 1_000;
-/// Most (connector, tenant) pairs whose open approval pages are tracked one by one.
-pub const MAX_PENDING_TENANTS: usize = 10_000;
-/// Where the pages of tenants past [`MAX_PENDING_TENANTS`] are counted.
-const OVERFLOW_TENANT: &str = "other";
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -123,17 +119,6 @@ struct CredentialErrorLabels {
     code: String,
 }
 
-/// The open approval pages of one (connector, tenant).
-#[derive(Debug)]
-struct PendingPages {
-    /// Its tenant label (the tenant, or `other` past the cap).
-    label: String,
-    /// Pages opened.
-    count: i64,
-    /// When the newest was opened (Unix ms).
-    newest_ms: i64,
-}
-
 /// The broker's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -150,8 +135,6 @@ pub struct Metrics {
     pending_approvals: Family<TenantLabels, Gauge>,
     /// Tenants that have a `pending_approvals` series of their own (the cap's bookkeeping).
     labelled_tenants: Mutex<HashSet<String>>,
-    /// Open approval pages per (connector, tenant), behind the `pending_approvals` series.
-    pending_pages: Mutex<HashMap<(String, String), PendingPages>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     entra_requests: Family<EntraLabels, Counter>,
@@ -458,7 +441,6 @@ impl Metrics {
                 "Approval pages opened by this process whose tenant has not approved since, by connector and tenant.",
             ),
             labelled_tenants: Mutex::default(),
-            pending_pages: Mutex::default(),
             http_requests: b.counters("http_requests", "HTTP requests answered, by route and status."),
             http_duration: b.histograms("http_request_duration_seconds", "Time to answer HTTP requests, by route."),
             entra_requests: b.counters(
@@ -650,7 +632,7 @@ impl Metrics {
 
     /// The tenant label for `tenant`: itself while fewer than [`MAX_TENANT_LABELS`] tenants have
     /// one, `other` after that.
-    fn tenant_label(&self, tenant: &str) -> String {
+    pub fn tenant_label(&self, tenant: &str) -> String {
         let Ok(mut seen) = self.labelled_tenants.lock() else {
             return "other".to_string();
         };
@@ -664,52 +646,14 @@ impl Metrics {
         "other".to_string()
     }
 
-    fn pages(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PendingPages>> {
-        // Plain counters: valid whatever a panicking holder left behind.
-        self.pending_pages.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An approval page was opened for `connector` in `tenant` at `opened_ms` (Unix ms).
-    pub fn approval_opened(&self, connector: &str, tenant: &str, opened_ms: i64) {
-        let mut pages = self.pages();
-        // Tenants come from sign-in attempts anyone can start: past the cap, new ones are kept
-        // together under `other`, which no approval settles, so they leave when they expire.
-        let key = (connector.to_string(), tenant.to_string());
-        let key = if pages.len() >= MAX_PENDING_TENANTS && !pages.contains_key(&key) {
-            (connector.to_string(), OVERFLOW_TENANT.to_string())
-        } else {
-            key
-        };
-        let label = if key.1 == OVERFLOW_TENANT {
-            OVERFLOW_TENANT.to_string()
-        } else {
-            self.tenant_label(tenant)
-        };
-        let entry = pages.entry(key).or_insert_with(|| PendingPages {
-            label,
-            count: 0,
-            newest_ms: opened_ms,
-        });
-        entry.count += 1;
-        entry.newest_ms = entry.newest_ms.max(opened_ms);
+    /// Moves the pending-approvals series of `connector` under `tenant_label` by `delta`; the
+    /// series goes once nothing is pending under it (see `approval::PendingApprovals`).
+    pub fn pending_approvals_by(&self, connector: &str, tenant_label: &str, delta: i64) {
         let labels = TenantLabels {
             connector: connector.to_string(),
-            tenant: entry.label.clone(),
+            tenant: tenant_label.to_string(),
         };
-        self.pending_approvals.get_or_create(&labels).inc();
-    }
-
-    /// `tenant` approved `connector` (or its pages expired): its open pages are no longer pending.
-    pub fn tenant_approved(&self, connector: &str, tenant: &str) {
-        let Some(p) = self.pages().remove(&(connector.to_string(), tenant.to_string())) else {
-            return;
-        };
-        let labels = TenantLabels {
-            connector: connector.to_string(),
-            tenant: p.label,
-        };
-        // Under `other` other tenants' pages may remain; the series goes when none do.
-        let left = self.pending_approvals.get_or_create(&labels).dec_by(p.count) - p.count;
+        let left = self.pending_approvals.get_or_create(&labels).inc_by(delta) + delta;
         if left <= 0 {
             self.pending_approvals.remove(&labels);
         }
@@ -723,15 +667,6 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
-    }
-
-    /// Every (connector, tenant) with open pages, and when its newest page was opened (Unix ms):
-    /// what `approval::settle_pending` checks against the store.
-    pub fn pending_pages(&self) -> Vec<(String, String, i64)> {
-        self.pages()
-            .iter()
-            .map(|((c, t), p)| (c.clone(), t.clone(), p.newest_ms))
-            .collect()
     }
 
     /// An HTTP request matched `route` (the route template, or `unmatched`) and was answered
@@ -813,100 +748,12 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    fn has_line(m: &Metrics, line: &str) -> bool {
-        m.render().lines().any(|l| l == line)
-    }
-
     #[test]
     fn codes_fold_into_a_bounded_label_set() {
         assert_eq!(code_label(Some(90094)), "90094");
         assert_eq!(code_label(Some(65004)), "65004");
         assert_eq!(code_label(Some(4_000_000_001)), "other");
         assert_eq!(code_label(None), "none");
-    }
-
-    #[test]
-    fn pending_approvals_drop_when_the_tenant_approves() {
-        let m = Metrics::new();
-        m.approval_opened("c", "t1", 1);
-        m.approval_opened("c", "t1", 5);
-        m.approval_opened("c", "t2", 3);
-        let mut open = m.pending_pages();
-        open.sort();
-        assert_eq!(
-            open,
-            [("c".into(), "t1".into(), 5), ("c".into(), "t2".into(), 3)],
-            "the newest page per tenant"
-        );
-        m.tenant_approved("c", "t1");
-        m.tenant_approved("c", "t9");
-        assert!(has_line(
-            &m,
-            "consent_broker_pending_approvals{connector=\"c\",tenant=\"t2\"} 1"
-        ));
-        assert!(!m.render().contains("tenant=\"t1\""));
-    }
-
-    #[test]
-    fn pending_tenants_are_capped_and_the_overflow_settles_by_expiry() {
-        let m = Metrics::new();
-        for i in 0..MAX_PENDING_TENANTS + 50 {
-            m.approval_opened("c", &format!("t{i}.example"), 1);
-        }
-        let pages = m.pending_pages();
-        assert_eq!(
-            pages.len(),
-            MAX_PENDING_TENANTS + 1,
-            "the cap, plus one entry for the rest"
-        );
-        assert!(pages.iter().any(|(c, t, _)| c == "c" && t == OVERFLOW_TENANT));
-        // Settling the overflow (its pages expired) takes exactly its pages off the gauge.
-        let before: i64 = m
-            .pending_approvals
-            .get_or_create(&TenantLabels {
-                connector: "c".into(),
-                tenant: "other".into(),
-            })
-            .get();
-        m.tenant_approved("c", OVERFLOW_TENANT);
-        let after: i64 = m
-            .pending_approvals
-            .get_or_create(&TenantLabels {
-                connector: "c".into(),
-                tenant: "other".into(),
-            })
-            .get();
-        assert_eq!(before - after, 50);
-    }
-
-    #[test]
-    fn tenant_labels_are_capped() {
-        let m = Metrics::new();
-        for i in 0..MAX_TENANT_LABELS + 5 {
-            m.approval_opened("c", &format!("t{i}"), 1);
-        }
-        assert!(has_line(
-            &m,
-            "consent_broker_pending_approvals{connector=\"c\",tenant=\"other\"} 5"
-        ));
-        // A tenant that already has its series keeps it.
-        m.approval_opened("c", "t0", 1);
-        assert!(has_line(
-            &m,
-            "consent_broker_pending_approvals{connector=\"c\",tenant=\"t0\"} 2"
-        ));
-        // Approving a tenant counted under `other` takes exactly its pages off that series.
-        let last = format!("t{}", MAX_TENANT_LABELS + 4);
-        m.approval_opened("c", &last, 1);
-        m.tenant_approved("c", &last);
-        assert!(has_line(
-            &m,
-            "consent_broker_pending_approvals{connector=\"c\",tenant=\"other\"} 4"
-        ));
-        for i in MAX_TENANT_LABELS..MAX_TENANT_LABELS + 4 {
-            m.tenant_approved("c", &format!("t{i}"));
-        }
-        assert!(!m.render().contains("tenant=\"other\""), "the emptied series goes");
     }
 
     #[test]
@@ -942,7 +789,7 @@ mod tests {
         m.circuit_open("a", true);
         m.entra_error(Some(90094));
         m.store_duration("get", Duration::from_millis(1));
-        m.approval_opened("c", "t", 1);
+        m.pending_approvals_by("c", "t", 1);
         m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
         m.credential_expires_at("c", "secret", 1);
         m.credential_error("c", Some(7000222));

@@ -8,7 +8,10 @@
 //! for an app-only token in that tenant: Entra issues one only where the app has a service
 //! principal, which the admin's consent creates.
 
+pub mod pending;
 pub mod permissions;
+
+pub use pending::PendingApprovals;
 
 use std::time::Duration;
 
@@ -79,7 +82,7 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
         browser: flow.browser.clone(),
     };
     state.records.put_approval(&approval, RETENTION).await?;
-    state.metrics.approval_opened(
+    state.pending_approvals.opened(
         &approval.connector,
         approval.tenant_id.as_deref().unwrap_or(&approval.tenant),
         approval.created_at_ms,
@@ -94,7 +97,7 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
 pub async fn settle_pending(state: &AppState) {
     let now = crate::clock::now_millis();
     let ttl_ms = APPROVAL_TTL.as_millis() as i64;
-    for (connector, tenant, newest_ms) in state.metrics.pending_pages() {
+    for (connector, tenant, newest_ms) in state.pending_approvals.open() {
         let settled = newest_ms + ttl_ms <= now
             || match state.records.tenant_approval(&connector, &tenant).await {
                 Ok(Some(a)) => a.approved_at_ms >= newest_ms,
@@ -105,7 +108,7 @@ pub async fn settle_pending(state: &AppState) {
                 }
             };
         if settled {
-            state.metrics.tenant_approved(&connector, &tenant);
+            state.pending_approvals.settled(&connector, &tenant);
         }
     }
 }
@@ -552,7 +555,7 @@ pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result
         )
         .await?;
     tracing::info!(connector = %connector, tenant = %tenant_id, "tenant approved the connector");
-    state.metrics.tenant_approved(&connector, &tenant_id);
+    state.pending_approvals.settled(&connector, &tenant_id);
     Ok(ConsentOutcome::Approved {
         connector,
         tenant_id,
