@@ -1,0 +1,95 @@
+//! `[log]`: the output format and the filter directive.
+
+use serde::Deserialize;
+
+use super::Invalid;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    #[serde(default = "default_log_format")]
+    format: String,
+    #[serde(default = "default_log_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Log format and filter.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub json: bool,
+    /// An `EnvFilter` directive, e.g. `info` or `consent_broker=debug`.
+    pub level: String,
+}
+
+impl RawLog {
+    /// Checks the format and that the level parses as a filter.
+    pub(super) fn validate(self) -> Result<LogConfig, Invalid> {
+        let json = match self.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(Invalid::new(
+                    "log.format",
+                    format!("unknown format {other:?}; expected \"text\" or \"json\""),
+                ));
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
+            return Err(Invalid::new(
+                "log.level",
+                format!("{:?} is not a valid filter directive", self.level),
+            ));
+        }
+        Ok(LogConfig {
+            json,
+            level: self.level,
+        })
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return its (large) error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::super::Config;
+    use super::super::testing::{base, err_of};
+
+    #[test]
+    fn format_and_level() {
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::from_toml_str(&base(""), "t.toml").expect("defaults");
+            assert!(!cfg.log.json);
+            assert_eq!(cfg.log.level, "info");
+            let cfg = Config::from_toml_str(
+                &base("[log]\nformat = \"json\"\nlevel = \"consent_broker=debug\""),
+                "t.toml",
+            )
+            .expect("set");
+            assert!(cfg.log.json);
+            assert_eq!(cfg.log.level, "consent_broker=debug");
+            Ok(())
+        });
+        let e = err_of(&base("[log]\nformat = \"xml\""));
+        assert!(e.starts_with("t.toml: log.format: "), "{e}");
+        assert!(e.contains("\"text\" or \"json\""), "{e}");
+        let e = err_of(&base("[log]\nlevel = \"consent_broker=loud\""));
+        assert!(e.starts_with("t.toml: log.level: "), "{e}");
+    }
+}
