@@ -12,6 +12,8 @@ use super::Invalid;
 use super::values::{is_loopback_url, is_tenant_segment, read_secret};
 use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredential};
 
+// A connector has required keys (id, display_name, client_id), so its one non-trivial default,
+// `tenant`, is a function rather than an `impl Default`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConnector {

@@ -13,10 +13,9 @@ use crate::store::Keyring;
 use crate::store::encrypted::{EncryptionKey, MAX_KEY_ID_LEN, valid_key_id};
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawEncryption {
     primary: Option<String>,
-    #[serde(default)]
     keys: Vec<RawEncryptionKey>,
 }
 

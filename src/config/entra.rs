@@ -9,86 +9,37 @@ use super::Invalid;
 use super::values::{is_loopback_url, parse_base_url};
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawEntra {
-    #[serde(default = "default_authority")]
     authority: String,
-    #[serde(default = "default_connect_timeout")]
     connect_timeout_secs: u64,
-    #[serde(default = "default_request_timeout")]
     request_timeout_secs: u64,
-    #[serde(default = "default_jwks_refetch")]
     jwks_min_refetch_interval_secs: u64,
-    #[serde(default = "default_jwks_ttl")]
     jwks_cache_ttl_secs: u64,
-    #[serde(default = "default_clock_skew")]
     clock_skew_secs: u64,
-    #[serde(default = "default_retry_after")]
     default_retry_after_secs: u64,
-    #[serde(default = "default_max_retries")]
     max_retries: u32,
-    #[serde(default = "default_retry_base_delay")]
     retry_base_delay_ms: u64,
-    #[serde(default = "default_retry_max_delay")]
     retry_max_delay_ms: u64,
-    #[serde(default = "default_circuit_threshold")]
     circuit_failure_threshold: u32,
-    #[serde(default = "default_circuit_open")]
     circuit_open_secs: u64,
-}
-
-fn default_max_retries() -> u32 {
-    2
-}
-fn default_retry_base_delay() -> u64 {
-    200
-}
-fn default_retry_max_delay() -> u64 {
-    2_000
-}
-fn default_circuit_threshold() -> u32 {
-    5
-}
-fn default_circuit_open() -> u64 {
-    30
-}
-fn default_authority() -> String {
-    "https://login.microsoftonline.com".into()
-}
-fn default_connect_timeout() -> u64 {
-    5
-}
-fn default_request_timeout() -> u64 {
-    15
-}
-fn default_jwks_refetch() -> u64 {
-    300
-}
-fn default_jwks_ttl() -> u64 {
-    86_400
-}
-fn default_clock_skew() -> u64 {
-    120
-}
-fn default_retry_after() -> u64 {
-    30
 }
 
 impl Default for RawEntra {
     fn default() -> Self {
         Self {
-            authority: default_authority(),
-            connect_timeout_secs: default_connect_timeout(),
-            request_timeout_secs: default_request_timeout(),
-            jwks_min_refetch_interval_secs: default_jwks_refetch(),
-            jwks_cache_ttl_secs: default_jwks_ttl(),
-            clock_skew_secs: default_clock_skew(),
-            default_retry_after_secs: default_retry_after(),
-            max_retries: default_max_retries(),
-            retry_base_delay_ms: default_retry_base_delay(),
-            retry_max_delay_ms: default_retry_max_delay(),
-            circuit_failure_threshold: default_circuit_threshold(),
-            circuit_open_secs: default_circuit_open(),
+            authority: "https://login.microsoftonline.com".into(),
+            connect_timeout_secs: 5,
+            request_timeout_secs: 15,
+            jwks_min_refetch_interval_secs: 300,
+            jwks_cache_ttl_secs: 86_400,
+            clock_skew_secs: 120,
+            default_retry_after_secs: 30,
+            max_retries: 2,
+            retry_base_delay_ms: 200,
+            retry_max_delay_ms: 2_000,
+            circuit_failure_threshold: 5,
+            circuit_open_secs: 30,
         }
     }
 }

@@ -7,40 +7,23 @@ use serde::Deserialize;
 use super::Invalid;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawFlow {
-    #[serde(default = "default_state_ttl")]
     state_ttl_secs: u64,
-    #[serde(default = "default_session_ttl")]
     session_ttl_secs: u64,
-    #[serde(default = "default_handoff_ttl")]
     handoff_ttl_secs: u64,
-    #[serde(default = "default_min_ttl")]
     default_min_ttl_secs: u64,
 }
 
 impl Default for RawFlow {
     fn default() -> Self {
         Self {
-            state_ttl_secs: default_state_ttl(),
-            session_ttl_secs: default_session_ttl(),
-            handoff_ttl_secs: default_handoff_ttl(),
-            default_min_ttl_secs: default_min_ttl(),
+            state_ttl_secs: 600,
+            session_ttl_secs: 3_600,
+            handoff_ttl_secs: 300,
+            default_min_ttl_secs: 300,
         }
     }
-}
-
-fn default_state_ttl() -> u64 {
-    600
-}
-fn default_session_ttl() -> u64 {
-    3_600
-}
-fn default_handoff_ttl() -> u64 {
-    300
-}
-fn default_min_ttl() -> u64 {
-    300
 }
 
 /// Lifetimes of the flow's short-lived records.

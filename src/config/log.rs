@@ -5,28 +5,19 @@ use serde::Deserialize;
 use super::Invalid;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
-    #[serde(default = "default_log_format")]
     format: String,
-    #[serde(default = "default_log_level")]
     level: String,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
-            format: default_log_format(),
-            level: default_log_level(),
+            format: "text".into(),
+            level: "info".into(),
         }
     }
-}
-
-fn default_log_format() -> String {
-    "text".into()
-}
-fn default_log_level() -> String {
-    "info".into()
 }
 
 /// Log format and filter.

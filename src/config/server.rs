@@ -13,6 +13,9 @@ use super::Invalid;
 use super::values::{is_loopback_url, parse_base_url, read_secret};
 use crate::crypto::Sensitive;
 
+// `listen` and `public_url` have no default, so this section cannot take one `impl Default`
+// (serde's container default would make them optional): each default is a function named by
+// its field, the only place it is written; `HttpLimits::default` calls the same functions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {

@@ -10,47 +10,35 @@ use super::Invalid;
 use super::redis::{RedisConfig, redis_config};
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
-    #[serde(default = "default_backend")]
     backend: String,
-    #[serde(default = "default_store_path")]
     path: PathBuf,
-    #[serde(default = "default_purge_interval")]
     purge_interval_secs: u64,
     // The Redis backend's keys; rejected with any other backend so a stray one is noticed.
     pub(super) url: Option<String>,
-    #[serde(default)]
     pub(super) cluster_urls: Vec<String>,
-    #[serde(default)]
     pub(super) sentinel_urls: Vec<String>,
     pub(super) sentinel_master: Option<String>,
     pub(super) sentinel_master_username: Option<String>,
     pub(super) sentinel_master_password_env: Option<String>,
-    #[serde(default)]
     pub(super) sentinel_wait_replicas: u32,
-    #[serde(default = "default_key_prefix")]
     pub(super) key_prefix: String,
-    #[serde(default = "default_redis_connect_timeout")]
     pub(super) connect_timeout_ms: u64,
-    #[serde(default = "default_redis_response_timeout")]
     pub(super) response_timeout_ms: u64,
     pub(super) tls_ca_file: Option<PathBuf>,
     // The refresh lease, for every backend.
-    #[serde(default = "default_refresh_lease")]
     refresh_lease_ms: u64,
-    #[serde(default = "default_refresh_wait")]
     refresh_wait_ms: u64,
-    #[serde(default = "default_true")]
     refresh_lease_renew: bool,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
-            backend: default_backend(),
-            path: default_store_path(),
-            purge_interval_secs: default_purge_interval(),
+            backend: "embedded".into(),
+            path: PathBuf::from("data/consent-broker.redb"),
+            purge_interval_secs: 60,
             url: None,
             cluster_urls: Vec::new(),
             sentinel_urls: Vec::new(),
@@ -58,43 +46,15 @@ impl Default for RawStore {
             sentinel_master_username: None,
             sentinel_master_password_env: None,
             sentinel_wait_replicas: 0,
-            key_prefix: default_key_prefix(),
-            connect_timeout_ms: default_redis_connect_timeout(),
-            response_timeout_ms: default_redis_response_timeout(),
+            key_prefix: "cb:".into(),
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 500,
             tls_ca_file: None,
-            refresh_lease_ms: default_refresh_lease(),
-            refresh_wait_ms: default_refresh_wait(),
+            refresh_lease_ms: 10_000,
+            refresh_wait_ms: 15_000,
             refresh_lease_renew: true,
         }
     }
-}
-
-fn default_backend() -> String {
-    "embedded".into()
-}
-fn default_store_path() -> PathBuf {
-    PathBuf::from("data/consent-broker.redb")
-}
-fn default_purge_interval() -> u64 {
-    60
-}
-fn default_key_prefix() -> String {
-    "cb:".into()
-}
-fn default_redis_connect_timeout() -> u64 {
-    1_000
-}
-fn default_redis_response_timeout() -> u64 {
-    500
-}
-fn default_refresh_lease() -> u64 {
-    10_000
-}
-fn default_refresh_wait() -> u64 {
-    15_000
-}
-fn default_true() -> bool {
-    true
 }
 
 /// The store backend.
