@@ -3,18 +3,30 @@
 use serde::Deserialize;
 
 use super::Invalid;
+use super::values::choice;
+
+/// `[log] format`, spelled as serde renames the variants; messages list them in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Format {
+    /// For people.
+    Text,
+    /// For log pipelines.
+    Json,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
-    format: String,
+    #[serde(deserialize_with = "choice")]
+    format: Format,
     level: String,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         Self {
-            format: "text".into(),
+            format: Format::Text,
             level: "info".into(),
         }
     }
@@ -30,18 +42,9 @@ pub struct LogConfig {
 }
 
 impl RawLog {
-    /// Checks the format and that the level parses as a filter.
+    /// Checks that the level parses as a filter.
     pub(super) fn validate(self) -> Result<LogConfig, Invalid> {
-        let json = match self.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                return Err(Invalid::new(
-                    "log.format",
-                    format!("unknown format {other:?}; expected \"text\" or \"json\""),
-                ));
-            }
-        };
+        let json = self.format == Format::Json;
         if tracing_subscriber::EnvFilter::try_new(&self.level).is_err() {
             return Err(Invalid::new(
                 "log.level",
@@ -77,9 +80,12 @@ mod tests {
             assert_eq!(cfg.log.level, "consent_broker=debug");
             Ok(())
         });
-        let e = err_of(&base("[log]\nformat = \"xml\""));
-        assert!(e.starts_with("t.toml: log.format: "), "{e}");
-        assert!(e.contains("\"text\" or \"json\""), "{e}");
+        assert_eq!(
+            err_of(&base("[log]\nformat = \"JSON\"")),
+            "t.toml: log.format: unknown format \"JSON\"; expected \"text\" or \"json\""
+        );
+        let e = err_of(&base("[log]\nformat = 1"));
+        assert!(e.contains("expected a string") && e.contains("log.format"), "{e}");
         let e = err_of(&base("[log]\nlevel = \"consent_broker=loud\""));
         assert!(e.starts_with("t.toml: log.level: "), "{e}");
     }

@@ -185,10 +185,7 @@ impl Config {
                 Err(e) => {
                     let unknown = unknown_env_keys(&e);
                     if unknown.is_empty() || unknown.iter().all(|k| ignored.contains(k)) {
-                        return Err(ConfigError::Parse {
-                            file: name.clone(),
-                            source: Box::new(e),
-                        });
+                        return Err(parse_error(&name, e));
                     }
                     ignored.extend(unknown);
                 }
@@ -247,10 +244,7 @@ impl Config {
         let raw: RawConfig = Figment::new()
             .merge(Toml::string(text))
             .extract()
-            .map_err(|e| ConfigError::Parse {
-                file: name.to_string(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| parse_error(name, e))?;
         Self::from_raw(raw, name)
     }
 
@@ -260,11 +254,66 @@ impl Config {
     }
 }
 
+/// figment's error as a [`ConfigError`]. A value that is none of a choice's spellings is reported
+/// like the values validation refuses (file, key, what is allowed), plus the variable when it
+/// came from the environment; other errors keep figment's wording, which names key and source.
+fn parse_error(file: &str, e: figment::Error) -> ConfigError {
+    match &e.kind {
+        figment::error::Kind::UnknownVariant(found, allowed) if e.count() == 1 => {
+            let field = e.path.last().map_or("value", String::as_str);
+            let mut message = format!("unknown {field} {found:?}; expected {}", spellings(allowed));
+            if from_env(&e) {
+                let var = format!("BROKER_{}", e.path.join("__").to_ascii_uppercase());
+                message.push_str(&format!(" (from the environment variable {var})"));
+            }
+            ConfigError::Invalid {
+                file: file.to_string(),
+                key: dotted_key(&e.path),
+                message,
+            }
+        }
+        _ => ConfigError::Parse {
+            file: file.to_string(),
+            source: Box::new(e),
+        },
+    }
+}
+
+/// `"a", "b" or "c"`.
+fn spellings(allowed: &[&str]) -> String {
+    let quoted: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
+}
+
+/// A figment path as validation names keys: `connectors[0].tenant`.
+fn dotted_key(path: &[String]) -> String {
+    let mut key = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+/// Whether the value at fault came from a `BROKER_*` variable rather than the file.
+fn from_env(e: &figment::Error) -> bool {
+    e.metadata.as_ref().is_some_and(|m| m.name.contains("BROKER_"))
+}
+
 /// The keys (dotted, lower case) of `BROKER_*` variables that name no config key.
 fn unknown_env_keys(e: &figment::Error) -> Vec<String> {
     e.clone()
         .into_iter()
-        .filter(|e| e.metadata.as_ref().is_some_and(|m| m.name.contains("BROKER_")))
+        .filter(from_env)
         .filter_map(|e| match &e.kind {
             // The path already ends with the unknown field.
             figment::error::Kind::UnknownField(..) => Some(e.path.join(".").to_ascii_lowercase()),

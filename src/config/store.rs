@@ -8,11 +8,25 @@ use serde::Deserialize;
 
 use super::Invalid;
 use super::redis::{RedisConfig, redis_config};
+use super::values::choice;
+
+/// `[store] backend`, spelled as serde renames the variants; messages list them in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Backend {
+    /// One redb file.
+    Embedded,
+    /// Lost on exit.
+    Memory,
+    /// Redis, shared by several brokers.
+    Redis,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
-    backend: String,
+    #[serde(deserialize_with = "choice")]
+    backend: Backend,
     path: PathBuf,
     purge_interval_secs: u64,
     // The Redis backend's keys; rejected with any other backend so a stray one is noticed.
@@ -36,7 +50,7 @@ pub(super) struct RawStore {
 impl Default for RawStore {
     fn default() -> Self {
         Self {
-            backend: "embedded".into(),
+            backend: Backend::Embedded,
             path: PathBuf::from("data/consent-broker.redb"),
             purge_interval_secs: 60,
             url: None,
@@ -112,7 +126,7 @@ impl RawStore {
             wait: Duration::from_millis(self.refresh_wait_ms),
             renew: self.refresh_lease_renew,
         };
-        if self.backend != "redis" {
+        if self.backend != Backend::Redis {
             if self.url.is_some() {
                 return Err(Invalid::new("store.url", "only used with backend = \"redis\""));
             }
@@ -126,22 +140,16 @@ impl RawStore {
                 ));
             }
         }
-        let store = match self.backend.as_str() {
-            "memory" => StoreConfig::Memory { purge_interval },
-            "embedded" => StoreConfig::Embedded {
+        let store = match self.backend {
+            Backend::Memory => StoreConfig::Memory { purge_interval },
+            Backend::Embedded => StoreConfig::Embedded {
                 path: self.path,
                 purge_interval,
             },
-            "redis" => StoreConfig::Redis {
+            Backend::Redis => StoreConfig::Redis {
                 redis: redis_config(self).map_err(|(key, m)| Invalid::new(key, m))?,
                 purge_interval,
             },
-            other => {
-                return Err(Invalid::new(
-                    "store.backend",
-                    format!("unknown backend {other:?}; expected \"embedded\", \"memory\" or \"redis\""),
-                ));
-            }
         };
         Ok((store, refresh))
     }
@@ -151,10 +159,35 @@ impl RawStore {
 // figment's Jail closures return its (large) error type; that is its API, not ours.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::super::Config;
     use super::super::testing::{base, err_of};
+
+    #[test]
+    fn backend_is_one_of_its_spellings() {
+        let with = |backend: &str| base("").replace("backend = \"memory\"", &format!("backend = {backend}"));
+        assert_eq!(
+            err_of(&with("\"Memory\"")),
+            "t.toml: store.backend: unknown backend \"Memory\"; expected \"embedded\", \"memory\" or \"redis\""
+        );
+        // figment would pass a number to an enum as a variant's index.
+        let e = err_of(&with("1"));
+        assert!(e.contains("expected a string") && e.contains("store.backend"), "{e}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", &base(""))?;
+            jail.set_env("BROKER_STORE__BACKEND", "redis2");
+            let e = Config::load(Path::new("b.toml"))
+                .expect_err("unknown backend")
+                .to_string();
+            assert_eq!(
+                e,
+                "b.toml: store.backend: unknown backend \"redis2\"; expected \"embedded\", \"memory\" or \"redis\" (from the environment variable BROKER_STORE__BACKEND)"
+            );
+            Ok(())
+        });
+    }
 
     #[test]
     fn refresh_lease_settings() {

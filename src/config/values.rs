@@ -1,11 +1,22 @@
-//! Value checks that more than one section uses: base URLs, loopback hosts, tenant segments and
-//! secrets read from an environment variable or a file.
+//! Value checks that more than one section uses: choices, base URLs, loopback hosts, tenant
+//! segments and secrets read from an environment variable or a file.
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use secrecy::SecretString;
+use serde::de::value::StringDeserializer;
+use serde::{Deserialize, Deserializer};
 use url::Url;
+
+/// Reads a choice (a unit-only enum deriving `Deserialize`) from a string only, for
+/// `#[serde(deserialize_with)]`: figment hands an enum a number as the index of a variant, so
+/// without this `backend = 1` would mean the second backend. A string that is no variant's
+/// spelling fails as serde's unknown variant, which [`super::parse_error`] words for people.
+pub(super) fn choice<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    let spelling = String::deserialize(d)?;
+    T::deserialize(StringDeserializer::<D::Error>::new(spelling))
+}
 
 /// A base URL: absolute, http(s), no query, fragment or credentials; trailing `/` removed.
 pub(super) fn parse_base_url(raw: &str) -> Result<Url, String> {
