@@ -15,6 +15,7 @@ use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredent
 // A connector has required keys (id, display_name, client_id), so its one non-trivial default,
 // `tenant`, is a function rather than an `impl Default`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConnector {
     id: String,

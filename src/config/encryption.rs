@@ -13,6 +13,7 @@ use crate::store::Keyring;
 use crate::store::encrypted::{EncryptionKey, MAX_KEY_ID_LEN, valid_key_id};
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawEncryption {
     primary: Option<String>,
@@ -20,8 +21,9 @@ pub(super) struct RawEncryption {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct RawEncryptionKey {
+pub(super) struct RawEncryptionKey {
     id: String,
     env: Option<String>,
     file: Option<PathBuf>,

@@ -9,6 +9,7 @@ use super::Invalid;
 use super::values::{is_loopback_url, parse_base_url};
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawEntra {
     authority: String,

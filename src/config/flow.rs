@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::Invalid;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawFlow {
     state_ttl_secs: u64,

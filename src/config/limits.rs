@@ -6,6 +6,7 @@ use super::Invalid;
 
 /// `[limits]`: requests per minute and burst per key; 0 per minute turns a limit off.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
     ip_per_minute: u32,

@@ -7,6 +7,7 @@ use super::values::choice;
 
 /// `[log] format`, spelled as serde renames the variants; messages list them in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub(super) enum Format {
     /// For people.
@@ -16,6 +17,7 @@ pub(super) enum Format {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
     #[serde(deserialize_with = "choice")]

@@ -5,7 +5,9 @@
 //! the key of whatever is wrong. A config that loads is one the broker can run with.
 //!
 //! Each section's raw shape, validated type and tests live in its own file; this one loads the
-//! file, assembles the sections and checks what spans them.
+//! file, assembles the sections and checks what spans them. Every default is written once, in
+//! its raw shape; the raw shapes also derive `Serialize` in tests, so that `example.rs` can hold
+//! `config/example.toml` to those defaults.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,6 +24,8 @@ use crate::store::Keyring;
 mod connectors;
 mod encryption;
 mod entra;
+#[cfg(test)]
+mod example;
 mod flow;
 mod limits;
 mod log;
@@ -93,6 +97,7 @@ impl Invalid {
 
 /// The raw file shape. Every key is documented in `config/example.toml`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: server::RawServer,

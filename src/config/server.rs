@@ -17,6 +17,7 @@ use crate::crypto::Sensitive;
 // (serde's container default would make them optional): each default is a function named by
 // its field, the only place it is written; `HttpLimits::default` calls the same functions.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     listen: SocketAddr,
@@ -41,8 +42,9 @@ pub(super) struct RawServer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct RawTls {
+pub(super) struct RawTls {
     cert_file: PathBuf,
     key_file: PathBuf,
 }

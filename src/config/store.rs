@@ -12,6 +12,7 @@ use super::values::choice;
 
 /// `[store] backend`, spelled as serde renames the variants; messages list them in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub(super) enum Backend {
     /// One redb file.
@@ -23,6 +24,7 @@ pub(super) enum Backend {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawStore {
     #[serde(deserialize_with = "choice")]

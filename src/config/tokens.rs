@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawTokens {
     min_refresh_interval_secs: u64,
