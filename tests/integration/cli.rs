@@ -14,6 +14,9 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// The file's active keys, through the real binary. That it names every key, commented-out ones
+/// included, and states the code's defaults is checked against the raw shapes in
+/// src/config/example.rs.
 #[test]
 fn example_config_documents_only_real_keys_and_validates() {
     let dir = tempfile::tempdir().unwrap();

@@ -127,7 +127,7 @@ pub fn return_url(data: &[u8]) {
     let state = lines.next().filter(|s| is_connector_state(s));
     let mut allowed: Vec<Url> = lines
         .filter_map(|l| Url::parse(l).ok())
-        // Config refuses entries with a query, fragment or credentials (config.rs); the
+        // Config refuses entries with a query, fragment or credentials (src/config/connectors.rs); the
         // invariants below are about the entries a broker can actually run with.
         .filter(|u| u.query().is_none() && u.fragment().is_none() && u.username().is_empty() && u.password().is_none())
         .take(8)
