@@ -18,6 +18,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod metrics;
+mod openapi;
 mod redis_store;
 mod refresh_guard;
 mod resilience;
