@@ -10,6 +10,7 @@ mod certificate;
 mod chaos;
 mod cli;
 mod deploy;
+mod docs;
 mod encryption;
 mod explain;
 mod happy;
