@@ -1,5 +1,6 @@
 //! consent-broker: an OAuth 2.0 consent-flow broker between connector backends and
-//! Microsoft Entra ID. See README.md for the big picture and `../shared/contract` for the API.
+//! Microsoft Entra ID. See README.md for the big picture, and docs/api.md and docs/openapi.yaml
+//! for the API.
 
 pub mod app;
 pub mod approval;

@@ -169,7 +169,8 @@ fn main() -> anyhow::Result<()> {
             };
             let e = consent_broker::entra::explain::explain(&text);
             if json {
-                println!("{}", serde_json::to_string_pretty(&e)?);
+                let answer = consent_broker::http::api_types::ExplainResponse::from(e);
+                println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 print!("{}", consent_broker::entra::explain::render_text(&e));
             }

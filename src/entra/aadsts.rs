@@ -1,12 +1,12 @@
 //! The AADSTS code table: for each known code, its category, a finer reason, who can fix it,
-//! what it means in plain words and how to fix it. Sources: ../shared/reference/entra.md §5, §6,
-//! §9 and Microsoft's error reference. Microsoft may change codes and texts at any time, so the
-//! classifier also falls back on `error`/`suberror` and on wording (see `errors.rs`).
+//! what it means in plain words and how to fix it. Source: Microsoft's AADSTS error code reference
+//! and the OAuth error answers of its v2.0 endpoints. Microsoft may change codes and texts at any
+//! time, so the classifier also falls back on `error`/`suberror` and on wording (see `errors.rs`).
 
 use super::errors::Category::{self, *};
 
 /// Who can fix an error (the contract's `who_fixes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhoFixes {
     /// The signed-in user.

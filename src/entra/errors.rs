@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::aadsts::{self, WhoFixes};
 
 /// The contract's error categories: "who can fix this, and how".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// A tenant admin must approve the app.

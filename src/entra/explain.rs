@@ -16,12 +16,11 @@ use super::errors::{Category, Classification, EntraError, classify, codes_in};
 /// Longest text accepted (the contract's limit).
 pub const MAX_TEXT: usize = 64 * 1024;
 
-/// The contract's answer for `POST /v1/explain` and `consent-broker explain --json`: the
-/// classification's fields, plus who fixes it and the plain-words messages.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// What `POST /v1/explain` and `consent-broker explain` answer: the classification, plus who fixes
+/// it and the plain-words messages. Its JSON form is `http::api_types::ExplainResponse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Explanation {
     /// Category, reason, codes, OAuth error, suberror, trace and correlation ids.
-    #[serde(flatten)]
     pub classification: Classification,
     /// Who can fix it.
     pub who_fixes: WhoFixes,

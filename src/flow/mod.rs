@@ -80,21 +80,23 @@ pub enum FlowError {
     },
 }
 
-/// What a connector backend asks for in `POST /v1/connect-sessions`.
-#[derive(Debug, Default, serde::Deserialize)]
+/// What a connector backend asks for in `POST /v1/connect-sessions` (its body; any other field
+/// is a 400).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
-    /// Connector id (must be the caller's).
+    /// Connector id; must be the connector whose API key makes the call.
     pub connector: String,
-    /// The connector's user id.
+    /// The connector's opaque id for its user, kept with the connection.
     pub end_user: String,
-    /// Optional return URL (else out-of-band).
+    /// Where the browser returns with `?handoff=`; must match a registered return URL.
+    /// Without it the sign-in ends on the broker's "copy this code" page.
     pub return_url: Option<String>,
-    /// Optional state to echo.
+    /// Opaque value echoed back on the return URL and by the handoff redemption.
     pub state: Option<String>,
-    /// Optional tenant hint.
+    /// Tenant hint (GUID or domain), sent to Entra as `domain_hint`.
     pub tenant: Option<String>,
-    /// Optional UPN hint.
+    /// The user's sign-in name, sent to Entra as `login_hint`.
     pub login_hint: Option<String>,
 }
 
@@ -279,17 +281,6 @@ pub async fn reconnect_url(state: &AppState, caller: &str, conn: &Connection) ->
     Ok(created.connect_url)
 }
 
-/// The contract's status of a session, including `expired`.
-pub fn session_status(session: &ConnectSession) -> &'static str {
-    match session.status {
-        SessionStatus::Completed => "completed",
-        _ if session.expires_at <= now_unix() => "expired",
-        SessionStatus::Pending => "pending",
-        SessionStatus::ApprovalRequired => "approval_required",
-        SessionStatus::Failed => "failed",
-    }
-}
-
 /// Starts a flow from a connect token in `browser`; returns the Entra authorize URL.
 pub async fn start_from_connect_token(state: &AppState, token: &str, browser: &Binding) -> Result<Url, FlowError> {
     if token.is_empty() || token.len() > 128 {
@@ -381,18 +372,22 @@ pub async fn start_for_approval(
     .await
 }
 
-/// Query of `GET /v1/authorize`.
-#[derive(Debug, Default, serde::Deserialize)]
+/// Query of `GET /v1/authorize`. Both required parameters are `Option`s so that a missing one is
+/// the flow's own readable error page rather than the extractor's.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuthorizeQuery {
     /// Connector id.
+    #[param(required = true)]
     pub connector: Option<String>,
-    /// Required return URL.
+    /// Where the browser returns; must match one of the connector's registered return URLs.
+    #[param(required = true)]
     pub return_url: Option<String>,
-    /// Optional state.
+    /// Opaque value echoed back on the return URL and by the handoff redemption.
     pub state: Option<String>,
-    /// Optional tenant hint.
+    /// Tenant hint (GUID or domain), sent to Entra as `domain_hint`.
     pub tenant: Option<String>,
-    /// Optional UPN hint.
+    /// The user's sign-in name, sent to Entra as `login_hint`.
     pub login_hint: Option<String>,
 }
 

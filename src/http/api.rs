@@ -7,15 +7,18 @@ use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
 
+use super::api_types::{
+    AccessTokenBody, ConnectionInfo, EntraRefusedBody, ErrorBody, ErrorCode, ExplainRequest, ExplainResponse,
+    HandoffRedeemed, ReauthRequiredBody, RedeemRequest, RetryableErrorBody, SessionCreated, SessionOutcome,
+    SessionRequest, SessionState, TokenQuery, TokenType,
+};
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::crypto::{ct_eq, sha256_hex};
-use crate::flow::{self, SessionRequest};
-use crate::store::records::{Connection, ConnectionStatus};
+use crate::flow;
+use crate::store::records::Connection;
 use crate::tokens::TokenServiceError;
 
 /// The connector whose API key authenticated the request.
@@ -65,70 +68,123 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// `POST /v1/connect-sessions`
+/// Creates a connect session: a link that signs one of the connector's users in.
+///
+/// Send the user's browser to `connect_url`. With `return_url` the browser comes back there with
+/// `?handoff=<code>&state=<state>`; without it the sign-in ends on the broker's "copy this code"
+/// page and the backend polls the session.
+#[utoipa::path(
+    post,
+    path = "/v1/connect-sessions",
+    tag = "connect sessions",
+    security(("api_key" = [])),
+    request_body = SessionRequest,
+    responses(
+        (status = 201, description = "The session and the link to send the browser to.", body = SessionCreated),
+        (status = 400, description = "`return_url_not_allowed`: `return_url` matches none of the connector's registered return URLs. `invalid_parameter`: a field is empty or too long, or `return_url` carries a parameter the broker adds. `invalid_body`: not the JSON above (unknown fields included).", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no API key, or an unknown one.", body = ErrorBody),
+        (status = 404, description = "`not_found`: `connector` is not the caller's own.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: over the connector's request budget.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable` or `unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn create_session(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Response, ApiError> {
     let created = flow::create_session(&state, &caller, &req).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "session_id": created.session.id,
-            "connect_url": created.connect_url,
-            "expires_at": rfc3339(created.session.expires_at),
-        })),
-    )
-        .into_response())
+    let body = SessionCreated {
+        session_id: created.session.id,
+        connect_url: created.connect_url,
+        expires_at: rfc3339(created.session.expires_at),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `GET /v1/connect-sessions/{session_id}`
+/// The outcome of a session's latest sign-in, for backends that poll.
+#[utoipa::path(
+    get,
+    path = "/v1/connect-sessions/{session_id}",
+    tag = "connect sessions",
+    security(("api_key" = [])),
+    params(("session_id" = String, Path, description = "The `session_id` of `POST /v1/connect-sessions`.")),
+    responses(
+        (status = 200, description = "Where the session stands.", body = SessionOutcome),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such session, or another connector's.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn get_session(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SessionOutcome>, ApiError> {
     let session = state.records.session(&caller, &id).await?.ok_or(ApiError::NotFound)?;
-    let status = flow::session_status(&session);
-    Ok(Json(json!({
-        "session_id": session.id,
-        "status": status,
-        "category": session.category,
-        "aadsts": session.aadsts,
-        "approval_url": session.approval_flow.as_deref().map(|id| state.public(&crate::approval::page_path(id))),
-        "connection_id": if status == "completed" { session.connection_id } else { None },
-        "expires_at": rfc3339(session.expires_at),
-    })))
+    let status = SessionState::of(&session);
+    Ok(Json(SessionOutcome {
+        approval_url: session
+            .approval_flow
+            .as_deref()
+            .map(|id| state.public(&crate::approval::page_path(id))),
+        connection_id: if status == SessionState::Completed {
+            session.connection_id
+        } else {
+            None
+        },
+        expires_at: rfc3339(session.expires_at),
+        session_id: session.id,
+        status,
+        category: session.category,
+        aadsts: session.aadsts,
+    }))
 }
 
-/// Body of `POST /v1/handoff/redeem`.
-#[derive(Deserialize)]
-pub struct RedeemRequest {
-    code: String,
-}
-
-/// `POST /v1/handoff/redeem`
+/// Redeems a handoff code (single use, at most 5 minutes old) for the connection it stands for.
+#[utoipa::path(
+    post,
+    path = "/v1/handoff/redeem",
+    tag = "connections",
+    security(("api_key" = [])),
+    request_body = RedeemRequest,
+    responses(
+        (status = 200, description = "The connection the sign-in made.", body = HandoffRedeemed),
+        (status = 400, description = "`invalid_handoff_code`: unknown, expired, already used, or another connector's. `invalid_body`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable` or `unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn redeem(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(req): ApiJson<RedeemRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<HandoffRedeemed>, ApiError> {
     let redeemed = flow::redeem_handoff(&state, &caller, &req.code).await?.ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_handoff_code",
+            ErrorCode::InvalidHandoffCode,
             "the handoff code is unknown, expired or already used",
         )
     })?;
-    let c = &redeemed.connection;
-    Ok(Json(json!({
-        "connection_id": c.id,
-        "connector": c.connector,
-        "tenant_id": c.tenant_id,
-        "user": c.user,
-        "scopes": c.scopes,
-        "state": redeemed.state,
-    })))
+    let c = redeemed.connection;
+    Ok(Json(HandoffRedeemed {
+        user: (&c.user).into(),
+        connection_id: c.id,
+        connector: c.connector,
+        tenant_id: c.tenant_id,
+        scopes: c.scopes,
+        state: redeemed.state,
+    }))
 }
 
 async fn owned_connection(state: &AppState, caller: &str, id: &str) -> Result<(Connection, u64), ApiError> {
@@ -138,28 +194,49 @@ async fn owned_connection(state: &AppState, caller: &str, id: &str) -> Result<(C
     }
 }
 
-/// `GET /v1/connections/{connection_id}`
+/// A connection's metadata (never its tokens).
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}",
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("connection_id" = String, Path, description = "The `connection_id` of the handoff redemption.")),
+    responses(
+        (status = 200, description = "The connection.", body = ConnectionInfo),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection, or another connector's.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn get_connection(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ConnectionInfo>, ApiError> {
     let (c, _) = owned_connection(&state, &caller, &id).await?;
-    Ok(Json(json!({
-        "connection_id": c.id,
-        "connector": c.connector,
-        "tenant_id": c.tenant_id,
-        "user": c.user,
-        "end_user": c.end_user,
-        "scopes": c.scopes,
-        "created_at": rfc3339(c.created_at),
-        "refreshed_at": rfc3339(c.refreshed_at),
-        "status": match c.status { ConnectionStatus::Active => "active", ConnectionStatus::ReauthRequired => "reauth_required" },
-        "reauth": c.reauth,
-    })))
+    Ok(Json(ConnectionInfo::from(&c)))
 }
 
-/// `DELETE /v1/connections/{connection_id}`
+/// Deletes a connection: its tokens are gone from the store and from every broker's memory.
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{connection_id}",
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("connection_id" = String, Path, description = "The connection to delete.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection (already deleted included), or another connector's.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable`: nothing was deleted; this broker has already stopped serving the token from memory.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn delete_connection(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -174,13 +251,6 @@ pub async fn delete_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Query of the token endpoint.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenQuery {
-    min_ttl: Option<u64>,
-}
-
 /// The `Warning` header of a token answer that lives less than the caller's `min_ttl`.
 const MIN_TTL_UNMET_WARNING: &str =
     "199 consent-broker \"min_ttl not met: this is the freshest token; see expires_at\"";
@@ -188,7 +258,28 @@ const MIN_TTL_UNMET_WARNING: &str =
 /// Longest `min_ttl` accepted: Entra access tokens live at most about a day.
 const MAX_MIN_TTL: u64 = 86_400;
 
-/// `GET /v1/connections/{connection_id}/token`
+/// A fresh delegated access token for the connection, refreshed at most once however many
+/// callers ask at the same time.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{connection_id}/token",
+    tag = "connections",
+    security(("api_key" = [])),
+    params(("connection_id" = String, Path, description = "The connection."), TokenQuery),
+    responses(
+        (status = 200, description = "The access token. When no token living `min_ttl` could be had, the freshest one, with `min_ttl_unmet: true` and a `Warning` header.", body = AccessTokenBody,
+            headers(("Warning" = String, description = "Only with `min_ttl_unmet`: `199 consent-broker \"min_ttl not met: ...\"`."))),
+        (status = 400, description = "`invalid_parameter`: `min_ttl` over 86400. `invalid_query`: an unknown parameter or a `min_ttl` that is not a number.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection, or another connector's.", body = ErrorBody),
+        (status = 409, description = "`reauth_required`: the grant is gone (refresh token expired or revoked, consent withdrawn, user disabled...); send the user to `reconnect_url`.", body = ReauthRequiredBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 502, description = "`entra_refused`: Entra refused the refresh for a reason a new sign-in does not fix (typically the broker's client credential); the operator must act.", body = EntraRefusedBody),
+        (status = 503, description = "`entra_unavailable`: Entra is unavailable or throttling and the cached token has expired. `refresh_in_progress`: another broker is refreshing it. `store_unavailable`. `timeout`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn token(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -198,7 +289,7 @@ pub async fn token(
     let min_ttl = match q.min_ttl {
         Some(v) if v > MAX_MIN_TTL => {
             return Err(ApiError::bad_request(
-                "invalid_parameter",
+                ErrorCode::InvalidParameter,
                 format!("min_ttl must be at most {MAX_MIN_TTL} seconds"),
             ));
         }
@@ -207,13 +298,13 @@ pub async fn token(
     };
     match state.tokens.access_token(&caller, &id, min_ttl).await {
         Ok(t) => {
-            let body = Json(json!({
-                "access_token": t.access_token.expose(),
-                "token_type": "Bearer",
-                "expires_at": rfc3339(t.expires_at),
-                "scope": t.scope,
-                "min_ttl_unmet": t.min_ttl_unmet,
-            }));
+            let body = Json(AccessTokenBody {
+                access_token: t.access_token.expose(),
+                token_type: TokenType::Bearer,
+                expires_at: rfc3339(t.expires_at),
+                scope: t.scope,
+                min_ttl_unmet: t.min_ttl_unmet,
+            });
             if t.min_ttl_unmet {
                 // RFC 7234's "miscellaneous warning": the token is the freshest there is.
                 Ok(([(header::WARNING, MIN_TTL_UNMET_WARNING)], body).into_response())
@@ -233,20 +324,31 @@ pub async fn token(
     }
 }
 
-/// Body of `POST /v1/explain`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExplainRequest {
-    text: String,
-}
-
-/// `POST /v1/explain`
+/// Explains an error a user pasted: its category, codes, who fixes it and how.
+#[utoipa::path(
+    post,
+    path = "/v1/explain",
+    tag = "explain",
+    security(("api_key" = [])),
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, description = "The explanation; text without an Entra error answers `category: unknown` with `aadsts: []`.", body = ExplainResponse),
+        (status = 400, description = "`text_too_large`: over 64 KiB. `invalid_body`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 413, description = "`body_too_large`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn explain(
     Caller(_caller): Caller,
     ApiJson(req): ApiJson<ExplainRequest>,
-) -> Result<Json<crate::entra::explain::Explanation>, ApiError> {
+) -> Result<Json<ExplainResponse>, ApiError> {
     if req.text.len() > crate::entra::explain::MAX_TEXT {
-        return Err(ApiError::bad_request("text_too_large", "text must be at most 64 KiB"));
+        return Err(ApiError::bad_request(
+            ErrorCode::TextTooLarge,
+            "text must be at most 64 KiB",
+        ));
     }
-    Ok(Json(crate::entra::explain::explain(&req.text)))
+    Ok(Json(crate::entra::explain::explain(&req.text).into()))
 }

@@ -6,8 +6,8 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::api_types::{ApprovalStatusBody, ErrorBody, RetryableErrorBody};
 use super::binding::BrowserCookie;
 use super::error::{ApiError, PageError};
 use super::found;
@@ -76,7 +76,22 @@ fn not_found(lang: Lang) -> PageError {
     }
 }
 
-/// `GET /v1/approval/{flow_id}`
+/// The "your organization needs to approve <connector>" page a sign-in that needs the tenant's
+/// approval ends on (HTML, English or German from `Accept-Language`).
+#[utoipa::path(
+    get,
+    path = "/v1/approval/{flow_id}",
+    tag = "approval",
+    params(("flow_id" = String, Path, description = "The failed sign-in's flow, from the callback's redirect or the session's `approval_url`.")),
+    responses(
+        (status = 200, description = "The approval page: the connector, the tenant, each permission in plain words, what the user can do now, the admin's one-click link and the three ways to fix it for everyone. With JavaScript it polls `/v1/approval/{flow_id}/status`.", content_type = "text/html"),
+        (status = 404, description = "No such approval page (unknown or expired flow).", content_type = "text/html"),
+        (status = 429, description = "Over the per-address limit of browser pages.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn page(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
@@ -229,21 +244,52 @@ pub async fn page(
     }
 }
 
-/// `GET /v1/approval/{flow_id}/status`
+/// Whether the tenant has approved since the page opened: what the open approval page polls.
+/// Needs no API key (the flow id is the page's own secret) and is not rate-limited per address.
+#[utoipa::path(
+    get,
+    path = "/v1/approval/{flow_id}/status",
+    tag = "approval",
+    params(("flow_id" = String, Path, description = "The approval page's flow.")),
+    responses(
+        (status = 200, description = "Where the wait stands.", body = ApprovalStatusBody),
+        (status = 404, description = "`not_found`: no such approval page.", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ApprovalStatusBody>, ApiError> {
     let approval = load(&state, &flow_id).await?.ok_or(ApiError::NotFound)?;
     let status = approval::status(&state, &approval).await?;
-    Ok(Json(json!({
-        "status": status.as_str(),
-        "tenant_id": approval.tenant_id,
-        "retry_url": state.public(&format!("{}/continue", approval::page_path(&approval.flow_id))),
-    })))
+    Ok(Json(ApprovalStatusBody {
+        status: status.into(),
+        retry_url: state.public(&format!("{}/continue", approval::page_path(&approval.flow_id))),
+        tenant_id: approval.tenant_id,
+    }))
 }
 
-/// `GET /v1/approval/{flow_id}/continue`: a new sign-in with the same connector, hint and return URL.
+/// "Continue" / "try again" on an approval page: a new sign-in with the same connector, user hint
+/// and return URL, in the browser that started the first one.
+#[utoipa::path(
+    get,
+    path = "/v1/approval/{flow_id}/continue",
+    tag = "approval",
+    params(("flow_id" = String, Path, description = "The approval page's flow.")),
+    responses(
+        (status = 302, description = "To Entra's authorize endpoint, as `GET /v1/connect/{token}` does; renews the browser-binding cookie.",
+            headers(("Location" = String, description = "Entra's authorize URL."),
+                    ("Set-Cookie" = String, description = "The browser-binding cookie (`cb_browser`, `__Host-cb_browser` on https)."))),
+        (status = 400, description = "A readable page: this browser did not start the sign-in, or a parameter is invalid.", content_type = "text/html"),
+        (status = 404, description = "No such approval page.", content_type = "text/html"),
+        (status = 429, description = "Too many sign-ins started, or over the per-address limit.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn continue_flow(
     State(state): State<AppState>,
     Path(flow_id): Path<String>,
@@ -273,15 +319,37 @@ pub async fn continue_flow(
     Ok(response)
 }
 
-/// Query of `GET /v1/admin-consent/start`.
-#[derive(Deserialize)]
+/// Query of `GET /v1/admin-consent/start`; the required two are `Option`s so that a missing one is
+/// a readable page.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StartQuery {
+    /// The connector to approve.
+    #[param(required = true)]
     connector: Option<String>,
+    /// The tenant (GUID or domain) whose administrator approves.
+    #[param(required = true)]
     tenant: Option<String>,
+    /// The approval page to return to afterwards.
     flow: Option<String>,
 }
 
-/// `GET /v1/admin-consent/start`
+/// The admin's one-click link: starts Entra's admin consent for the connector in a tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/admin-consent/start",
+    tag = "approval",
+    params(StartQuery),
+    responses(
+        (status = 302, description = "To `https://{authority}/{tenant}/v2.0/adminconsent` with the connector's `client_id`, its scopes, `redirect_uri={public_url}/v1/admin-consent/callback` and a fresh single-use `state`.",
+            headers(("Location" = String, description = "Entra's admin consent URL."))),
+        (status = 400, description = "A readable page: unknown connector or a missing or invalid parameter.", content_type = "text/html"),
+        (status = 429, description = "Over the per-address limit.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn admin_consent_start(
     State(state): State<AppState>,
     Query(q): Query<StartQuery>,
@@ -298,7 +366,29 @@ pub async fn admin_consent_start(
     Ok(found(url.as_str()))
 }
 
-/// `GET /v1/admin-consent/callback`
+/// Entra's redirect target after admin consent: checks the approval with Entra, records it and
+/// turns every waiting approval page of that tenant and connector to "approved".
+#[utoipa::path(
+    get,
+    path = "/v1/admin-consent/callback",
+    tag = "approval",
+    params(
+        ("admin_consent" = Option<String>, Query, description = "`True` when the admin approved."),
+        ("tenant" = Option<String>, Query, description = "The tenant GUID that approved."),
+        ("scope" = Option<String>, Query, description = "The granted scopes."),
+        ("state" = Option<String>, Query, description = "The single-use state of `/v1/admin-consent/start`."),
+        ("error" = Option<String>, Query, description = "Entra's error, when the admin cancelled or could not approve."),
+        ("error_description" = Option<String>, Query, description = "Entra's error text (with the AADSTS code)."),
+    ),
+    responses(
+        (status = 200, description = "A page: thanks (approval checked with Entra and recorded), cancelled, not an administrator, what went wrong and who fixes it, or \"we could not confirm the approval yet\" with \"try again\".", content_type = "text/html"),
+        (status = 400, description = "A page: unknown, reused or expired `state`, or a tenant other than the one asked for; nothing recorded.", content_type = "text/html"),
+        (status = 429, description = "Over the per-address limit.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "A page: Entra is unavailable or throttling, so the approval could not be checked and nothing was recorded; or the store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn admin_consent_callback(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,

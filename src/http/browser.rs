@@ -29,7 +29,23 @@ pub fn start_redirect(state: &AppState, cookie: &BrowserCookie, url: &url::Url) 
     response
 }
 
-/// `GET /v1/connect/{token}`
+/// Starts a sign-in from a connect session's link: the redirect to Entra, bound to this browser.
+#[utoipa::path(
+    get,
+    path = "/v1/connect/{token}",
+    tag = "browser",
+    params(("token" = String, Path, description = "The token in the session's `connect_url`.")),
+    responses(
+        (status = 302, description = "To Entra's v2.0 authorize endpoint: the broker's `redirect_uri` (`{public_url}/v1/callback`), `response_type=code`, `response_mode=query`, a fresh `state`, PKCE `code_challenge_method=S256`, a `nonce`, the connector's scopes plus `openid profile offline_access`, `prompt=select_account`, and `login_hint`/`domain_hint` when known.",
+            headers(("Location" = String, description = "Entra's authorize URL."),
+                    ("Set-Cookie" = String, description = "The browser-binding cookie (`cb_browser`, `__Host-cb_browser` on https; HttpOnly, SameSite=Lax, Path=/)."))),
+        (status = 400, description = "A readable page: unknown or expired link, or a session that already completed.", content_type = "text/html"),
+        (status = 429, description = "Too many sign-ins started, or over the per-address limit.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn connect(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -43,7 +59,23 @@ pub async fn connect(
     Ok(start_redirect(&state, &cookie, &url))
 }
 
-/// `GET /v1/authorize`
+/// Starts a sign-in for connectors that only point a browser at the broker (no server call first).
+#[utoipa::path(
+    get,
+    path = "/v1/authorize",
+    tag = "browser",
+    params(AuthorizeQuery),
+    responses(
+        (status = 302, description = "To Entra's v2.0 authorize endpoint, as for `/v1/connect/{token}` (without `prompt=select_account`).",
+            headers(("Location" = String, description = "Entra's authorize URL."),
+                    ("Set-Cookie" = String, description = "The browser-binding cookie."))),
+        (status = 400, description = "A readable page: unknown connector, `return_url` missing or not registered for the connector, or an invalid parameter.", content_type = "text/html"),
+        (status = 429, description = "Too many sign-ins started from this address.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "The store does not answer.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn authorize(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -59,7 +91,33 @@ pub async fn authorize(
     Ok(start_redirect(&state, &cookie, &url))
 }
 
-/// `GET /v1/callback`
+/// Entra's redirect target: finishes the sign-in, or shows who can fix what went wrong.
+#[utoipa::path(
+    get,
+    path = "/v1/callback",
+    tag = "browser",
+    params(
+        ("state" = String, Query, description = "The single-use `state` of the sign-in (expires after 10 minutes)."),
+        ("code" = Option<String>, Query, description = "Entra's authorization code, on success."),
+        ("error" = Option<String>, Query, description = "Entra's OAuth error, on failure."),
+        ("error_description" = Option<String>, Query, description = "Entra's error text (with the AADSTS code)."),
+        ("error_subcode" = Option<String>, Query, description = "Entra's error subcode (e.g. `cancel`)."),
+        ("suberror" = Option<String>, Query, description = "Entra's suberror."),
+        ("trace_id" = Option<String>, Query, description = "Entra's trace id."),
+        ("correlation_id" = Option<String>, Query, description = "Entra's correlation id."),
+    ),
+    responses(
+        (status = 302, description = "Success: to `return_url?handoff=<code>&state=<connector state>`. `admin_approval_required` or `consent_required`: to `/v1/approval/{flow_id}`.",
+            headers(("Location" = String, description = "The return URL with the handoff code, or the approval page."))),
+        (status = 200, description = "Out-of-band success: the \"copy this code\" page with the handoff code. Any other classified error: a page that says who can fix it and how, with \"back to <connector>\" (`return_url?error=<category>&aadsts=<code>&state=..`).", content_type = "text/html"),
+        (status = 400, description = "A page, nothing stored: unknown, reused or expired `state`, no `code`, a repeated parameter, an id_token that fails validation, or a browser that does not carry the sign-in's cookie.", content_type = "text/html"),
+        (status = 429, description = "Over the per-address limit.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 502, description = "A page: Entra answered something unexpected.", content_type = "text/html"),
+        (status = 503, description = "A page: Entra or the store is unavailable.", content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::api_types::{EntraRefusedBody, ErrorBody, ErrorCode, ReauthRequiredBody, RetryableErrorBody};
 use super::i18n::{Lang, fill};
 use super::pages::{self, PageContent};
 use crate::entra::Category;
@@ -30,8 +30,8 @@ pub enum ApiError {
     TooLarge,
     /// Malformed input (400).
     BadRequest {
-        /// snake_case code.
-        code: &'static str,
+        /// Which 400.
+        code: ErrorCode,
         /// Human text.
         message: String,
     },
@@ -46,8 +46,8 @@ pub enum ApiError {
     },
     /// Entra or the store is unavailable (503 with Retry-After).
     Unavailable {
-        /// snake_case code.
-        code: &'static str,
+        /// Which 503.
+        code: ErrorCode,
         /// When to retry.
         retry_after: Duration,
         /// Human text.
@@ -69,7 +69,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// A 400 with a code and message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
@@ -81,7 +81,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error while serving the API");
         Self::Unavailable {
-            code: "store_unavailable",
+            code: ErrorCode::StoreUnavailable,
             retry_after: STORE_RETRY_AFTER,
             message: "the token store is temporarily unavailable",
         }
@@ -102,7 +102,7 @@ impl From<JsonRejection> for ApiError {
             return Self::TooLarge;
         }
         Self::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("the request body is not valid: {}", e.body_text()),
         )
     }
@@ -111,7 +111,7 @@ impl From<JsonRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(e: QueryRejection) -> Self {
         Self::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("the query string is not valid: {}", e.body_text()),
         )
     }
@@ -119,7 +119,10 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> Self {
-        Self::bad_request("invalid_path", format!("the path is not valid: {}", e.body_text()))
+        Self::bad_request(
+            ErrorCode::InvalidPath,
+            format!("the path is not valid: {}", e.body_text()),
+        )
     }
 }
 
@@ -128,16 +131,16 @@ impl From<FlowError> for ApiError {
         match e {
             FlowError::UnknownConnector | FlowError::UnknownSession => Self::NotFound,
             FlowError::ReturnUrlNotAllowed => Self::bad_request(
-                "return_url_not_allowed",
+                ErrorCode::ReturnUrlNotAllowed,
                 "return_url does not match any return URL registered for this connector",
             ),
-            FlowError::InvalidParameter { .. } => Self::bad_request("invalid_parameter", e.to_string()),
+            FlowError::InvalidParameter { .. } => Self::bad_request(ErrorCode::InvalidParameter, e.to_string()),
             FlowError::Store(s) => s.into(),
             FlowError::RateLimited { retry_after } => Self::RateLimited { retry_after },
             other => {
                 tracing::error!(error = %other, "unexpected flow error in the API");
                 Self::Unavailable {
-                    code: "unavailable",
+                    code: ErrorCode::Unavailable,
                     retry_after: STORE_RETRY_AFTER,
                     message: "the broker could not complete the request",
                 }
@@ -151,12 +154,12 @@ impl From<TokenServiceError> for ApiError {
         match e {
             TokenServiceError::NotFound => Self::NotFound,
             TokenServiceError::Unavailable { retry_after } => Self::Unavailable {
-                code: "entra_unavailable",
+                code: ErrorCode::EntraUnavailable,
                 retry_after,
                 message: "Microsoft Entra is unavailable or throttling and the cached token has expired",
             },
             TokenServiceError::RefreshInProgress { retry_after } => Self::Unavailable {
-                code: "refresh_in_progress",
+                code: ErrorCode::RefreshInProgress,
                 retry_after,
                 message: "another broker instance is refreshing this connection and the cached token has expired; retry shortly",
             },
@@ -175,27 +178,40 @@ impl From<TokenServiceError> for ApiError {
     }
 }
 
+/// The error bodies differ in shape, so each arm of the match below serializes its own.
+fn json(body: impl serde::Serialize) -> Response {
+    Json(body).into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let plain = |error, message: &str| {
+            json(ErrorBody {
+                error,
+                message: message.to_string(),
+            })
+        };
         let (status, body, retry_after) = match self {
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "unauthorized", "message": "a valid connector API key is required (Authorization: Bearer <key>)"}),
+                plain(
+                    ErrorCode::Unauthorized,
+                    "a valid connector API key is required (Authorization: Bearer <key>)",
+                ),
                 None,
             ),
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                json!({"error": "not_found", "message": "no such resource"}),
-                None,
-            ),
+            Self::NotFound => (StatusCode::NOT_FOUND, plain(ErrorCode::NotFound, "no such resource"), None),
             Self::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "body_too_large", "message": "the request body is larger than the broker accepts"}),
+                plain(
+                    ErrorCode::BodyTooLarge,
+                    "the request body is larger than the broker accepts",
+                ),
                 None,
             ),
             Self::BadRequest { code, message } => (
                 StatusCode::BAD_REQUEST,
-                json!({"error": code, "message": message}),
+                json(ErrorBody { error: code, message }),
                 None,
             ),
             Self::ReauthRequired {
@@ -204,12 +220,12 @@ impl IntoResponse for ApiError {
                 reconnect_url,
             } => (
                 StatusCode::CONFLICT,
-                json!({
-                    "error": "reauth_required",
-                    "category": category,
-                    "aadsts": aadsts,
-                    "message": "the connection can no longer be refreshed; the user must sign in again",
-                    "reconnect_url": reconnect_url,
+                json(ReauthRequiredBody {
+                    error: ErrorCode::ReauthRequired,
+                    category,
+                    aadsts,
+                    message: "the connection can no longer be refreshed; the user must sign in again".into(),
+                    reconnect_url,
                 }),
                 None,
             ),
@@ -219,30 +235,34 @@ impl IntoResponse for ApiError {
                 message,
             } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": code, "message": message, "retry_after": retry_after.as_secs()}),
+                json(RetryableErrorBody {
+                    error: code,
+                    message: message.into(),
+                    retry_after: retry_after.as_secs(),
+                }),
                 Some(retry_after),
             ),
             Self::RateLimited { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({
-                    "error": "rate_limited",
-                    "message": "too many requests; retry after the number of seconds in Retry-After",
-                    "retry_after": retry_after.as_secs(),
+                json(RetryableErrorBody {
+                    error: ErrorCode::RateLimited,
+                    message: "too many requests; retry after the number of seconds in Retry-After".into(),
+                    retry_after: retry_after.as_secs(),
                 }),
                 Some(retry_after),
             ),
             Self::Upstream { category, aadsts } => (
                 StatusCode::BAD_GATEWAY,
-                json!({
-                    "error": "entra_refused",
-                    "category": category.as_str(),
-                    "aadsts": aadsts,
-                    "message": "Microsoft Entra refused the refresh for a reason the user cannot fix; the operator has been told in the logs",
+                json(EntraRefusedBody {
+                    error: ErrorCode::EntraRefused,
+                    category,
+                    aadsts,
+                    message: "Microsoft Entra refused the refresh for a reason the user cannot fix; the operator has been told in the logs".into(),
                 }),
                 None,
             ),
         };
-        let mut response = (status, Json(body)).into_response();
+        let mut response = (status, body).into_response();
         if let Some(r) = retry_after
             && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
         {

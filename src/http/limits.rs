@@ -63,7 +63,7 @@ pub async fn request_timeout(State(state): State<AppState>, req: Request, next: 
                 .into_response()
             } else {
                 ApiError::Unavailable {
-                    code: "timeout",
+                    code: super::api_types::ErrorCode::Timeout,
                     retry_after: TIMEOUT_RETRY_AFTER,
                     message: "the broker could not answer in time; retry shortly",
                 }

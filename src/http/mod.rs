@@ -1,6 +1,7 @@
 //! HTTP: the router, the security headers every response carries, and the handlers.
 
 pub mod api;
+pub mod api_types;
 pub mod approval;
 pub mod binding;
 pub mod browser;
@@ -9,22 +10,133 @@ pub mod error;
 pub mod i18n;
 pub mod limits;
 pub mod observe;
+pub mod openapi;
 pub mod pages;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
+use api_types::{ErrorBody, ErrorCode};
 use error::ApiError;
 
 /// Largest request body accepted (the contract's largest is a 64 KiB `explain` text).
 const MAX_BODY: usize = 80 * 1024;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// One path of the main router and the handlers behind it.
+pub struct Route {
+    /// The path template, exactly as docs/openapi.yaml names it.
+    pub path: &'static str,
+    /// Pages and redirects a browser drives are limited per client IP; the connector API has its
+    /// own per-connector budget, and probes, assets and the approval page's poll none.
+    pub per_ip_limit: bool,
+    handlers: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route of the main router but `/metrics` ([`METRICS_PATH`]). The router is built from this
+/// list alone, so that tests/integration/openapi.rs can hold the OpenAPI document to it.
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/v1/connect-sessions",
+        per_ip_limit: false,
+        handlers: || post(api::create_session),
+    },
+    Route {
+        path: "/v1/connect-sessions/{session_id}",
+        per_ip_limit: false,
+        handlers: || get(api::get_session),
+    },
+    Route {
+        path: "/v1/handoff/redeem",
+        per_ip_limit: false,
+        handlers: || post(api::redeem),
+    },
+    Route {
+        path: "/v1/explain",
+        per_ip_limit: false,
+        handlers: || post(api::explain),
+    },
+    Route {
+        path: "/v1/connections/{connection_id}",
+        per_ip_limit: false,
+        handlers: || get(api::get_connection).delete(api::delete_connection),
+    },
+    Route {
+        path: "/v1/connections/{connection_id}/token",
+        per_ip_limit: false,
+        handlers: || get(api::token),
+    },
+    // Polled every few seconds by an open approval page: cheap, and not worth a user's budget.
+    Route {
+        path: "/v1/approval/{flow_id}/status",
+        per_ip_limit: false,
+        handlers: || get(approval::status),
+    },
+    Route {
+        path: "/v1/connect/{token}",
+        per_ip_limit: true,
+        handlers: || get(browser::connect),
+    },
+    Route {
+        path: "/v1/authorize",
+        per_ip_limit: true,
+        handlers: || get(browser::authorize),
+    },
+    Route {
+        path: "/v1/callback",
+        per_ip_limit: true,
+        handlers: || get(browser::callback),
+    },
+    Route {
+        path: "/v1/approval/{flow_id}",
+        per_ip_limit: true,
+        handlers: || get(approval::page),
+    },
+    Route {
+        path: "/v1/approval/{flow_id}/continue",
+        per_ip_limit: true,
+        handlers: || get(approval::continue_flow),
+    },
+    Route {
+        path: "/v1/admin-consent/start",
+        per_ip_limit: true,
+        handlers: || get(approval::admin_consent_start),
+    },
+    Route {
+        path: "/v1/admin-consent/callback",
+        per_ip_limit: true,
+        handlers: || get(approval::admin_consent_callback),
+    },
+    Route {
+        path: "/healthz",
+        per_ip_limit: false,
+        handlers: || get(healthz),
+    },
+    Route {
+        path: "/readyz",
+        per_ip_limit: false,
+        handlers: || get(readyz),
+    },
+    Route {
+        path: "/assets/approval.js",
+        per_ip_limit: false,
+        handlers: || get(script),
+    },
+    Route {
+        path: "/assets/broker.css",
+        per_ip_limit: false,
+        handlers: || get(stylesheet),
+    },
+];
+
+/// Served by the main router unless `server.metrics_listen` gives it a listener of its own.
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Builds the broker's router.
 pub fn router(state: AppState) -> Router {
@@ -36,26 +148,19 @@ pub fn router(state: AppState) -> Router {
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];
-    let mut router: Router<AppState> = Router::new()
-        .route("/v1/connect-sessions", post(api::create_session))
-        .route("/v1/connect-sessions/{session_id}", get(api::get_session))
-        .route("/v1/handoff/redeem", post(api::redeem))
-        .route("/v1/explain", post(api::explain))
-        .route(
-            "/v1/connections/{connection_id}",
-            get(api::get_connection).delete(api::delete_connection),
-        )
-        .route("/v1/connections/{connection_id}/token", get(api::token))
-        // Polled every few seconds by an open approval page: cheap, and not worth a user's budget.
-        .route("/v1/approval/{flow_id}/status", get(approval::status))
-        .merge(browser_routes(state.clone()))
-        .route("/assets/approval.js", get(script))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/assets/broker.css", get(stylesheet))
-        .fallback(|| async { ApiError::NotFound });
+    let mut router: Router<AppState> = Router::new();
+    let mut browser: Router<AppState> = Router::new();
+    for route in ROUTES {
+        if route.per_ip_limit {
+            browser = browser.route(route.path, (route.handlers)());
+        } else {
+            router = router.route(route.path, (route.handlers)());
+        }
+    }
+    let browser = browser.route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::per_ip));
+    let mut router = router.merge(browser).fallback(|| async { ApiError::NotFound });
     if state.config.metrics_listen.is_none() {
-        router = router.route("/metrics", get(metrics));
+        router = router.route(METRICS_PATH, get(metrics));
     }
     let http = state.config.http.clone();
     let tls = state.config.tls.is_some();
@@ -85,19 +190,6 @@ pub fn router(state: AppState) -> Router {
     router
 }
 
-/// Pages and redirects a browser drives, limited per client IP.
-fn browser_routes(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/v1/connect/{token}", get(browser::connect))
-        .route("/v1/authorize", get(browser::authorize))
-        .route("/v1/callback", get(browser::callback))
-        .route("/v1/approval/{flow_id}", get(approval::page))
-        .route("/v1/approval/{flow_id}/continue", get(approval::continue_flow))
-        .route("/v1/admin-consent/start", get(approval::admin_consent_start))
-        .route("/v1/admin-consent/callback", get(approval::admin_consent_callback))
-        .route_layer(axum::middleware::from_fn_with_state(state, limits::per_ip))
-}
-
 /// A `302 Found` redirect (the contract's status; axum's `Redirect::to` answers 303).
 pub fn found(location: &str) -> axum::response::Response {
     match HeaderValue::from_str(location) {
@@ -109,7 +201,29 @@ pub fn found(location: &str) -> axum::response::Response {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// Liveness: answers while the process serves, whatever the store does.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operator",
+    responses((status = 200, description = "`ok`.", body = String, content_type = "text/plain"))
+)]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: answers 200 only while the token store answers, so a load balancer stops sending
+/// traffic to a broker that could not serve it.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operator",
+    responses(
+        (status = 200, description = "`ready`.", body = String, content_type = "text/plain"),
+        (status = 503, description = "`store unavailable`.", body = String, content_type = "text/plain"),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.records.store().ping().await {
         Ok(()) => {
             state.metrics.store_up(true);
@@ -126,15 +240,31 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// The router of the separate metrics listener (`server.metrics_listen`): `/metrics` only.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route(METRICS_PATH, get(metrics))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
 
-/// OpenMetrics text exposition; carries no secrets (labels are connector ids, categories,
-/// outcomes, table AADSTS codes, route templates, store operation names, and the tenants of open
-/// approval pages). With `server.metrics_token_env` set, a scrape must present that bearer token.
-async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+/// The broker's metrics, in the OpenMetrics text format Prometheus scrapes.
+///
+/// Flows started, completed and failed by connector and category, Entra errors by AADSTS code,
+/// token requests by outcome, refresh and store latency, rate-limited requests, pending approvals.
+/// They carry no secrets: labels are connector ids, categories, outcomes, table AADSTS codes, route
+/// templates, store operation names, and the tenants of open approval pages. Served on the main
+/// listener unless `server.metrics_listen` gives it one of its own; with `server.metrics_token_env`
+/// set, a scrape must send `Authorization: Bearer <token>`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operator",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "`unauthorized`: a metrics token is configured and the scrape did not send it.", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`."))),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
     if let Some(expected) = &state.config.metrics_token {
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -145,10 +275,10 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(serde_json::json!({
-                    "error": "unauthorized",
-                    "message": "a valid metrics token is required (Authorization: Bearer <token>)",
-                })),
+                axum::Json(ErrorBody {
+                    error: ErrorCode::Unauthorized,
+                    message: "a valid metrics token is required (Authorization: Bearer <token>)".into(),
+                }),
             )
                 .into_response();
         }
@@ -160,7 +290,14 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
         .into_response()
 }
 
-async fn script() -> impl IntoResponse {
+/// The approval page's script: polls the status and turns the page to "approved" by itself.
+#[utoipa::path(
+    get,
+    path = "/assets/approval.js",
+    tag = "assets",
+    responses((status = 200, description = "JavaScript.", body = String, content_type = "text/javascript; charset=utf-8"))
+)]
+pub async fn script() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
@@ -170,7 +307,14 @@ async fn script() -> impl IntoResponse {
     )
 }
 
-async fn stylesheet() -> impl IntoResponse {
+/// The stylesheet of every broker page (a file of its own, as the CSP allows no inline style).
+#[utoipa::path(
+    get,
+    path = "/assets/broker.css",
+    tag = "assets",
+    responses((status = 200, description = "CSS.", body = String, content_type = "text/css; charset=utf-8"))
+)]
+pub async fn stylesheet() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),

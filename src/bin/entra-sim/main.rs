@@ -1,7 +1,7 @@
 //! `entra-sim`: a local simulator of Microsoft Entra ID v2.0 for the broker's tests and benchmarks.
 //!
 //! It serves the authorization, token, admin-consent, discovery and JWKS endpoints with Entra's wire
-//! formats (see `/work/shared/reference/entra.md`), derives every outcome from a configured world of
+//! formats (those of the Microsoft identity platform's v2.0 endpoints), derives every outcome from a configured world of
 //! tenants, users, policies and apps, and exposes a `/_sim` control API to change that world, move
 //! the clock, inject faults and read request counters.
 //!
