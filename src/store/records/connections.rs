@@ -1,0 +1,287 @@
+//! Connections (one user's tokens for one connector in one tenant) and their refresh leases.
+
+use std::time::Duration;
+
+use super::keys::*;
+use super::{ReconnectLink, Records, encode};
+use crate::crypto::Sensitive;
+use crate::store::{CasOutcome, StoreError};
+
+/// Connection status (contract values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Tokens can be served or refreshed.
+    Active,
+    /// The grant is gone; the user must sign in again.
+    ReauthRequired,
+}
+
+/// The signed-in user, from the validated id_token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectionUser {
+    /// Entra object id (stable per tenant).
+    pub oid: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// UPN or email-like sign-in name (mutable; for display only).
+    pub preferred_username: Option<String>,
+}
+
+/// Why a connection needs a new sign-in.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReauthReason {
+    /// Error category.
+    pub category: String,
+    /// Entra's AADSTS code, if any.
+    pub aadsts: Option<u32>,
+}
+
+/// One user's delegated tokens for one connector in one tenant.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Connection {
+    /// `conn_...`
+    pub id: String,
+    /// Owning connector.
+    pub connector: String,
+    /// The connector's user id from the session, when known.
+    pub end_user: Option<String>,
+    /// Tenant GUID (`tid`).
+    pub tenant_id: String,
+    /// The user.
+    pub user: ConnectionUser,
+    /// Granted scopes as Entra reported them.
+    pub scopes: Vec<String>,
+    /// Current access token.
+    pub access_token: Sensitive,
+    /// Unix seconds when the access token expires.
+    pub access_expires_at: i64,
+    /// Current refresh token.
+    pub refresh_token: Option<Sensitive>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last successful refresh (or sign-in).
+    pub refreshed_at: i64,
+    /// Active or needs reauth.
+    pub status: ConnectionStatus,
+    /// Set when `status` is `reauth_required`.
+    pub reauth: Option<ReauthReason>,
+    /// Return URL of the flow that made it, reused for reconnects.
+    pub return_url: Option<String>,
+    /// What the stored tokens were issued for; `None` in records written before it existed
+    /// (their access token is then not served until a refresh records it).
+    #[serde(default)]
+    pub token_identity: Option<TokenIdentity>,
+}
+
+/// The whole identity a connection's tokens were issued for: a token is served only for exactly
+/// this tenant, client id and scope set, so that changing a connector's client id or scopes never
+/// serves a token issued for the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenIdentity {
+    /// Tenant GUID.
+    pub tenant_id: String,
+    /// The connector's Entra application (client) id.
+    pub client_id: String,
+    /// The resource scopes requested, sorted and without duplicates (compared as sets).
+    pub scopes: Vec<String>,
+}
+
+impl TokenIdentity {
+    /// The identity for a tenant, client id and requested scopes (in any order, any case).
+    pub fn new(tenant_id: &str, client_id: &str, scopes: &[String]) -> Self {
+        let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+        scopes.sort();
+        scopes.dedup();
+        Self {
+            tenant_id: tenant_id.to_ascii_lowercase(),
+            client_id: client_id.to_ascii_lowercase(),
+            scopes,
+        }
+    }
+}
+
+/// A refresh lease this broker holds on one connection (see [`Records::try_lease`]).
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    owner: String,
+    version: u64,
+}
+
+impl Records {
+    /// A connection with its version (for compare-and-swap).
+    pub async fn connection(&self, id: &str) -> Result<Option<(Connection, u64)>, StoreError> {
+        self.get(&connection_key(id)).await
+    }
+
+    /// The existing connection for this connector, tenant and user, if any.
+    pub async fn connection_for_user(
+        &self,
+        connector: &str,
+        tenant_id: &str,
+        oid: &str,
+    ) -> Result<Option<(Connection, u64)>, StoreError> {
+        let Some((id, _)) = self
+            .get::<String>(&connection_index_key(connector, tenant_id, oid))
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.connection(&id).await? {
+            Some((c, v)) if c.connector == connector => Ok(Some((c, v))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Writes a connection (new or replaced) and its user index.
+    pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.store.put(&connection_key(&conn.id), encode(conn), None).await?;
+        self.store
+            .put(
+                &connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid),
+                encode(&conn.id),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a connection only if nobody wrote it since `version` was read.
+    pub async fn update_connection(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
+        self.store
+            .compare_and_swap(&connection_key(&conn.id), version, encode(conn), None)
+            .await
+    }
+
+    /// Takes the refresh lease of a connection for `ttl` when nobody holds it; `None` when
+    /// another holder does. The lease names a random owner, so only its taker can renew or
+    /// release it.
+    pub async fn try_lease(&self, connection_id: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let key = lease_key(connection_id);
+        let owner = crate::crypto::random_token();
+        if !self.store.insert_new(&key, encode(&owner), Some(ttl)).await? {
+            return Ok(None);
+        }
+        // The version is needed to renew and release; read it back (and make sure the lease
+        // did not expire in between, which only a tiny TTL on a slow store could cause).
+        match self.get::<String>(&key).await? {
+            Some((stored, version)) if stored == owner => Ok(Some(Lease { key, owner, version })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Extends a held lease to `ttl` from now; false when it was lost (expired, and perhaps
+    /// taken by another broker).
+    ///
+    /// The owner is checked before the compare-and-swap because versions start again at 1 when
+    /// an expired lease is taken anew, so a version alone could match another holder's lease.
+    /// What is left (the lease expiring and being retaken between the two steps, up to the same
+    /// version) can only cost a second refresh: the connection's own compare-and-swap, not the
+    /// lease, is what keeps a refresh from overwriting a newer one.
+    pub async fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> Result<bool, StoreError> {
+        if !self.still_ours(lease).await? {
+            return Ok(false);
+        }
+        match self
+            .store
+            .compare_and_swap(&lease.key, lease.version, encode(&lease.owner), Some(ttl))
+            .await?
+        {
+            CasOutcome::Written(version) => {
+                lease.version = version;
+                Ok(true)
+            }
+            CasOutcome::Conflict => Ok(false),
+        }
+    }
+
+    /// Gives a lease up, if it is still ours: a compare-and-swap with a zero TTL, which every
+    /// backend treats as "expired at once", so a lease another broker took meanwhile stays.
+    pub async fn release_lease(&self, lease: Lease) -> Result<(), StoreError> {
+        if self.still_ours(&lease).await? {
+            self.store
+                .compare_and_swap(&lease.key, lease.version, encode(&lease.owner), Some(Duration::ZERO))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn still_ours(&self, lease: &Lease) -> Result<bool, StoreError> {
+        Ok(matches!(
+            self.get::<String>(&lease.key).await?,
+            Some((owner, version)) if owner == lease.owner && version == lease.version
+        ))
+    }
+
+    /// Deletes a connection and its index; true when it existed.
+    pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
+        let existed = self.store.delete(&connection_key(&conn.id)).await?;
+        let index = connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid);
+        if let Some((id, _)) = self.get::<String>(&index).await?
+            && id == conn.id
+        {
+            self.store.delete(&index).await?;
+        }
+        // A reconnect link handed out for it must not bring it back: its session goes too.
+        if let Some((link, _)) = self.get::<ReconnectLink>(&reconnect_key(&conn.id)).await? {
+            self.store
+                .delete(&session_key(&conn.connector, &link.session_id))
+                .await?;
+            self.store.delete(&reconnect_key(&conn.id)).await?;
+        }
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn token_identities_compare_scopes_as_sets() {
+        let scopes = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            TokenIdentity::new("T", "C", &scopes(&["b", "A", "a"])),
+            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+        );
+        assert_ne!(
+            TokenIdentity::new("t", "c", &scopes(&["a"])),
+            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_and_only_it_renews_or_releases() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let ttl = Duration::from_secs(60);
+        let mut first = records.try_lease("c1", ttl).await.unwrap().expect("free");
+        assert!(records.try_lease("c1", ttl).await.unwrap().is_none(), "held");
+        assert!(records.try_lease("c2", ttl).await.unwrap().is_some(), "per connection");
+        assert!(records.renew_lease(&mut first, ttl).await.unwrap());
+        records.release_lease(first).await.unwrap();
+        let mut second = records.try_lease("c1", ttl).await.unwrap().expect("released");
+
+        // A lease that expired and was taken by someone else is not theirs to renew or release.
+        let mut stale = records
+            .try_lease("c3", Duration::from_millis(20))
+            .await
+            .unwrap()
+            .expect("free");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let taker = records
+            .try_lease("c3", ttl)
+            .await
+            .unwrap()
+            .expect("expired, free again");
+        assert!(!records.renew_lease(&mut stale, ttl).await.unwrap());
+        records.release_lease(stale).await.unwrap();
+        assert!(
+            records.try_lease("c3", ttl).await.unwrap().is_none(),
+            "still the taker's"
+        );
+        records.release_lease(taker).await.unwrap();
+        assert!(records.renew_lease(&mut second, ttl).await.unwrap());
+    }
+}

@@ -1,0 +1,68 @@
+//! The key of every record. Bearer values appear only as SHA-256 digests; connector-scoped
+//! records carry the connector id; a connection's keys share a Redis Cluster hash tag.
+
+use crate::crypto::sha256_hex;
+
+pub(super) fn session_key(connector: &str, id: &str) -> String {
+    format!("session:{connector}:{id}")
+}
+pub(super) fn connect_token_key(token: &str) -> String {
+    format!("connect:{}", sha256_hex(token))
+}
+pub(super) fn flow_key(state: &str) -> String {
+    format!("flow:{}", sha256_hex(state))
+}
+pub(super) fn handoff_key(connector: &str, code: &str) -> String {
+    format!("handoff:{connector}:{}", sha256_hex(code))
+}
+/// `conn:{<id>}`: the braces are a Redis Cluster hash tag, so every key built around one
+/// connection id (this record and its refresh lease, `lease:{<id>}`) lands in one slot and can be
+/// used together by one Lua script. Other backends treat the braces as plain characters.
+pub(super) fn connection_key(id: &str) -> String {
+    format!("conn:{{{id}}}")
+}
+/// `reconnect:{<id>}`: a connection's current reconnect link, in the connection's hash slot.
+pub(super) fn reconnect_key(connection_id: &str) -> String {
+    format!("reconnect:{{{connection_id}}}")
+}
+/// `lease:{<id>}`: the refresh lease of a connection, in the connection's hash slot.
+pub(super) fn lease_key(connection_id: &str) -> String {
+    format!("lease:{{{connection_id}}}")
+}
+pub(super) fn connection_index_key(connector: &str, tenant_id: &str, oid: &str) -> String {
+    format!("connidx:{connector}:{tenant_id}:{oid}")
+}
+
+pub(super) fn approval_key(flow_id: &str) -> String {
+    format!("approval:{flow_id}")
+}
+pub(super) fn tenant_approval_key(connector: &str, tenant_id: &str) -> String {
+    format!("tenantapproval:{connector}:{tenant_id}")
+}
+pub(super) fn tenant_approvals_index_key(connector: &str) -> String {
+    format!("tenantapprovals:{connector}")
+}
+pub(super) fn admin_consent_key(state: &str) -> String {
+    format!("adminconsent:{}", sha256_hex(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connections_key_is_hash_tagged_on_its_id() {
+        assert_eq!(connection_key("conn_abc"), "conn:{conn_abc}");
+        assert_eq!(lease_key("conn_abc"), "lease:{conn_abc}");
+        // Keys of other records carry no braces, so Redis Cluster hashes them whole.
+        for key in [
+            session_key("files", "cs_1"),
+            connect_token_key("t"),
+            flow_key("s"),
+            handoff_key("files", "c"),
+            connection_index_key("files", "tid", "oid"),
+        ] {
+            assert!(!key.contains('{') && !key.contains('}'), "{key}");
+        }
+    }
+}
