@@ -12,6 +12,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
+use crate::flow::{EntraSignIn, FlowService, FlowServiceParts, FlowSettings};
 use crate::http::conn_limit::ConnectionLimit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
@@ -56,14 +57,14 @@ pub struct App {
     pub records: Records,
     /// Entra HTTP client.
     pub entra: EntraClient,
-    /// id_token signing keys.
-    pub keys: KeyCache,
+    /// Runs sign-ins: connect sessions, starts, the callback and the handoff.
+    pub flow: Arc<FlowService>,
     /// Serves and refreshes access tokens.
     pub tokens: Arc<TokenService>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
-    /// Rate limiters (`[limits]`).
-    pub limits: Limiters,
+    /// Rate limiters (`[limits]`), shared with the flow service for its start limit.
+    pub limits: Arc<Limiters>,
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
     /// waits for it, within the grace period, so a SIGTERM does not drop a rotated refresh token.
     pub background: tokio_util::task::TaskTracker,
@@ -123,15 +124,26 @@ impl AppState {
             metrics: metrics.clone(),
             background: background.clone(),
         }));
+        let limits = Arc::new(Limiters::new(&config.limits, config.trusted_proxy_header.clone()));
+        let flow = Arc::new(FlowService::new(FlowServiceParts {
+            records: records.clone(),
+            entra: Arc::new(EntraSignIn::new(entra.clone(), keys)),
+            connectors: connectors.clone(),
+            settings: FlowSettings::from_config(&config),
+            limits: limits.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            background: background.clone(),
+        }));
         Ok(Self(Arc::new(App {
             records,
             entra,
-            keys,
             connectors,
+            flow,
             tokens,
             metrics,
             background,
-            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),
+            limits,
             config,
         })))
     }

@@ -1,21 +1,18 @@
 //! Entra's callback: the browser check, the state taken once, the code exchange and id_token
 //! checks, the connection stored, and the outcome recorded on the session and in the metrics.
 
+use std::sync::Arc;
+
 use tracing::Instrument as _;
 use url::Url;
 
 use super::binding::{Binding, same_browser};
-use super::handoff::issue_handoff;
 use super::session::SESSION_RETENTION;
-use super::{FlowError, return_url};
-use crate::app::AppState;
-use crate::clock::now_unix;
+use super::{FlowError, FlowService, return_url};
 use crate::config::ConnectorConfig;
-use crate::crypto::{Sensitive, random_id};
-use crate::entra::client::ClientAuth;
-use crate::entra::id_token::{self, IdTokenError};
-use crate::entra::{Category, Classification, EntraError, TokenError, classify};
-use crate::store::records::*;
+use crate::crypto::Sensitive;
+use crate::entra::{Category, Classification, EntraError, classify};
+use crate::store::records::{Flow, SessionStatus};
 
 /// Parameters Entra sends to the callback (unknown ones are ignored).
 #[derive(Debug, Default)]
@@ -104,90 +101,142 @@ pub struct FailedFlow {
     pub back_url: Option<Url>,
 }
 
-/// Handles `GET /v1/callback` in `browser` (the binding cookie it carries, if any).
-pub async fn callback(
-    state: &AppState,
-    params: CallbackParams,
-    browser: Option<&Binding>,
-) -> Result<CallbackOutcome, FlowError> {
-    let state_value = params
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or(FlowError::InvalidState)?;
-    // Looked at before it is taken: a callback replayed in another browser must neither use the
-    // code nor use up the state, so that the browser that started the sign-in still completes it.
-    let started = state.records.flow(state_value).await?.ok_or(FlowError::InvalidState)?;
-    if !same_browser(browser, &started.browser) {
-        tracing::warn!(flow = %started.id, connector = %started.connector, "callback refused: not the browser that started the sign-in");
-        return Err(FlowError::OtherBrowser);
-    }
-    let flow = state
-        .records
-        .take_flow(state_value)
-        .await?
-        .ok_or(FlowError::InvalidState)?;
-    // On its own task: once Entra has issued tokens for the code they must be stored, even if
-    // the browser leaves while Entra answers (the state and the code are spent either way).
-    let finish = {
-        let state = state.clone();
-        state.background.clone().spawn(
-            async move {
-                let (error, code) = (params.error, params.code);
-                finish_callback(&state, flow, error, code).await
-            }
-            .in_current_span(),
-        )
-    };
-    finish.await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "the callback task failed");
-        Err(FlowError::EntraProtocol("the sign-in could not be finished".into()))
-    })
-}
-
-/// The callback once its flow is taken: redeem the code (or classify Entra's error), store the
-/// connection, record the outcome.
-async fn finish_callback(
-    state: &AppState,
-    flow: Flow,
-    error: Option<EntraError>,
-    code: Option<String>,
-) -> Result<CallbackOutcome, FlowError> {
-    let connector = state.connector(&flow.connector).ok_or(FlowError::InvalidState)?.clone();
-    let mut result = match (error, code) {
-        (Some(err), _) => Ok(fail(&flow, &connector, classify(&err))),
-        (None, Some(code)) if !code.is_empty() => complete(state, &flow, &connector, &code).await,
-        _ => Err(FlowError::InvalidParameter {
-            field: "code",
-            message: "is missing",
-        }),
-    };
-    if let Ok(CallbackOutcome::Failed(failed)) = &mut result
-        && crate::approval::needs_approval_page(failed.classification.category)
-    {
-        let id = crate::approval::record(state, &flow, &failed.classification).await?;
-        failed.approval_path = Some(crate::approval::page_path(&id));
-    }
-    record_outcome(state, &flow, &result).await;
-    count_outcome(state, &flow, &result);
-    result
-}
-
-/// Counts the callback's end in the flow metrics (and Entra's error code, when it refused).
-fn count_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
-    let m = &state.metrics;
-    match result {
-        Ok(CallbackOutcome::Completed { .. }) => m.flow_completed(&flow.connector),
-        Ok(CallbackOutcome::Failed(f)) => {
-            let c = &f.classification;
-            m.flow_failed(&flow.connector, c.category.as_str());
-            m.entra_error(c.primary_code());
+impl FlowService {
+    /// Handles `GET /v1/callback` in `browser` (the binding cookie it carries, if any).
+    pub async fn callback(
+        self: &Arc<Self>,
+        params: CallbackParams,
+        browser: Option<&Binding>,
+    ) -> Result<CallbackOutcome, FlowError> {
+        let state_value = params
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(FlowError::InvalidState)?;
+        // Looked at before it is taken: a callback replayed in another browser must neither use the
+        // code nor use up the state, so that the browser that started the sign-in still completes it.
+        let started = self.records.flow(state_value).await?.ok_or(FlowError::InvalidState)?;
+        if !same_browser(browser, &started.browser) {
+            tracing::warn!(flow = %started.id, connector = %started.connector, "callback refused: not the browser that started the sign-in");
+            return Err(FlowError::OtherBrowser);
         }
-        Err(e) => m.flow_failed(&flow.connector, e.category().as_str()),
+        let flow = self
+            .records
+            .take_flow(state_value)
+            .await?
+            .ok_or(FlowError::InvalidState)?;
+        // On its own task: once Entra has issued tokens for the code they must be stored, even if
+        // the browser leaves while Entra answers (the state and the code are spent either way).
+        let finish = {
+            let this = self.clone();
+            self.background.spawn(
+                async move {
+                    let (error, code) = (params.error, params.code);
+                    this.finish_callback(flow, error, code).await
+                }
+                .in_current_span(),
+            )
+        };
+        finish.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the callback task failed");
+            Err(FlowError::EntraProtocol("the sign-in could not be finished".into()))
+        })
+    }
+
+    /// The callback once its flow is taken: redeem the code (or classify Entra's error), store the
+    /// connection, record the outcome.
+    async fn finish_callback(
+        &self,
+        flow: Flow,
+        error: Option<EntraError>,
+        code: Option<String>,
+    ) -> Result<CallbackOutcome, FlowError> {
+        let connector = self.connector(&flow.connector).ok_or(FlowError::InvalidState)?.clone();
+        let mut result = match (error, code) {
+            (Some(err), _) => Ok(fail(&flow, &connector, classify(&err))),
+            (None, Some(code)) if !code.is_empty() => self.complete(&flow, &connector, &code).await,
+            _ => Err(FlowError::InvalidParameter {
+                field: "code",
+                message: "is missing",
+            }),
+        };
+        if let Ok(CallbackOutcome::Failed(failed)) = &mut result
+            && crate::approval::needs_approval_page(failed.classification.category)
+        {
+            let id = crate::approval::record(
+                &self.records,
+                self.entra.as_ref(),
+                &self.metrics,
+                self.now(),
+                &flow,
+                &failed.classification,
+            )
+            .await?;
+            failed.approval_path = Some(crate::approval::page_path(&id));
+        }
+        self.record_outcome(&flow, &result).await;
+        self.count_outcome(&flow, &result);
+        result
+    }
+
+    /// Counts the callback's end in the flow metrics (and Entra's error code, when it refused).
+    fn count_outcome(&self, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
+        let m = &self.metrics;
+        match result {
+            Ok(CallbackOutcome::Completed { .. }) => m.flow_completed(&flow.connector),
+            Ok(CallbackOutcome::Failed(f)) => {
+                let c = &f.classification;
+                m.flow_failed(&flow.connector, c.category.as_str());
+                m.entra_error(c.primary_code());
+            }
+            Err(e) => m.flow_failed(&flow.connector, e.category().as_str()),
+        }
+    }
+
+    /// Writes the flow's outcome onto its connect session (best effort: the user's page matters more).
+    async fn record_outcome(&self, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
+        let Some(session_id) = &flow.session_id else { return };
+        let mut session = match self.records.session(&flow.connector, session_id).await {
+            Ok(Some(session)) => session,
+            Ok(None) => return,
+            // Unreadable is not absent: say so, and leave the session as it is.
+            Err(e) => {
+                tracing::warn!(session = %session_id, error = %e, "could not read the flow's session to record its outcome");
+                return;
+            }
+        };
+        match result {
+            Ok(CallbackOutcome::Completed { connection_id, .. }) => {
+                session.status = SessionStatus::Completed;
+                session.category = None;
+                session.aadsts = None;
+                session.approval_flow = None;
+                session.connection_id = Some(connection_id.clone());
+            }
+            Ok(CallbackOutcome::Failed(f)) => {
+                let c = &f.classification;
+                session.status = match c.category {
+                    Category::AdminApprovalRequired | Category::ConsentRequired => SessionStatus::ApprovalRequired,
+                    _ => SessionStatus::Failed,
+                };
+                session.category = Some(c.category.as_str().to_string());
+                session.aadsts = c.primary_code();
+                session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
+            }
+            Err(e) => {
+                session.status = SessionStatus::Failed;
+                session.category = Some(e.category().as_str().to_string());
+                session.aadsts = None;
+            }
+        }
+        if let Err(e) = self.records.save_session(&session, SESSION_RETENTION).await {
+            tracing::warn!(session = %session.id, error = %e, "could not record the flow's outcome on its session");
+        }
     }
 }
 
-fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> CallbackOutcome {
+/// The outcome of a flow Entra refused, with the back link carrying the category and code.
+pub(super) fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> CallbackOutcome {
     tracing::warn!(
         flow = %flow.id,
         connector = %flow.connector,
@@ -212,168 +261,4 @@ fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> Callback
         connector_name: connector.display_name.clone(),
         back_url,
     })
-}
-
-async fn complete(
-    state: &AppState,
-    flow: &Flow,
-    connector: &ConnectorConfig,
-    code: &str,
-) -> Result<CallbackOutcome, FlowError> {
-    let tokens = match state
-        .entra
-        .exchange_code(
-            &flow.tenant,
-            &ClientAuth {
-                client_id: &connector.client_id,
-                credential: &connector.credential,
-            },
-            code,
-            &state.redirect_uri(),
-            flow.pkce_verifier.expose(),
-            &flow.scopes,
-        )
-        .await
-    {
-        Ok(t) => t,
-        Err(TokenError::Rejected(err)) => {
-            let c = classify(&err);
-            if c.category == Category::ClientCredentialInvalid {
-                state.metrics.credential_error(&flow.connector, c.primary_code());
-            }
-            return Ok(fail(flow, connector, c));
-        }
-        Err(e @ TokenError::Unavailable { .. }) => {
-            let (trace_id, correlation_id) = e.entra_ids();
-            tracing::warn!(flow = %flow.id, error = %e, trace_id, correlation_id, "code redemption failed: Entra unavailable");
-            return Err(FlowError::EntraUnavailable {
-                retry_after: e.retry_after().unwrap_or(state.config.entra.default_retry_after),
-            });
-        }
-        Err(TokenError::Protocol(m)) => return Err(FlowError::EntraProtocol(m)),
-        Err(e @ TokenError::Credential(_)) => {
-            tracing::error!(flow = %flow.id, connector = %flow.connector, error = %e, "code redemption not attempted");
-            return Ok(fail(flow, connector, Classification::local_credential_failure()));
-        }
-    };
-    let id_token = tokens
-        .id_token
-        .as_ref()
-        .ok_or(IdTokenError::Malformed("Entra returned no id_token".into()))?;
-    let tenant_guid = uuid::Uuid::parse_str(&flow.tenant)
-        .is_ok()
-        .then_some(flow.tenant.as_str());
-    let claims = id_token::validate(
-        &state.keys,
-        id_token.expose(),
-        &id_token::Expected {
-            client_id: &connector.client_id,
-            nonce: flow.nonce.expose(),
-            tenant_guid,
-            leeway: state.config.entra.clock_skew,
-        },
-    )
-    .await
-    .inspect_err(|e| tracing::warn!(flow = %flow.id, connector = %flow.connector, error = %e, "id_token rejected"))?;
-
-    let now = now_unix();
-    let scopes: Vec<String> = tokens
-        .scope
-        .as_deref()
-        .map(|s| s.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_else(|| flow.scopes.clone());
-    let user = ConnectionUser {
-        oid: claims.oid.clone(),
-        name: claims.name.clone(),
-        preferred_username: claims.preferred_username.clone(),
-    };
-    let end_user = match &flow.session_id {
-        Some(id) => state.records.session(&flow.connector, id).await?.map(|s| s.end_user),
-        None => None,
-    };
-    // A returning user keeps their connection id, so the connector's stored id stays valid.
-    let existing = state
-        .records
-        .connection_for_user(&flow.connector, &claims.tid, &claims.oid)
-        .await?;
-    let connection = Connection {
-        id: existing
-            .as_ref()
-            .map_or_else(|| random_id("conn"), |(c, _)| c.id.clone()),
-        connector: flow.connector.clone(),
-        end_user: end_user.or_else(|| existing.as_ref().and_then(|(c, _)| c.end_user.clone())),
-        tenant_id: claims.tid.clone(),
-        user,
-        scopes,
-        access_token: tokens.access_token,
-        access_expires_at: now + tokens.expires_in.max(0),
-        refresh_token: tokens.refresh_token,
-        created_at: existing.as_ref().map_or(now, |(c, _)| c.created_at),
-        refreshed_at: now,
-        status: ConnectionStatus::Active,
-        reauth: None,
-        return_url: flow.return_url.clone(),
-        token_identity: Some(TokenIdentity::new(&claims.tid, &connector.client_id, &connector.scopes)),
-    };
-    state.records.put_connection(&connection).await?;
-
-    let ttl = state.config.flow.handoff_ttl;
-    let handoff_code = issue_handoff(state, flow, &connection.id, ttl).await?;
-    tracing::info!(flow = %flow.id, connector = %flow.connector, connection = %connection.id, tenant = %claims.tid, "flow completed");
-
-    let redirect = flow.return_url.as_deref().and_then(|u| Url::parse(u).ok()).map(|u| {
-        let mut params = vec![("handoff", handoff_code.as_str())];
-        if let Some(s) = &flow.connector_state {
-            params.push(("state", s));
-        }
-        return_url::with_params(&u, &params)
-    });
-    Ok(CallbackOutcome::Completed {
-        redirect,
-        handoff_code: Sensitive::new(handoff_code),
-        connector_name: connector.display_name.clone(),
-        expires_in: ttl.as_secs(),
-        connection_id: connection.id,
-    })
-}
-
-/// Writes the flow's outcome onto its connect session (best effort: the user's page matters more).
-async fn record_outcome(state: &AppState, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
-    let Some(session_id) = &flow.session_id else { return };
-    let mut session = match state.records.session(&flow.connector, session_id).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return,
-        // Unreadable is not absent: say so, and leave the session as it is.
-        Err(e) => {
-            tracing::warn!(session = %session_id, error = %e, "could not read the flow's session to record its outcome");
-            return;
-        }
-    };
-    match result {
-        Ok(CallbackOutcome::Completed { connection_id, .. }) => {
-            session.status = SessionStatus::Completed;
-            session.category = None;
-            session.aadsts = None;
-            session.approval_flow = None;
-            session.connection_id = Some(connection_id.clone());
-        }
-        Ok(CallbackOutcome::Failed(f)) => {
-            let c = &f.classification;
-            session.status = match c.category {
-                Category::AdminApprovalRequired | Category::ConsentRequired => SessionStatus::ApprovalRequired,
-                _ => SessionStatus::Failed,
-            };
-            session.category = Some(c.category.as_str().to_string());
-            session.aadsts = c.primary_code();
-            session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
-        }
-        Err(e) => {
-            session.status = SessionStatus::Failed;
-            session.category = Some(e.category().as_str().to_string());
-            session.aadsts = None;
-        }
-    }
-    if let Err(e) = state.records.save_session(&session, SESSION_RETENTION).await {
-        tracing::warn!(session = %session.id, error = %e, "could not record the flow's outcome on its session");
-    }
 }

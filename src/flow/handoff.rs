@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use super::FlowError;
-use crate::app::AppState;
+use super::{FlowError, FlowService};
 use crate::crypto::random_token;
 use crate::store::records::{Connection, Flow, Handoff};
 
@@ -15,42 +14,43 @@ pub struct Redeemed {
     pub state: Option<String>,
 }
 
-/// Redeems a handoff code for the calling connector (single use).
-pub async fn redeem_handoff(state: &AppState, caller: &str, code: &str) -> Result<Option<Redeemed>, FlowError> {
-    if code.is_empty() || code.len() > 128 {
-        return Ok(None);
+impl FlowService {
+    /// Redeems a handoff code for the calling connector (single use).
+    pub async fn redeem_handoff(&self, caller: &str, code: &str) -> Result<Option<Redeemed>, FlowError> {
+        if code.is_empty() || code.len() > 128 {
+            return Ok(None);
+        }
+        let Some(handoff) = self.records.take_handoff(caller, code).await? else {
+            return Ok(None);
+        };
+        match self.records.connection(&handoff.connection_id).await? {
+            Some((connection, _)) if connection.connector == caller => Ok(Some(Redeemed {
+                connection,
+                state: handoff.state,
+            })),
+            _ => Ok(None),
+        }
     }
-    let Some(handoff) = state.records.take_handoff(caller, code).await? else {
-        return Ok(None);
-    };
-    match state.records.connection(&handoff.connection_id).await? {
-        Some((connection, _)) if connection.connector == caller => Ok(Some(Redeemed {
-            connection,
-            state: handoff.state,
-        })),
-        _ => Ok(None),
-    }
-}
 
-/// Stores a new handoff code for the connection a flow made; returns the code.
-pub(super) async fn issue_handoff(
-    state: &AppState,
-    flow: &Flow,
-    connection_id: &str,
-    ttl: Duration,
-) -> Result<String, FlowError> {
-    let code = random_token();
-    state
-        .records
-        .put_handoff(
-            &flow.connector,
-            &code,
-            &Handoff {
-                connection_id: connection_id.to_string(),
-                state: flow.connector_state.clone(),
-            },
-            ttl,
-        )
-        .await?;
-    Ok(code)
+    /// Stores a new handoff code for the connection a flow made; returns the code.
+    pub(super) async fn issue_handoff(
+        &self,
+        flow: &Flow,
+        connection_id: &str,
+        ttl: Duration,
+    ) -> Result<String, FlowError> {
+        let code = random_token();
+        self.records
+            .put_handoff(
+                &flow.connector,
+                &code,
+                &Handoff {
+                    connection_id: connection_id.to_string(),
+                    state: flow.connector_state.clone(),
+                },
+                ttl,
+            )
+            .await?;
+        Ok(code)
+    }
 }

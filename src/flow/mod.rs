@@ -1,27 +1,44 @@
 //! The sign-in flow: connect sessions, starting a flow, Entra's callback, and the handoff.
 //!
 //! `session` makes connect sessions and their links, `start` turns a link, an `/v1/authorize`
-//! query or an approval page's "continue" into Entra's authorize URL, `callback` takes the state,
-//! redeems the code and checks the id_token, and `handoff` hands the connection to the backend.
+//! query or an approval page's "continue" into Entra's authorize URL, `callback` checks the
+//! browser and takes the state, `exchange` redeems the code and checks the id_token, and `handoff`
+//! hands the connection to the backend.
+//!
+//! [`FlowService`] holds only what this needs (records, a [`SignInEndpoint`], the connectors, the
+//! flow settings, the start limiter, a [`Clock`], metrics), so its paths are unit-tested against
+//! the memory store, a scripted endpoint and a manual clock (`tests.rs`).
 
 pub mod binding;
 mod callback;
+mod endpoint;
+mod exchange;
 mod handoff;
 mod hints;
 pub mod return_url;
 mod session;
 mod start;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use url::Url;
+
+use crate::clock::Clock;
+use crate::config::{Config, ConnectorConfig};
 use crate::entra::Category;
 use crate::entra::id_token::IdTokenError;
+use crate::metrics::Metrics;
+use crate::ratelimit::Limiters;
 use crate::store::StoreError;
+use crate::store::records::Records;
 
-pub use callback::{CallbackOutcome, CallbackParams, FailedFlow, callback};
-pub use handoff::{Redeemed, redeem_handoff};
-pub use session::{CreatedSession, SessionRequest, create_session, reconnect_url, session_status};
-pub use start::{AuthorizeQuery, start_for_approval, start_from_authorize, start_from_connect_token};
+pub use callback::{CallbackOutcome, CallbackParams, FailedFlow};
+pub use endpoint::{EntraSignIn, SignInEndpoint};
+pub use handoff::Redeemed;
+pub use session::{CreatedSession, SessionRequest};
+pub use start::AuthorizeQuery;
 
 /// Why a flow step failed. Messages are safe to show: no codes or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -83,5 +100,102 @@ impl FlowError {
             Self::EntraUnavailable { .. } => Category::Transient,
             _ => Category::InvalidRequest,
         }
+    }
+}
+
+/// The settings a flow reads from the config.
+#[derive(Debug, Clone)]
+pub struct FlowSettings {
+    /// Where browsers reach the broker (`server.public_url`): connect links and the redirect URI.
+    pub public_url: Url,
+    /// Connect-session lifetime (`[flow] session_ttl_secs`).
+    pub session_ttl: Duration,
+    /// `state` lifetime: the sign-in must finish within it.
+    pub state_ttl: Duration,
+    /// Handoff-code lifetime.
+    pub handoff_ttl: Duration,
+    /// `Retry-After` when Entra sent none.
+    pub default_retry_after: Duration,
+    /// Clock skew allowed in id_token checks.
+    pub clock_skew: Duration,
+}
+
+impl FlowSettings {
+    /// The settings of a validated config.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            public_url: config.public_url.clone(),
+            session_ttl: config.flow.session_ttl,
+            state_ttl: config.flow.state_ttl,
+            handoff_ttl: config.flow.handoff_ttl,
+            default_retry_after: config.entra.default_retry_after,
+            clock_skew: config.entra.clock_skew,
+        }
+    }
+
+    /// `{public_url}{path}`.
+    fn public(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url.as_str().trim_end_matches('/'))
+    }
+
+    /// The broker's OAuth redirect URI.
+    fn redirect_uri(&self) -> String {
+        self.public("/v1/callback")
+    }
+}
+
+/// Runs sign-ins: connect sessions, starts, Entra's callback and the handoff.
+pub struct FlowService {
+    records: Records,
+    entra: Arc<dyn SignInEndpoint>,
+    connectors: Arc<HashMap<String, ConnectorConfig>>,
+    settings: FlowSettings,
+    limits: Arc<Limiters>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    background: tokio_util::task::TaskTracker,
+}
+
+/// What a [`FlowService`] is built from.
+pub struct FlowServiceParts {
+    /// Typed store access.
+    pub records: Records,
+    /// Entra (or a scripted endpoint in tests).
+    pub entra: Arc<dyn SignInEndpoint>,
+    /// Connectors by id.
+    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
+    /// Lifetimes, URLs and Entra defaults.
+    pub settings: FlowSettings,
+    /// The broker's limiters; a flow checks its start against them.
+    pub limits: Arc<Limiters>,
+    /// The time source for expiries.
+    pub clock: Arc<dyn Clock>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Where code exchanges run, so shutdown can wait for them.
+    pub background: tokio_util::task::TaskTracker,
+}
+
+impl FlowService {
+    /// Builds the service.
+    pub fn new(parts: FlowServiceParts) -> Self {
+        Self {
+            records: parts.records,
+            entra: parts.entra,
+            connectors: parts.connectors,
+            settings: parts.settings,
+            limits: parts.limits,
+            clock: parts.clock,
+            metrics: parts.metrics,
+            background: parts.background,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.get(id)
     }
 }

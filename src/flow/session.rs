@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use super::hints::{check_text, validate_hints};
-use super::{FlowError, return_url};
-use crate::app::AppState;
-use crate::clock::now_unix;
+use super::{FlowError, FlowService, return_url};
 use crate::crypto::{Sensitive, random_id, random_token};
 use crate::store::records::{ConnectSession, Connection, ReconnectLink, SessionStatus};
 
 /// How long a session record is kept after it stops being usable, so polls can say "expired".
 pub(super) const SESSION_RETENTION: Duration = Duration::from_secs(24 * 3_600);
+/// Links younger than this many seconds before expiry are not handed out again: the user needs
+/// time to follow one.
+const RECONNECT_MIN_LEFT: i64 = 300;
 
 /// What a connector backend asks for in `POST /v1/connect-sessions`.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -39,109 +40,106 @@ pub struct CreatedSession {
     pub connect_url: String,
 }
 
-/// Creates a connect session for a connector's user.
-pub async fn create_session(state: &AppState, caller: &str, req: &SessionRequest) -> Result<CreatedSession, FlowError> {
-    if req.connector != caller {
-        return Err(FlowError::UnknownConnector);
+impl FlowService {
+    /// Creates a connect session for a connector's user.
+    pub async fn create_session(&self, caller: &str, req: &SessionRequest) -> Result<CreatedSession, FlowError> {
+        if req.connector != caller {
+            return Err(FlowError::UnknownConnector);
+        }
+        let connector = self.connector(caller).ok_or(FlowError::UnknownConnector)?;
+        check_text("end_user", &req.end_user, 256)?;
+        let hints = validate_hints(
+            connector,
+            req.return_url.as_deref(),
+            req.state.as_deref(),
+            req.tenant.as_deref(),
+            req.login_hint.as_deref(),
+        )?;
+        let now = self.now();
+        let ttl = self.settings.session_ttl;
+        let session = ConnectSession {
+            id: random_id("cs"),
+            connector: connector.id.clone(),
+            end_user: req.end_user.clone(),
+            return_url: hints.return_url.map(|u| u.to_string()),
+            state: hints.state,
+            tenant: hints.tenant,
+            login_hint: hints.login_hint,
+            created_at: now,
+            expires_at: now + ttl.as_secs() as i64,
+            status: SessionStatus::Pending,
+            category: None,
+            aadsts: None,
+            connection_id: None,
+            approval_flow: None,
+        };
+        let token = random_token();
+        self.records
+            .create_session(&session, &token, ttl, SESSION_RETENTION)
+            .await?;
+        Ok(CreatedSession {
+            connect_url: self.settings.public(&format!("/v1/connect/{token}")),
+            session,
+        })
     }
-    let connector = state.connector(caller).ok_or(FlowError::UnknownConnector)?;
-    check_text("end_user", &req.end_user, 256)?;
-    let hints = validate_hints(
-        connector,
-        req.return_url.as_deref(),
-        req.state.as_deref(),
-        req.tenant.as_deref(),
-        req.login_hint.as_deref(),
-    )?;
-    let now = now_unix();
-    let ttl = state.config.flow.session_ttl;
-    let session = ConnectSession {
-        id: random_id("cs"),
-        connector: connector.id.clone(),
-        end_user: req.end_user.clone(),
-        return_url: hints.return_url.map(|u| u.to_string()),
-        state: hints.state,
-        tenant: hints.tenant,
-        login_hint: hints.login_hint,
-        created_at: now,
-        expires_at: now + ttl.as_secs() as i64,
-        status: SessionStatus::Pending,
-        category: None,
-        aadsts: None,
-        connection_id: None,
-        approval_flow: None,
-    };
-    let token = random_token();
-    state
-        .records
-        .create_session(&session, &token, ttl, SESSION_RETENTION)
-        .await?;
-    Ok(CreatedSession {
-        connect_url: state.public(&format!("/v1/connect/{token}")),
-        session,
-    })
-}
 
-/// Links younger than this many seconds before expiry are not handed out again: the user needs
-/// time to follow one.
-const RECONNECT_MIN_LEFT: i64 = 300;
-
-/// The reconnect URL for a connection that needs a new sign-in: the one handed out before while
-/// its session is pending and has time left, else a new session's (so a backend polling the
-/// token endpoint does not fill the store with sessions).
-pub async fn reconnect_url(state: &AppState, caller: &str, conn: &Connection) -> Result<String, FlowError> {
-    let now = now_unix();
-    if let Some(link) = state.records.reconnect_link(&conn.id).await?
-        && link.expires_at - now > RECONNECT_MIN_LEFT
-        && state
-            .records
-            .session(caller, &link.session_id)
-            .await?
-            .is_some_and(|s| s.status != SessionStatus::Completed)
-    {
-        return Ok(link.connect_url.expose().to_string());
+    /// The reconnect URL for a connection that needs a new sign-in: the one handed out before while
+    /// its session is pending and has time left, else a new session's (so a backend polling the
+    /// token endpoint does not fill the store with sessions).
+    pub async fn reconnect_url(&self, caller: &str, conn: &Connection) -> Result<String, FlowError> {
+        let now = self.now();
+        if let Some(link) = self.records.reconnect_link(&conn.id).await?
+            && link.expires_at - now > RECONNECT_MIN_LEFT
+            && self
+                .records
+                .session(caller, &link.session_id)
+                .await?
+                .is_some_and(|s| s.status != SessionStatus::Completed)
+        {
+            return Ok(link.connect_url.expose().to_string());
+        }
+        let connector = self.connector(caller).ok_or(FlowError::UnknownConnector)?;
+        let created = self
+            .create_session(
+                caller,
+                &SessionRequest {
+                    connector: caller.to_string(),
+                    end_user: conn.end_user.clone().unwrap_or_else(|| conn.user.oid.clone()),
+                    // A return URL the operator has since unregistered falls back to out-of-band.
+                    return_url: conn
+                        .return_url
+                        .clone()
+                        .filter(|u| return_url::check(&connector.return_urls, u).is_some()),
+                    state: None,
+                    tenant: Some(conn.tenant_id.clone()),
+                    login_hint: conn
+                        .user
+                        .preferred_username
+                        .clone()
+                        .filter(|u| !u.contains(char::is_whitespace)),
+                },
+            )
+            .await?;
+        let link = ReconnectLink {
+            session_id: created.session.id.clone(),
+            connect_url: Sensitive::new(created.connect_url.clone()),
+            expires_at: created.session.expires_at,
+        };
+        // Best effort: without it the next call makes another session, as before.
+        if let Err(e) = self.records.put_reconnect_link(&conn.id, &link).await {
+            tracing::warn!(connection = %conn.id, error = %e, "could not keep the reconnect link");
+        }
+        Ok(created.connect_url)
     }
-    let connector = state.connector(caller).ok_or(FlowError::UnknownConnector)?;
-    let created = create_session(
-        state,
-        caller,
-        &SessionRequest {
-            connector: caller.to_string(),
-            end_user: conn.end_user.clone().unwrap_or_else(|| conn.user.oid.clone()),
-            // A return URL the operator has since unregistered falls back to out-of-band.
-            return_url: conn
-                .return_url
-                .clone()
-                .filter(|u| return_url::check(&connector.return_urls, u).is_some()),
-            state: None,
-            tenant: Some(conn.tenant_id.clone()),
-            login_hint: conn
-                .user
-                .preferred_username
-                .clone()
-                .filter(|u| !u.contains(char::is_whitespace)),
-        },
-    )
-    .await?;
-    let link = ReconnectLink {
-        session_id: created.session.id.clone(),
-        connect_url: Sensitive::new(created.connect_url.clone()),
-        expires_at: created.session.expires_at,
-    };
-    // Best effort: without it the next call makes another session, as before.
-    if let Err(e) = state.records.put_reconnect_link(&conn.id, &link).await {
-        tracing::warn!(connection = %conn.id, error = %e, "could not keep the reconnect link");
-    }
-    Ok(created.connect_url)
-}
 
-/// The contract's status of a session, including `expired`.
-pub fn session_status(session: &ConnectSession) -> &'static str {
-    match session.status {
-        SessionStatus::Completed => "completed",
-        _ if session.expires_at <= now_unix() => "expired",
-        SessionStatus::Pending => "pending",
-        SessionStatus::ApprovalRequired => "approval_required",
-        SessionStatus::Failed => "failed",
+    /// The contract's status of a session, including `expired`.
+    pub fn session_status(&self, session: &ConnectSession) -> &'static str {
+        match session.status {
+            SessionStatus::Completed => "completed",
+            _ if session.expires_at <= self.now() => "expired",
+            SessionStatus::Pending => "pending",
+            SessionStatus::ApprovalRequired => "approval_required",
+            SessionStatus::Failed => "failed",
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::crypto::{ct_eq, sha256_hex};
-use crate::flow::{self, SessionRequest};
+use crate::flow::SessionRequest;
 use crate::store::records::{Connection, ConnectionStatus};
 use crate::tokens::TokenServiceError;
 
@@ -71,7 +71,7 @@ pub async fn create_session(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Response, ApiError> {
-    let created = flow::create_session(&state, &caller, &req).await?;
+    let created = state.flow.create_session(&caller, &req).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -90,7 +90,7 @@ pub async fn get_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let session = state.records.session(&caller, &id).await?.ok_or(ApiError::NotFound)?;
-    let status = flow::session_status(&session);
+    let status = state.flow.session_status(&session);
     Ok(Json(json!({
         "session_id": session.id,
         "status": status,
@@ -114,7 +114,7 @@ pub async fn redeem(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<RedeemRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let redeemed = flow::redeem_handoff(&state, &caller, &req.code).await?.ok_or_else(|| {
+    let redeemed = state.flow.redeem_handoff(&caller, &req.code).await?.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_handoff_code",
             "the handoff code is unknown, expired or already used",
@@ -226,7 +226,7 @@ pub async fn token(
             Err(ApiError::ReauthRequired {
                 category: reason.category,
                 aadsts: reason.aadsts,
-                reconnect_url: flow::reconnect_url(&state, &caller, &conn).await?,
+                reconnect_url: state.flow.reconnect_url(&caller, &conn).await?,
             })
         }
         Err(e) => Err(e.into()),
