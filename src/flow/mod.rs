@@ -18,6 +18,8 @@ mod hints;
 pub mod return_url;
 mod session;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
