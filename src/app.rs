@@ -11,6 +11,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConnectorConfig, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
+use crate::flow::{EntraSignIn, FlowService, FlowServiceParts, FlowSettings};
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::ratelimit::RefreshBudget;
@@ -54,16 +55,16 @@ pub struct App {
     pub records: Records,
     /// Entra HTTP client.
     pub entra: EntraClient,
-    /// id_token signing keys.
-    pub keys: KeyCache,
+    /// Runs sign-ins: connect sessions, starts, the callback and the handoff.
+    pub flow: Arc<FlowService>,
     /// Serves and refreshes access tokens.
     pub tokens: Arc<TokenService>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
     /// This broker's approval pages still waiting for an admin (the `pending_approvals` gauge).
-    pub pending_approvals: PendingApprovals,
-    /// Rate limiters (`[limits]`).
-    pub limits: Limiters,
+    pub pending_approvals: Arc<PendingApprovals>,
+    /// Rate limiters (`[limits]`), shared with the flow service for its start limit.
+    pub limits: Arc<Limiters>,
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
     /// waits for it, within the grace period, so a SIGTERM does not drop a rotated refresh token.
     pub background: tokio_util::task::TaskTracker,
@@ -123,16 +124,29 @@ impl AppState {
             metrics: metrics.clone(),
             background: background.clone(),
         }));
+        let limits = Arc::new(Limiters::new(&config.limits, config.trusted_proxy_header.clone()));
+        let pending_approvals = Arc::new(PendingApprovals::new(metrics.clone()));
+        let flow = Arc::new(FlowService::new(FlowServiceParts {
+            pending_approvals: pending_approvals.clone(),
+            records: records.clone(),
+            entra: Arc::new(EntraSignIn::new(entra.clone(), keys)),
+            connectors: connectors.clone(),
+            settings: FlowSettings::from_config(&config),
+            limits: limits.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            background: background.clone(),
+        }));
         Ok(Self(Arc::new(App {
             records,
             entra,
-            keys,
             connectors,
+            flow,
             tokens,
-            pending_approvals: PendingApprovals::new(metrics.clone()),
+            pending_approvals,
             metrics,
             background,
-            limits: Limiters::new(&config.limits, config.trusted_proxy_header.clone()),
+            limits,
             config,
         })))
     }

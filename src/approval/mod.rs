@@ -23,10 +23,10 @@ use crate::config::ConnectorConfig;
 use crate::crypto::random_token;
 use crate::entra::client::ClientAuth;
 use crate::entra::{Category, Classification, EntraError, TokenError, classify};
-use crate::flow::FlowError;
+use crate::flow::{FlowError, SignInEndpoint};
 use crate::metrics::ConsentVerification;
 use crate::store::StoreError;
-use crate::store::records::{AdminConsentState, Approval, Flow, TenantApproval};
+use crate::store::records::{AdminConsentState, Approval, Flow, Records, TenantApproval};
 
 /// How long an approval page waits for the approval.
 pub const APPROVAL_TTL: Duration = Duration::from_secs(24 * 3_600);
@@ -53,16 +53,23 @@ fn is_generic_tenant(t: &str) -> bool {
     matches!(t, "organizations" | "common" | "consumers")
 }
 
-/// Records an approval page for a flow Entra refused for want of approval.
-pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result<String, StoreError> {
+/// Records an approval page for a flow Entra refused for want of approval, at `now` (Unix
+/// seconds); `entra` resolves the organization's tenant id.
+pub async fn record(
+    records: &Records,
+    entra: &dyn SignInEndpoint,
+    pending: &PendingApprovals,
+    now: i64,
+    flow: &Flow,
+    c: &Classification,
+) -> Result<String, StoreError> {
     // Which organization: the flow's own tenant when it named one, else the user's domain.
     let named = (!is_generic_tenant(&flow.tenant)).then(|| flow.tenant.clone());
     let label = named.clone().or_else(|| hint_domain(flow.login_hint.as_deref()));
     let tenant_id = match &label {
-        Some(t) => state.entra.resolve_tenant(t).await,
+        Some(t) => entra.resolve_tenant(t).await,
         None => None,
     };
-    let now = now_unix();
     let approval = Approval {
         flow_id: flow.id.clone(),
         connector: flow.connector.clone(),
@@ -81,8 +88,8 @@ pub async fn record(state: &AppState, flow: &Flow, c: &Classification) -> Result
         expires_at: now + APPROVAL_TTL.as_secs() as i64,
         browser: flow.browser.clone(),
     };
-    state.records.put_approval(&approval, RETENTION).await?;
-    state.pending_approvals.opened(
+    records.put_approval(&approval, RETENTION).await?;
+    pending.opened(
         &approval.connector,
         approval.tenant_id.as_deref().unwrap_or(&approval.tenant),
         approval.created_at_ms,

@@ -17,7 +17,6 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::crypto::{ct_eq, sha256_hex};
-use crate::flow;
 use crate::store::records::Connection;
 use crate::tokens::TokenServiceError;
 
@@ -96,7 +95,7 @@ pub async fn create_session(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<SessionRequest>,
 ) -> Result<Response, ApiError> {
-    let created = flow::create_session(&state, &caller, &req).await?;
+    let created = state.flow.create_session(&caller, &req).await?;
     let body = SessionCreated {
         session_id: created.session.id,
         connect_url: created.connect_url,
@@ -128,7 +127,7 @@ pub async fn get_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionOutcome>, ApiError> {
     let session = state.records.session(&caller, &id).await?.ok_or(ApiError::NotFound)?;
-    let status = SessionState::of(&session);
+    let status = state.flow.session_status(&session);
     Ok(Json(SessionOutcome {
         approval_url: session
             .approval_flow
@@ -170,7 +169,7 @@ pub async fn redeem(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<RedeemRequest>,
 ) -> Result<Json<HandoffRedeemed>, ApiError> {
-    let redeemed = flow::redeem_handoff(&state, &caller, &req.code).await?.ok_or_else(|| {
+    let redeemed = state.flow.redeem_handoff(&caller, &req.code).await?.ok_or_else(|| {
         ApiError::bad_request(
             ErrorCode::InvalidHandoffCode,
             "the handoff code is unknown, expired or already used",
@@ -317,7 +316,7 @@ pub async fn token(
             Err(ApiError::ReauthRequired {
                 category: reason.category,
                 aadsts: reason.aadsts,
-                reconnect_url: flow::reconnect_url(&state, &caller, &conn).await?,
+                reconnect_url: state.flow.reconnect_url(&caller, &conn).await?,
             })
         }
         Err(e) => Err(e.into()),

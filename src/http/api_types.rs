@@ -16,7 +16,7 @@ pub use crate::entra::aadsts::WhoFixes;
 pub use crate::entra::errors::Category;
 pub use crate::flow::{AuthorizeQuery, SessionRequest};
 
-use crate::clock::{now_unix, rfc3339};
+use crate::clock::rfc3339;
 use crate::entra::explain::Explanation;
 use crate::store::records::{
     ConnectSession, Connection, ConnectionStatus, ConnectionUser, ReauthReason, SessionStatus,
@@ -147,10 +147,10 @@ pub enum SessionState {
 impl SessionState {
     /// The state a polling backend sees: a completed session stays completed, anything else
     /// turns `expired` once the session's time is up.
-    pub fn of(session: &ConnectSession) -> Self {
+    pub fn of(session: &ConnectSession, now: i64) -> Self {
         match session.status {
             SessionStatus::Completed => Self::Completed,
-            _ if session.expires_at <= now_unix() => Self::Expired,
+            _ if session.expires_at <= now => Self::Expired,
             SessionStatus::Pending => Self::Pending,
             SessionStatus::ApprovalRequired => Self::ApprovalRequired,
             SessionStatus::Failed => Self::Failed,

@@ -303,14 +303,11 @@ pub async fn continue_flow(
         .ok_or_else(|| not_found(lang))?;
     let cookie = BrowserCookie::read(&headers, state.secure_cookies());
     let client = state.limits.client_ip(&headers, peer.map(|p| p.0.0));
-    let url = flow::start_for_approval(
-        &state,
-        &approval,
-        cookie.as_ref().map(BrowserCookie::binding).as_ref(),
-        client,
-    )
-    .await
-    .map_err(|e| PageError::from_flow(e, lang))?;
+    let url = state
+        .flow
+        .start_for_approval(&approval, cookie.as_ref().map(BrowserCookie::binding).as_ref(), client)
+        .await
+        .map_err(|e| PageError::from_flow(e, lang))?;
     let cookie = cookie.ok_or(FlowError::OtherBrowser)?;
     let mut response = found(url.as_str());
     // Long enough for the new sign-in, and for coming back to this page if it fails again.

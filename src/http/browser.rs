@@ -14,7 +14,7 @@ use super::found;
 use super::i18n::{Lang, category_messages_de, fill};
 use super::pages::{self, PageContent};
 use crate::app::AppState;
-use crate::flow::{self, AuthorizeQuery, CallbackOutcome, CallbackParams, FailedFlow};
+use crate::flow::{AuthorizeQuery, CallbackOutcome, CallbackParams, FailedFlow};
 
 /// `Query<T>` whose rejections are readable pages.
 #[derive(FromRequestParts)]
@@ -53,7 +53,9 @@ pub async fn connect(
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
     let cookie = BrowserCookie::read_or_new(&headers, state.secure_cookies());
-    let url = flow::start_from_connect_token(&state, &token, &cookie.binding())
+    let url = state
+        .flow
+        .start_from_connect_token(&token, &cookie.binding())
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
     Ok(start_redirect(&state, &cookie, &url))
@@ -85,7 +87,9 @@ pub async fn authorize(
     let lang = Lang::from_headers(&headers);
     let cookie = BrowserCookie::read_or_new(&headers, state.secure_cookies());
     let client = state.limits.client_ip(&headers, peer.map(|p| p.0.0));
-    let url = flow::start_from_authorize(&state, &q, &cookie.binding(), client)
+    let url = state
+        .flow
+        .start_from_authorize(&q, &cookie.binding(), client)
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
     Ok(start_redirect(&state, &cookie, &url))
@@ -127,7 +131,9 @@ pub async fn callback(
     let t = lang.texts();
     let params = CallbackParams::parse(raw.as_deref().unwrap_or("")).map_err(|e| PageError::from_flow(e, lang))?;
     let cookie = BrowserCookie::read(&headers, state.secure_cookies());
-    let outcome = flow::callback(&state, params, cookie.as_ref().map(BrowserCookie::binding).as_ref())
+    let outcome = state
+        .flow
+        .callback(params, cookie.as_ref().map(BrowserCookie::binding).as_ref())
         .await
         .map_err(|e| PageError::from_flow(e, lang))?;
     let mut page = match outcome {
