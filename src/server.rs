@@ -77,6 +77,7 @@ impl Application {
         let grace = state.config.shutdown_grace;
         let purge = tokio::spawn(crate::tasks::purge_loop(state.clone()));
         let probe = tokio::spawn(crate::tasks::probe_store(state.clone()));
+        let backfill = tokio::spawn(crate::tasks::list_unlisted_connections(state.clone()));
         let router = crate::http::router(state.clone());
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
@@ -146,6 +147,7 @@ impl Application {
         }
         purge.abort();
         probe.abort();
+        backfill.abort();
         let _ = purge.await;
         let _ = probe.await;
         if let Some(m) = metrics_server {

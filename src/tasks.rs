@@ -47,3 +47,14 @@ pub(crate) async fn probe_store(state: AppState) {
         }
     }
 }
+
+/// Lists the connections an older broker wrote without a list entry (once per store; see
+/// `Records::list_unlisted_connections`). Until it is done they are missing from
+/// `GET /v1/connections`, nothing else.
+pub(crate) async fn list_unlisted_connections(state: AppState) {
+    match state.records.list_unlisted_connections().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(listed = n, "connections written by an older broker are now listed"),
+        Err(e) => tracing::warn!(error = %e, "listing older connections failed; the next start tries again"),
+    }
+}

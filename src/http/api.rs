@@ -9,9 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::api_types::{
-    AccessTokenBody, ConnectionInfo, EntraRefusedBody, ErrorBody, ErrorCode, ExplainRequest, ExplainResponse,
-    HandoffRedeemed, ReauthRequiredBody, RedeemRequest, RetryableErrorBody, SessionCreated, SessionOutcome,
-    SessionRequest, SessionState, TokenQuery, TokenType,
+    AccessTokenBody, ConnectionInfo, ConnectionList, ConnectionState, EntraRefusedBody, ErrorBody, ErrorCode,
+    ExplainRequest, ExplainResponse, HandoffRedeemed, ListQuery, ReauthRequiredBody, RedeemRequest, RetryableErrorBody,
+    SessionCreated, SessionOutcome, SessionRequest, SessionState, TokenQuery, TokenType,
 };
 use super::error::ApiError;
 use crate::app::AppState;
@@ -191,6 +191,88 @@ async fn owned_connection(state: &AppState, caller: &str, id: &str) -> Result<(C
         Some((c, v)) if c.connector == caller => Ok((c, v)),
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// Largest and default page of `GET /v1/connections`.
+const LIST_MAX: usize = 500;
+const LIST_DEFAULT: usize = 100;
+
+/// The cursor of a listing: the connector it was issued to and the list member to continue
+/// after, base64url so that it is opaque and URL-safe. Naming the connector is what lets one
+/// connector's cursor be refused to another (it could only ever page the caller's own list).
+fn encode_cursor(connector: &str, member: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{connector}\n{member}"))
+}
+
+fn decode_cursor(caller: &str, cursor: &str) -> Result<String, ApiError> {
+    use base64::Engine as _;
+    let invalid = || {
+        ApiError::bad_request(
+            ErrorCode::InvalidCursor,
+            "the cursor is malformed or not this connector's",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (connector, member) = text.split_once('\n').ok_or_else(invalid)?;
+    let well_formed = member
+        .split_once(':')
+        .is_some_and(|(time, id)| time.len() == 19 && time.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty())
+        && !member.chars().any(char::is_control);
+    if !well_formed || !ct_eq(connector.as_bytes(), caller.as_bytes()) {
+        return Err(invalid());
+    }
+    Ok(member.to_string())
+}
+
+/// The caller's connections, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    tag = "connections",
+    security(("api_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of the caller's connections.", body = ConnectionList),
+        (status = 400, description = "`invalid_cursor`: malformed, or another connector's. `invalid_parameter`: `limit` outside 1-500. `invalid_query`.", body = ErrorBody),
+        (status = 401, description = "`unauthorized`.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "`store_unavailable`.", body = RetryableErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    )
+)]
+pub async fn list_connections(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ConnectionList>, ApiError> {
+    let limit = q.limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            format!("limit must be between 1 and {LIST_MAX}"),
+        ));
+    }
+    let after = q.cursor.as_deref().map(|c| decode_cursor(&caller, c)).transpose()?;
+    let keep = |c: &Connection| {
+        q.status.is_none_or(|s| ConnectionState::from(c.status) == s)
+            && q.tenant_id
+                .as_deref()
+                .is_none_or(|t| c.tenant_id.eq_ignore_ascii_case(t))
+            && q.end_user.as_deref().is_none_or(|u| c.end_user.as_deref() == Some(u))
+    };
+    let (page, next) = state
+        .records
+        .connections_page(&caller, after.as_deref(), limit, keep)
+        .await?;
+    Ok(Json(ConnectionList {
+        connections: page.iter().map(ConnectionInfo::from).collect(),
+        next_cursor: next.map(|m| encode_cursor(&caller, &m)),
+    }))
 }
 
 /// A connection's metadata (never its tokens).

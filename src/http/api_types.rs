@@ -62,6 +62,8 @@ pub enum ErrorCode {
     Timeout,
     /// Entra refused a refresh for a reason the user cannot fix (502).
     EntraRefused,
+    /// The listing cursor is malformed or was issued to another connector (400).
+    InvalidCursor,
 }
 
 /// Error answer with a code and human text (401, 404, 400, 413).
@@ -231,7 +233,7 @@ pub struct HandoffRedeemed {
 }
 
 /// Whether a connection can still be refreshed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
     /// Tokens are served and refreshed.
@@ -324,6 +326,35 @@ pub struct TokenQuery {
     /// (default 300, at most 86400).
     #[param(maximum = 86_400)]
     pub min_ttl: Option<u64>,
+}
+
+/// Query of `GET /v1/connections`: filters, page size and the cursor of the previous page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only connections in this state.
+    pub status: Option<ConnectionState>,
+    /// Only connections of this tenant (GUID).
+    pub tenant_id: Option<String>,
+    /// Only connections of this end user (the connector's own id for its user).
+    pub end_user: Option<String>,
+    /// Connections per page, 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// 200 answer of `GET /v1/connections`: one page of the caller's connections, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// The page; may be shorter than `limit` (even empty) while `next_cursor` is not null, when
+    /// filters matched few of the connections looked at.
+    pub connections: Vec<ConnectionInfo>,
+    /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// The token type of every access token the broker serves.

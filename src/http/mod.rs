@@ -63,6 +63,11 @@ pub const ROUTES: &[Route] = &[
         handlers: || post(api::explain),
     },
     Route {
+        path: "/v1/connections",
+        per_ip_limit: false,
+        handlers: || get(api::list_connections),
+    },
+    Route {
         path: "/v1/connections/{connection_id}",
         per_ip_limit: false,
         handlers: || get(api::get_connection).delete(api::delete_connection),

@@ -18,6 +18,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::{CasOutcome, Store, StoreError, Versioned, expiry_for, is_expired, now_millis};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+/// The ordered indexes: (index, member), ordered by index then member.
+const INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("index");
 /// Record layout: version (u64 LE), expiry in epoch ms (u64 LE, 0 = never), then the value.
 const HEADER: usize = 16;
 /// How often a closed file is tried again: reopening runs redb's repair, which reads the file.
@@ -104,6 +106,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
     let created = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         txn.open_table(KV)?;
+        txn.open_table(INDEX)?;
         txn.commit()?;
         Ok(())
     })();
@@ -370,6 +373,55 @@ impl Store for EmbeddedStore {
                 keys.push(key.value().to_string());
             }
             Ok((keys, None))
+        })
+        .await
+    }
+
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        let (index, member) = (index.to_string(), member.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            txn.open_table(INDEX)?.insert((index.as_str(), member.as_str()), ())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        let (index, member) = (index.to_string(), member.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let removed = txn
+                .open_table(INDEX)?
+                .remove((index.as_str(), member.as_str()))?
+                .is_some();
+            txn.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let (index, after) = (index.to_string(), after.map(str::to_string));
+        let limit = limit.max(1);
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(INDEX)?;
+            let from = match &after {
+                Some(a) => Bound::Excluded((index.as_str(), a.as_str())),
+                None => Bound::Included((index.as_str(), "")),
+            };
+            let mut members = Vec::new();
+            for entry in table.range::<(&str, &str)>((from, Bound::Unbounded))? {
+                let (key, _) = entry?;
+                let (ix, member) = key.value();
+                if ix != index || members.len() == limit {
+                    break;
+                }
+                members.push(member.to_string());
+            }
+            Ok(members)
         })
         .await
     }

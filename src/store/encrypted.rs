@@ -461,6 +461,19 @@ impl Store for EncryptedStore {
         self.inner.scan(cursor, limit).await
     }
 
+    /// Index members are ids and times, not secrets: they pass through unsealed.
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        self.inner.index_add(index, member).await
+    }
+
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        self.inner.index_remove(index, member).await
+    }
+
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.index_range(index, after, limit).await
+    }
+
     /// Compares plaintexts: the stored blob is opened, compared with `expected_value`, and the
     /// replacement is conditional on that very blob, so the check and the write stay atomic.
     async fn rewrite_in_place(

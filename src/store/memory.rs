@@ -1,6 +1,6 @@
 //! In-process store for tests and throwaway runs; everything is lost on exit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +21,7 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     map: Mutex<BTreeMap<String, Entry>>,
+    indexes: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl MemoryStore {
@@ -35,6 +36,16 @@ impl MemoryStore {
             .lock()
             .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
         Ok(f(&mut map, now_millis()))
+    }
+}
+
+impl MemoryStore {
+    fn with_indexes<T>(&self, f: impl FnOnce(&mut HashMap<String, BTreeSet<String>>) -> T) -> Result<T, StoreError> {
+        let mut indexes = self
+            .indexes
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
+        Ok(f(&mut indexes))
     }
 }
 
@@ -150,6 +161,41 @@ impl Store for MemoryStore {
                 None => None,
             };
             (keys, next)
+        })
+    }
+
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        self.with_indexes(|ix| {
+            ix.entry(index.to_string()).or_default().insert(member.to_string());
+        })
+    }
+
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        self.with_indexes(|ix| {
+            let Some(set) = ix.get_mut(index) else {
+                return false;
+            };
+            let removed = set.remove(member);
+            if set.is_empty() {
+                ix.remove(index);
+            }
+            removed
+        })
+    }
+
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.with_indexes(|ix| {
+            let Some(set) = ix.get(index) else {
+                return Vec::new();
+            };
+            let from = match after {
+                Some(a) => Bound::Excluded(a.to_string()),
+                None => Bound::Unbounded,
+            };
+            set.range((from, Bound::Unbounded))
+                .take(limit.max(1))
+                .cloned()
+                .collect()
         })
     }
 

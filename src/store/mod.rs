@@ -118,6 +118,19 @@ pub trait Store: Send + Sync + 'static {
         value: Vec<u8>,
     ) -> Result<bool, StoreError>;
 
+    /// Adds `member` to the ordered index `index`: a set of strings kept in byte order, apart from
+    /// the records (a scan never lists it, nothing expires it, and it is not encrypted, so members
+    /// hold ids and times, never secrets). Adding a member that is there changes nothing.
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError>;
+
+    /// Removes `member` from `index`; true when it was there.
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError>;
+
+    /// Up to `limit` members of `index` in byte order, starting after `after` (exclusive; from the
+    /// first when `None`). Members added or removed meanwhile do not disturb the others, so a
+    /// walk page by page meets every member that was there throughout exactly once.
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+
     /// The encryption layer, when this store is one (`rotate-keys` needs it); `None` otherwise.
     fn encryption(&self) -> Option<&EncryptedStore> {
         None
@@ -248,6 +261,59 @@ pub mod conformance {
         assert_eq!(store.get("g").await.unwrap(), None);
         assert!(store.get("keep").await.unwrap().is_some());
         store.ping().await.unwrap();
+        indexes(store).await;
+    }
+
+    /// Ordered indexes: byte order, exclusive paging, idempotent adds, removal, separate
+    /// indexes, and no index in a scan of the records. Uses the indexes `ix` and `iy`.
+    pub async fn indexes(store: &dyn Store) {
+        assert!(store.index_range("ix", None, 10).await.unwrap().is_empty());
+        for m in ["b", "a", "c:2", "c:10", "d"] {
+            store.index_add("ix", m).await.unwrap();
+        }
+        store.index_add("ix", "a").await.unwrap();
+        store.index_add("iy", "a").await.unwrap();
+        assert_eq!(
+            store.index_range("ix", None, 10).await.unwrap(),
+            ["a", "b", "c:10", "c:2", "d"],
+            "byte order, each member once"
+        );
+        assert_eq!(store.index_range("ix", None, 2).await.unwrap(), ["a", "b"]);
+        assert_eq!(store.index_range("ix", Some("b"), 2).await.unwrap(), ["c:10", "c:2"]);
+        assert_eq!(
+            store.index_range("ix", Some("bz"), 10).await.unwrap(),
+            ["c:10", "c:2", "d"],
+            "after a member that is not there"
+        );
+        assert!(store.index_range("ix", Some("d"), 10).await.unwrap().is_empty());
+        assert!(store.index_remove("ix", "b").await.unwrap());
+        assert!(!store.index_remove("ix", "b").await.unwrap());
+        assert!(!store.index_remove("none", "b").await.unwrap());
+        assert_eq!(
+            store.index_range("ix", None, 10).await.unwrap(),
+            ["a", "c:10", "c:2", "d"]
+        );
+        assert_eq!(
+            store.index_range("iy", None, 10).await.unwrap(),
+            ["a"],
+            "indexes are apart"
+        );
+        let mut cursor = None;
+        loop {
+            let (keys, next) = store.scan(cursor, 100).await.unwrap();
+            assert!(
+                keys.iter().all(|k| !k.contains("ix") && !k.contains("iy")),
+                "a scan lists records only: {keys:?}"
+            );
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        for m in ["a", "c:10", "c:2", "d"] {
+            assert!(store.index_remove("ix", m).await.unwrap());
+        }
+        assert!(store.index_remove("iy", "a").await.unwrap());
     }
 
     /// For backends whose purge sweeps expired records itself (memory, embedded): it counts them.

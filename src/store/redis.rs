@@ -50,6 +50,10 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 const MAX_TTL_MS: i64 = 1 << 62;
 
 /// The scripts, one file each so they can be read (and tested with `redis-cli --eval`) on their own.
+/// The names of the ordered indexes (sorted sets) start with this after the key prefix; record
+/// keys never do (they start with a record kind such as `conn:`), and `scan` skips them.
+const INDEX_PREFIX: &str = "idx:";
+
 struct Scripts {
     put: Script,
     insert_new: Script,
@@ -446,6 +450,11 @@ impl RedisStore {
         format!("{}{key}", self.prefix)
     }
 
+    /// Where an ordered index lives: beside the records, under a name `scan` leaves out.
+    fn index_key(&self, index: &str) -> String {
+        format!("{}{INDEX_PREFIX}{index}", self.prefix)
+    }
+
     /// Runs one operation within the response timeout. The client's own timeouts bound each
     /// command; this also bounds the wait for a reconnect in progress (the reconnect itself goes
     /// on in the background), so a Redis outage turns into a prompt error, never a hung request.
@@ -490,6 +499,7 @@ impl RedisStore {
             .into_iter()
             .filter_map(|n| String::from_utf8(n).ok())
             .filter_map(|n| n.strip_prefix(self.prefix.as_str()).map(str::to_string))
+            .filter(|k| !k.starts_with(INDEX_PREFIX))
             .collect()
     }
 
@@ -667,6 +677,36 @@ impl Store for RedisStore {
             }
             Conn::Cluster(conn) => self.scan_cluster(conn, cursor, count).await,
         }
+    }
+
+    /// A sorted set `{key_prefix}idx:{index}` whose members all have score 0, so that Redis
+    /// orders them by their bytes (`ZRANGEBYLEX`); one key, so one cluster slot.
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("ZADD");
+        cmd.arg(self.index_key(index)).arg(0).arg(member);
+        self.command::<i64>("ZADD", cmd, true).await.map(|_| ())
+    }
+
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        let mut cmd = ::redis::cmd("ZREM");
+        cmd.arg(self.index_key(index)).arg(member);
+        let removed: i64 = self.command("ZREM", cmd, true).await?;
+        Ok(removed > 0)
+    }
+
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut cmd = ::redis::cmd("ZRANGEBYLEX");
+        let from = match after {
+            Some(a) => format!("({a}"),
+            None => "-".to_string(),
+        };
+        cmd.arg(self.index_key(index))
+            .arg(from)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1));
+        self.command("ZRANGEBYLEX", cmd, false).await
     }
 
     async fn rewrite_in_place(

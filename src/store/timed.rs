@@ -67,6 +67,16 @@ impl Store for TimedStore {
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
         self.timed("scan", self.inner.scan(cursor, limit)).await
     }
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        self.timed("index_add", self.inner.index_add(index, member)).await
+    }
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        self.timed("index_remove", self.inner.index_remove(index, member)).await
+    }
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.timed("index_range", self.inner.index_range(index, after, limit))
+            .await
+    }
     async fn rewrite_in_place(
         &self,
         key: &str,

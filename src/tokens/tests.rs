@@ -167,6 +167,18 @@ impl Store for Switchable {
         self.check()?;
         self.inner.scan(cursor, limit).await
     }
+    async fn index_add(&self, index: &str, member: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.index_add(index, member).await
+    }
+    async fn index_remove(&self, index: &str, member: &str) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.index_remove(index, member).await
+    }
+    async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.check()?;
+        self.inner.index_range(index, after, limit).await
+    }
     async fn rewrite_in_place(
         &self,
         key: &str,

@@ -17,6 +17,7 @@ mod happy;
 mod hardening;
 mod lifecycle;
 mod limits;
+mod listing;
 mod logs;
 mod metrics;
 mod openapi;

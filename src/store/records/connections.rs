@@ -3,6 +3,12 @@
 use std::time::Duration;
 
 use super::keys::*;
+
+/// Marks a store whose connections are all in their connectors' lists.
+const LIST_BACKFILLED: &str = "connlist-backfilled:v1";
+
+/// Most list entries one page of [`Records::connections_page`] looks at.
+pub const LIST_EXAMINE_MAX: usize = 5_000;
 use super::{ReconnectLink, Records, encode};
 use crate::crypto::Sensitive;
 use crate::store::{CasOutcome, StoreError};
@@ -134,8 +140,16 @@ impl Records {
         }
     }
 
-    /// Writes a connection (new or replaced) and its user index.
+    /// Writes a connection (new or replaced), its user index and its place in the connector's
+    /// list. The list entry goes first: a crash in between leaves an entry without a record,
+    /// which listing skips, never a connection that is not listed.
     pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.store
+            .index_add(
+                &connection_list_index(&conn.connector),
+                &connection_list_member(conn.created_at, &conn.id),
+            )
+            .await?;
         self.store.put(&connection_key(&conn.id), encode(conn), None).await?;
         self.store
             .put(
@@ -152,6 +166,89 @@ impl Records {
         self.store
             .compare_and_swap(&connection_key(&conn.id), version, encode(conn), None)
             .await
+    }
+
+    /// One page of `connector`'s connections, newest first, that `keep` accepts: up to `limit`,
+    /// after the list member `after`. Also the member to continue after, when more may follow;
+    /// a page examines at most [`LIST_EXAMINE_MAX`] entries, so a filter that matches little
+    /// can give a short page that still has a cursor.
+    pub async fn connections_page(
+        &self,
+        connector: &str,
+        after: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Connection) -> bool,
+    ) -> Result<(Vec<Connection>, Option<String>), StoreError> {
+        let index = connection_list_index(connector);
+        let limit = limit.max(1);
+        let mut page = Vec::new();
+        let mut cursor = after.map(str::to_string);
+        let mut examined = 0;
+        loop {
+            let members = self.store.index_range(&index, cursor.as_deref(), limit).await?;
+            let exhausted = members.len() < limit;
+            for member in members {
+                examined += 1;
+                cursor = Some(member.clone());
+                let Some((_, id)) = member.split_once(':') else {
+                    continue;
+                };
+                // An entry whose record is gone (a crash mid-write, a delete in progress) is
+                // skipped, not removed: a create may be about to write its record.
+                if let Some((conn, _)) = self.connection(id).await?
+                    && conn.connector == connector
+                    && keep(&conn)
+                {
+                    page.push(conn);
+                    if page.len() == limit {
+                        return Ok((page, cursor));
+                    }
+                }
+            }
+            if exhausted {
+                return Ok((page, None));
+            }
+            if examined >= LIST_EXAMINE_MAX {
+                return Ok((page, cursor));
+            }
+        }
+    }
+
+    /// Lists, once per store, the connections written before connector lists existed (by a
+    /// broker older than this one): scans every record, adds each connection to its list, then
+    /// leaves a marker so that later starts skip the scan. Safe to run on several brokers at
+    /// once (adding is idempotent); returns how many connections it listed.
+    pub async fn list_unlisted_connections(&self) -> Result<usize, StoreError> {
+        if self.store.get(LIST_BACKFILLED).await?.is_some() {
+            return Ok(0);
+        }
+        let mut listed = 0;
+        let mut cursor = None;
+        loop {
+            let (keys, next) = self.store.scan(cursor, 500).await?;
+            for key in keys.iter().filter(|k| k.starts_with("conn:{")) {
+                match self.get::<Connection>(key).await {
+                    Ok(Some((c, _))) => {
+                        self.store
+                            .index_add(
+                                &connection_list_index(&c.connector),
+                                &connection_list_member(c.created_at, &c.id),
+                            )
+                            .await?;
+                        listed += 1;
+                    }
+                    Ok(None) => {}
+                    // Left for an operator (rotate-keys reports it); it is not listed.
+                    Err(e) => tracing::warn!(key = %key, error = %e, "an unreadable connection was not listed"),
+                }
+            }
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        self.store.put(LIST_BACKFILLED, encode(&true), None).await?;
+        Ok(listed)
     }
 
     /// Takes the refresh lease of a connection for `ttl` when nobody holds it; `None` when
@@ -217,6 +314,12 @@ impl Records {
     /// Deletes a connection and its index; true when it existed.
     pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
         let existed = self.store.delete(&connection_key(&conn.id)).await?;
+        self.store
+            .index_remove(
+                &connection_list_index(&conn.connector),
+                &connection_list_member(conn.created_at, &conn.id),
+            )
+            .await?;
         let index = connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid);
         if let Some((id, _)) = self.get::<String>(&index).await?
             && id == conn.id
@@ -283,5 +386,45 @@ mod tests {
         );
         records.release_lease(taker).await.unwrap();
         assert!(records.renew_lease(&mut second, ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn connections_written_before_lists_existed_are_listed_once() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let mut conns = Vec::new();
+        for i in 0..3 {
+            let c: Connection = serde_json::from_value(serde_json::json!({
+                "id": format!("conn_old_{i}"), "connector": "files", "end_user": null,
+                "tenant_id": "t", "user": {"oid": format!("o{i}"), "name": null, "preferred_username": null},
+                "scopes": [], "access_token": "at", "access_expires_at": 0, "refresh_token": "rt",
+                "created_at": 100 + i, "refreshed_at": 100, "status": "active", "reauth": null,
+                "return_url": null
+            }))
+            .unwrap();
+            records.put_connection(&c).await.unwrap();
+            // As an older broker wrote it: no list entry.
+            let list = connection_list_index("files");
+            assert!(
+                records
+                    .store
+                    .index_remove(&list, &connection_list_member(c.created_at, &c.id))
+                    .await
+                    .unwrap()
+            );
+            conns.push(c);
+        }
+        assert!(
+            records
+                .connections_page("files", None, 10, |_| true)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        assert_eq!(records.list_unlisted_connections().await.unwrap(), 3);
+        let (page, _) = records.connections_page("files", None, 10, |_| true).await.unwrap();
+        let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["conn_old_2", "conn_old_1", "conn_old_0"], "newest first");
+        assert_eq!(records.list_unlisted_connections().await.unwrap(), 0, "once per store");
     }
 }

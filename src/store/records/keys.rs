@@ -46,6 +46,17 @@ pub(super) fn admin_consent_key(state: &str) -> String {
     format!("adminconsent:{}", sha256_hex(state))
 }
 
+/// `connlist:<connector>`: the ordered index of a connector's connections, newest first.
+pub(super) fn connection_list_index(connector: &str) -> String {
+    format!("connlist:{connector}")
+}
+
+/// A connection's member in its connector's list: the creation time counted down from
+/// `i64::MAX` (so that byte order is newest first), then the id, which breaks ties.
+pub fn connection_list_member(created_at: i64, id: &str) -> String {
+    format!("{:019}:{id}", i64::MAX - created_at.max(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
