@@ -145,6 +145,9 @@ pub struct Metrics {
     connections_refused: Counter,
     min_ttl_unmet: Family<ConnectorLabels, Counter>,
     refresh_budget_exhausted: Family<ConnectorLabels, Counter>,
+    keepalive_due: Family<ConnectorLabels, Counter>,
+    keepalive_refreshed: Family<ConnectorLabels, Counter>,
+    keepalive_failed: Family<FailureLabels, Counter>,
     consent_verifications: Family<OutcomeLabels, Counter>,
 }
 
@@ -474,6 +477,18 @@ impl Metrics {
                 "refresh_budget_exhausted",
                 "Refreshes not sent to Entra because the connector used up [tokens] max_refreshes_per_minute.",
             ),
+            keepalive_due: b.counters(
+                "keepalive_due",
+                "Idle connections keep-alive found due for a refresh ([keepalive] idle_after_secs).",
+            ),
+            keepalive_refreshed: b.counters(
+                "keepalive_refreshed",
+                "Idle connections keep-alive refreshed (or found refreshed by another broker).",
+            ),
+            keepalive_failed: b.counters(
+                "keepalive_failed",
+                "Keep-alive refreshes that failed, by category (transient ones are tried again later).",
+            ),
             consent_verifications: b.counters(
                 "admin_consent_verifications",
                 "Admin-consent callbacks checked with Entra before recording the approval, by outcome.",
@@ -614,6 +629,34 @@ impl Metrics {
         self.refresh_budget_exhausted
             .get_or_create(&ConnectorLabels {
                 connector: connector.to_string(),
+            })
+            .inc();
+    }
+
+    /// Keep-alive found one of `connector`'s connections idle and due.
+    pub fn keepalive_due(&self, connector: &str) {
+        self.keepalive_due
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
+    }
+
+    /// Keep-alive refreshed one of `connector`'s connections.
+    pub fn keepalive_refreshed(&self, connector: &str) {
+        self.keepalive_refreshed
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
+    }
+
+    /// A keep-alive refresh of one of `connector`'s connections failed with `category`.
+    pub fn keepalive_failed(&self, connector: &str, category: &str) {
+        self.keepalive_failed
+            .get_or_create(&FailureLabels {
+                connector: connector.to_string(),
+                category: category.to_string(),
             })
             .inc();
     }
@@ -796,6 +839,9 @@ mod tests {
         m.admin_consent_verified("c", ConsentVerification::NotConfirmed);
         m.min_ttl_unmet("c");
         m.refresh_budget_exhausted("c");
+        m.keepalive_due("c");
+        m.keepalive_refreshed("c");
+        m.keepalive_failed("c", "transient");
         let text = m.render();
         let sampled: HashSet<&str> = text
             .lines()

@@ -78,6 +78,16 @@ impl Application {
         let purge = tokio::spawn(crate::tasks::purge_loop(state.clone()));
         let probe = tokio::spawn(crate::tasks::probe_store(state.clone()));
         let backfill = tokio::spawn(crate::tasks::list_unlisted_connections(state.clone()));
+        let keepalive = tokio::spawn(
+            crate::keepalive::KeepAlive::new(
+                state.records.clone(),
+                state.tokens.clone(),
+                state.config.keepalive.clone(),
+                std::sync::Arc::new(crate::clock::SystemClock),
+                state.metrics.clone(),
+            )
+            .run(),
+        );
         let router = crate::http::router(state.clone());
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
@@ -148,6 +158,8 @@ impl Application {
         purge.abort();
         probe.abort();
         backfill.abort();
+        // Its refreshes run on `background`, which was waited for above.
+        keepalive.abort();
         let _ = purge.await;
         let _ = probe.await;
         if let Some(m) = metrics_server {

@@ -12,7 +12,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::{RawConfig, connectors, encryption, entra, flow, limits, log, server, store, tokens};
+use super::{RawConfig, connectors, encryption, entra, flow, keepalive, limits, log, server, store, tokens};
 
 const EXAMPLE: &str = include_str!("../../config/example.toml");
 
@@ -40,6 +40,7 @@ fn tables() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("connectors", fields_of::<connectors::RawConnector>()),
         ("limits", fields_of::<limits::RawLimits>()),
         ("tokens", fields_of::<tokens::RawTokens>()),
+        ("keepalive", fields_of::<keepalive::RawKeepalive>()),
     ])
 }
 

@@ -27,6 +27,7 @@ mod entra;
 #[cfg(test)]
 mod example;
 mod flow;
+mod keepalive;
 mod limits;
 mod log;
 mod redis;
@@ -41,6 +42,7 @@ pub use self::redis::{RedisConfig, SentinelConfig, redact_redis_url};
 pub use connectors::ConnectorConfig;
 pub use entra::{BreakerConfig, EntraConfig, RetryConfig};
 pub use flow::FlowConfig;
+pub use keepalive::KeepaliveConfig;
 pub use limits::{LimitsConfig, RateLimit};
 pub use log::LogConfig;
 pub use server::{HttpLimits, TlsConfig};
@@ -117,6 +119,8 @@ struct RawConfig {
     limits: limits::RawLimits,
     #[serde(default)]
     tokens: tokens::RawTokens,
+    #[serde(default)]
+    keepalive: keepalive::RawKeepalive,
 }
 
 /// The validated configuration the broker runs with.
@@ -151,6 +155,8 @@ pub struct Config {
     pub refresh: RefreshConfig,
     /// How often one connection, and one connector, may be refreshed at Entra (`[tokens]`).
     pub tokens: TokensConfig,
+    /// Refreshing connections nobody refreshed for a while (`[keepalive]`).
+    pub keepalive: KeepaliveConfig,
     /// Lifetimes of flows, sessions and codes.
     pub flow: FlowConfig,
     /// Log output.
@@ -222,6 +228,7 @@ impl Config {
         let log = raw.log.validate().map_err(in_file)?;
         let connectors = connectors::validate(raw.connectors).map_err(in_file)?;
         let limits = raw.limits.validate().map_err(in_file)?;
+        let keepalive = raw.keepalive.validate().map_err(in_file)?;
         Ok(Config {
             listen: server.listen,
             public_url: server.public_url,
@@ -237,6 +244,7 @@ impl Config {
             store,
             refresh,
             tokens: raw.tokens.validate(),
+            keepalive,
             flow,
             log,
             connectors,

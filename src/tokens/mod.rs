@@ -319,6 +319,35 @@ impl TokenService {
         })
     }
 
+    /// Refreshes an idle connection for keep-alive, whatever its access token's lifetime, unless
+    /// it was written since `seen_version` (another broker, or a caller, refreshed it): the same
+    /// lease, fencing and refresh budget as a caller's refresh, on its own task.
+    pub async fn keep_alive(
+        self: &Arc<Self>,
+        connector: &str,
+        connection_id: &str,
+        seen_version: u64,
+    ) -> Result<AccessToken, TokenServiceError> {
+        let this = self.clone();
+        let (connector, id) = (connector.to_string(), connection_id.to_string());
+        self.background
+            .spawn(
+                async move {
+                    this.refreshes
+                        .run(
+                            &id,
+                            this.refresh_leased(&connector, &id, KEEPALIVE_MIN_TTL, seen_version),
+                        )
+                        .await
+                }
+                .in_current_span(),
+            )
+            .await
+            .unwrap_or(Err(TokenServiceError::Unavailable {
+                retry_after: WAIT_RETRY_AFTER,
+            }))
+    }
+
     async fn load(&self, connector: &str, id: &str) -> Result<(Connection, u64), TokenServiceError> {
         match self.records.connection(id).await? {
             Some((c, v)) if c.connector == connector => Ok((c, v)),
@@ -674,5 +703,8 @@ const WAIT_FIRST: Duration = Duration::from_millis(25);
 const WAIT_MAX: Duration = Duration::from_millis(250);
 /// `Retry-After` when another broker's refresh did not finish within the wait.
 const WAIT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The `min_ttl` of a keep-alive refresh: longer than any access token lives, so the stored one
+/// never counts as fresh enough.
+const KEEPALIVE_MIN_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long a refresh keeps trying to write its result while the store does not answer.
 const WRITE_RETRY_FOR: Duration = Duration::from_secs(15);

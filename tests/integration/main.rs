@@ -15,6 +15,7 @@ mod encryption;
 mod explain;
 mod happy;
 mod hardening;
+mod keepalive;
 mod lifecycle;
 mod limits;
 mod listing;

@@ -150,6 +150,10 @@ impl Records {
                 &connection_list_member(conn.created_at, &conn.id),
             )
             .await?;
+        // Due at once: keep-alive then files it under its real time (see `crate::keepalive`).
+        self.store
+            .index_add(KEEPALIVE_INDEX, &keepalive_member(conn.refreshed_at, &conn.id))
+            .await?;
         self.store.put(&connection_key(&conn.id), encode(conn), None).await?;
         self.store
             .put(
@@ -214,6 +218,36 @@ impl Records {
         }
     }
 
+    /// Up to `limit` entries of the keep-alive index due at `now` or earlier, earliest first:
+    /// (member, connection id).
+    pub async fn keepalive_due(&self, now: i64, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let members = self.store.index_range(KEEPALIVE_INDEX, None, limit).await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|m| {
+                let (due, id) = m.split_once(':')?;
+                let due: i64 = due.parse().ok()?;
+                (due <= now).then(|| (m.clone(), id.to_string()))
+            })
+            .collect())
+    }
+
+    /// Files a connection under `due` in the keep-alive index and removes its entry `old`, in
+    /// that order, so that a crash in between leaves it filed twice (harmless), never not at all.
+    pub async fn reschedule_keepalive(&self, old: &str, id: &str, due: i64) -> Result<(), StoreError> {
+        let new = keepalive_member(due, id);
+        if new != old {
+            self.store.index_add(KEEPALIVE_INDEX, &new).await?;
+            self.store.index_remove(KEEPALIVE_INDEX, old).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a keep-alive entry (its connection is gone or needs a new sign-in).
+    pub async fn unschedule_keepalive(&self, member: &str) -> Result<(), StoreError> {
+        self.store.index_remove(KEEPALIVE_INDEX, member).await.map(|_| ())
+    }
+
     /// Lists, once per store, the connections written before connector lists existed (by a
     /// broker older than this one): scans every record, adds each connection to its list, then
     /// leaves a marker so that later starts skip the scan. Safe to run on several brokers at
@@ -234,6 +268,9 @@ impl Records {
                                 &connection_list_index(&c.connector),
                                 &connection_list_member(c.created_at, &c.id),
                             )
+                            .await?;
+                        self.store
+                            .index_add(KEEPALIVE_INDEX, &keepalive_member(c.refreshed_at, &c.id))
                             .await?;
                         listed += 1;
                     }

@@ -57,6 +57,15 @@ pub fn connection_list_member(created_at: i64, id: &str) -> String {
     format!("{:019}:{id}", i64::MAX - created_at.max(0))
 }
 
+/// `keepalive`: every connection under the time (Unix seconds) of its next keep-alive check.
+pub(super) const KEEPALIVE_INDEX: &str = "keepalive";
+
+/// A connection's member in the keep-alive index: its due time, zero-padded so that byte order
+/// is time order, then the id.
+pub fn keepalive_member(due: i64, id: &str) -> String {
+    format!("{:019}:{id}", due.max(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

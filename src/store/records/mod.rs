@@ -23,7 +23,7 @@ use super::{Store, StoreError};
 
 pub use approvals::*;
 pub use connections::*;
-pub use keys::connection_list_member;
+pub use keys::{connection_list_member, keepalive_member};
 pub use sessions::*;
 
 /// Typed access to the broker's records.

@@ -1,0 +1,210 @@
+//! Keep-alive: Entra drops a refresh token nobody used for 90 days (AADSTS700082), so the
+//! broker refreshes every connection that nobody refreshed for `[keepalive] idle_after_secs`.
+//!
+//! Finding them does not scan the records: the store keeps a `keepalive` index of every
+//! connection under the time it is next due. A sign-in files its connection as due at once; the
+//! first look then files it under its real time, `refreshed_at + idle_after + jitter`, where the
+//! jitter (up to a tenth of `idle_after`, fixed per connection) keeps connections made together
+//! from coming due together. A caller's refresh does not touch the index: when such a
+//! connection's entry comes due, the look finds it refreshed since and files it later. So an
+//! entry is never later than its connection's real due time, and each connection has one.
+//!
+//! Due connections are refreshed through [`TokenService::keep_alive`]: the same lease and
+//! fencing as a caller's refresh, so with several brokers each connection is refreshed once. A
+//! transient failure (Entra down, throttled, the circuit open) changes nothing but the entry's
+//! time and ends the round, honouring `Retry-After`; a dead grant flips the connection to
+//! `reauth_required` as any refresh does, and it leaves the index until a new sign-in files it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::KeepaliveConfig;
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+use crate::store::records::{Connection, ConnectionStatus, Records};
+use crate::tokens::{Served, TokenService, TokenServiceError};
+
+/// Entries looked at per batch; a round goes on batch after batch until nothing is due.
+const BATCH: usize = 200;
+
+/// Refreshes idle connections on an interval.
+pub struct KeepAlive {
+    records: Records,
+    tokens: Arc<TokenService>,
+    settings: KeepaliveConfig,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Connections found idle and due.
+    pub due: usize,
+    /// Of those, refreshed (here, or meanwhile by another broker).
+    pub refreshed: usize,
+    /// Of those, failed (transient ones are tried again later).
+    pub failed: usize,
+}
+
+impl KeepAlive {
+    /// Keep-alive over `records`, refreshing through `tokens`.
+    pub fn new(
+        records: Records,
+        tokens: Arc<TokenService>,
+        settings: KeepaliveConfig,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            records,
+            tokens,
+            settings,
+            clock,
+            metrics,
+        }
+    }
+
+    /// When `conn` is next due: its last refresh, plus the idle time, plus its own jitter.
+    pub fn next_due(&self, conn: &Connection) -> i64 {
+        let idle = self.settings.idle_after.as_secs();
+        let spread = (idle / 10).max(1);
+        let digest = Sha256::digest(conn.id.as_bytes());
+        let jitter = u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) % spread;
+        conn.refreshed_at.saturating_add((idle + jitter) as i64)
+    }
+
+    /// Runs rounds every `check_interval` until the task is dropped.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(self.settings.check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.round().await {
+                Ok(r) if r.due > 0 => {
+                    tracing::info!(
+                        due = r.due,
+                        refreshed = r.refreshed,
+                        failed = r.failed,
+                        "keep-alive round"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "keep-alive could not read the store; trying next round"),
+            }
+        }
+    }
+
+    /// One round: every entry due now, batch after batch, until none is left or Entra asks to
+    /// wait.
+    pub async fn round(&self) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        loop {
+            let now = self.clock.now_unix();
+            let due = self.records.keepalive_due(now, BATCH).await?;
+            let full = due.len() == BATCH;
+            for (member, id) in due {
+                match self.visit(&member, &id, now, &mut round).await? {
+                    Next::Go => {}
+                    Next::Wait => return Ok(round),
+                }
+            }
+            if !full {
+                return Ok(round);
+            }
+        }
+    }
+
+    async fn visit(&self, member: &str, id: &str, now: i64, round: &mut Round) -> Result<Next, StoreError> {
+        let Some((conn, version)) = self.records.connection(id).await? else {
+            self.records.unschedule_keepalive(member).await?;
+            return Ok(Next::Go);
+        };
+        if conn.status == ConnectionStatus::ReauthRequired {
+            self.records.unschedule_keepalive(member).await?;
+            return Ok(Next::Go);
+        }
+        let due = self.next_due(&conn);
+        if due > now {
+            self.records.reschedule_keepalive(member, id, due).await?;
+            return Ok(Next::Go);
+        }
+        round.due += 1;
+        self.metrics.keepalive_due(&conn.connector);
+        match self.tokens.keep_alive(&conn.connector, id, version).await {
+            // Entra unavailable or the refresh budget used up, with the stored token still
+            // valid: nothing was refreshed; the rest of the round waits too.
+            Ok(t) if t.served != Served::Refreshed => {
+                round.failed += 1;
+                self.metrics.keepalive_failed(&conn.connector, "transient");
+                tracing::warn!(connection = %id, connector = %conn.connector, "keep-alive refresh postponed: Entra unavailable or the refresh budget used up");
+                let later = self.settings.check_interval.as_secs().max(1) as i64;
+                self.records.reschedule_keepalive(member, id, now + later).await?;
+                Ok(Next::Wait)
+            }
+            Ok(_) => {
+                round.refreshed += 1;
+                self.metrics.keepalive_refreshed(&conn.connector);
+                let refreshed = match self.records.connection(id).await? {
+                    Some((c, _)) => self.next_due(&c),
+                    None => now + self.settings.idle_after.as_secs() as i64,
+                };
+                self.records.reschedule_keepalive(member, id, refreshed).await?;
+                Ok(Next::Go)
+            }
+            Err(e) => {
+                round.failed += 1;
+                let (category, next) = self.failed(&e);
+                self.metrics.keepalive_failed(&conn.connector, category);
+                tracing::warn!(connection = %id, connector = %conn.connector, category, error = %e, "keep-alive refresh failed");
+                match next {
+                    After::Never => self.records.unschedule_keepalive(member).await?,
+                    After::In(wait) => {
+                        self.records
+                            .reschedule_keepalive(member, id, now + wait.as_secs().max(1) as i64)
+                            .await?
+                    }
+                }
+                Ok(match e {
+                    // Entra (or this broker's budget) asks to wait: the rest can wait too.
+                    TokenServiceError::Unavailable { .. } | TokenServiceError::Store(_) => Next::Wait,
+                    TokenServiceError::NotFound
+                    | TokenServiceError::ReauthRequired(_)
+                    | TokenServiceError::RefreshInProgress { .. }
+                    | TokenServiceError::Upstream(_) => Next::Go,
+                })
+            }
+        }
+    }
+
+    /// The metric category of a failure and when to look at the connection again.
+    fn failed(&self, e: &TokenServiceError) -> (&'static str, After) {
+        let later = self.settings.check_interval.max(Duration::from_secs(1));
+        match e {
+            TokenServiceError::NotFound => ("not_found", After::Never),
+            TokenServiceError::ReauthRequired(_) => ("reauth_required", After::Never),
+            TokenServiceError::Unavailable { retry_after } => ("transient", After::In((*retry_after).max(later))),
+            TokenServiceError::RefreshInProgress { .. } => ("transient", After::In(later)),
+            TokenServiceError::Store(_) => ("transient", After::In(later)),
+            // The broker's own credential or registration: an operator must act; look again
+            // after a tenth of the idle time rather than every round.
+            TokenServiceError::Upstream(c) => (
+                c.category.as_str(),
+                After::In((self.settings.idle_after / 10).max(later)),
+            ),
+        }
+    }
+}
+
+enum Next {
+    Go,
+    Wait,
+}
+
+enum After {
+    Never,
+    In(Duration),
+}
