@@ -219,13 +219,13 @@ impl FlowService {
                     Category::AdminApprovalRequired | Category::ConsentRequired => SessionStatus::ApprovalRequired,
                     _ => SessionStatus::Failed,
                 };
-                session.category = Some(c.category.as_str().to_string());
+                session.category = Some(c.category);
                 session.aadsts = c.primary_code();
                 session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
             }
             Err(e) => {
                 session.status = SessionStatus::Failed;
-                session.category = Some(e.category().as_str().to_string());
+                session.category = Some(e.category());
                 session.aadsts = None;
             }
         }

@@ -38,7 +38,7 @@ pub enum ApiError {
     /// The connection needs a new sign-in (409).
     ReauthRequired {
         /// Category.
-        category: String,
+        category: Category,
         /// AADSTS code.
         aadsts: Option<u32>,
         /// URL that starts a new flow.

@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::keys::*;
 use super::{ReconnectLink, Records, encode};
 use crate::crypto::Sensitive;
+use crate::entra::Category;
 use crate::store::{CasOutcome, StoreError};
 
 /// Connection status (contract values).
@@ -32,7 +33,7 @@ pub struct ConnectionUser {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReauthReason {
     /// Error category.
-    pub category: String,
+    pub category: Category,
     /// Entra's AADSTS code, if any.
     pub aadsts: Option<u32>,
 }
