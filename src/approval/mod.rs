@@ -35,7 +35,20 @@ const RETENTION: Duration = Duration::from_secs(24 * 3_600);
 
 /// Categories whose flows end on the approval page.
 pub fn needs_approval_page(category: Category) -> bool {
-    matches!(category, Category::AdminApprovalRequired | Category::ConsentRequired)
+    match category {
+        Category::AdminApprovalRequired | Category::ConsentRequired => true,
+        Category::UserDeclined
+        | Category::NotAssigned
+        | Category::ConditionalAccess
+        | Category::InteractionRequired
+        | Category::ReauthRequired
+        | Category::AppMisconfigured
+        | Category::TenantMisconfigured
+        | Category::ClientCredentialInvalid
+        | Category::Transient
+        | Category::InvalidRequest
+        | Category::Unknown => false,
+    }
 }
 
 /// The page path for an approval.

@@ -137,7 +137,15 @@ impl From<FlowError> for ApiError {
             FlowError::InvalidParameter { .. } => Self::bad_request(ErrorCode::InvalidParameter, e.to_string()),
             FlowError::Store(s) => s.into(),
             FlowError::RateLimited { retry_after } => Self::RateLimited { retry_after },
-            other => {
+            // Errors of the browser's steps (link, state, callback, Entra): the API's calls
+            // (sessions, handoff, reconnect links) do not make them today, so one arriving here
+            // is logged as unexpected and answered as a retryable 503.
+            other @ (FlowError::SessionCompleted
+            | FlowError::InvalidState
+            | FlowError::OtherBrowser
+            | FlowError::IdToken(_)
+            | FlowError::EntraUnavailable { .. }
+            | FlowError::EntraProtocol(_)) => {
                 tracing::error!(error = %other, "unexpected flow error in the API");
                 Self::Unavailable {
                     code: ErrorCode::Unavailable,

@@ -98,19 +98,24 @@ pub enum TokenServiceError {
     Store(#[from] StoreError),
 }
 
-/// Categories after which only a new interactive sign-in helps.
+/// Categories after which only a new interactive sign-in helps; the others are answered as
+/// Entra's refusal (502) and leave the connection as it is.
 fn needs_new_sign_in(category: Category) -> bool {
-    matches!(
-        category,
+    match category {
         Category::ReauthRequired
-            | Category::ConsentRequired
-            | Category::AdminApprovalRequired
-            | Category::InteractionRequired
-            | Category::ConditionalAccess
-            | Category::NotAssigned
-            | Category::UserDeclined
-            | Category::TenantMisconfigured
-    )
+        | Category::ConsentRequired
+        | Category::AdminApprovalRequired
+        | Category::InteractionRequired
+        | Category::ConditionalAccess
+        | Category::NotAssigned
+        | Category::UserDeclined
+        | Category::TenantMisconfigured => true,
+        Category::AppMisconfigured
+        | Category::ClientCredentialInvalid
+        | Category::Transient
+        | Category::InvalidRequest
+        | Category::Unknown => false,
+    }
 }
 
 /// The refresh settings the token service reads from the config.
@@ -273,7 +278,16 @@ impl TokenService {
                 None => Err(TokenServiceError::Store(e)),
             },
             Err(e) => {
-                if matches!(e, TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_)) {
+                // The remembered token must not outlive a connection that is gone or needs a new
+                // sign-in; after the other errors the connection is as it was.
+                let gone = match &e {
+                    TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_) => true,
+                    TokenServiceError::Unavailable { .. }
+                    | TokenServiceError::RefreshInProgress { .. }
+                    | TokenServiceError::Upstream(_)
+                    | TokenServiceError::Store(_) => false,
+                };
+                if gone {
                     self.served.forget(connection_id);
                 }
                 Err(e)
