@@ -117,7 +117,7 @@ struct Switchable {
 impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Backend("switched off".into()))
+            Err(StoreError::backend("switched off"))
         } else {
             Ok(())
         }

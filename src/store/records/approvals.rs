@@ -169,7 +169,7 @@ impl Records {
             .insert_new(&admin_consent_key(state), encode(value), Some(ttl))
             .await?
         {
-            return Err(StoreError::Backend("state collision".into()));
+            return Err(StoreError::backend("state collision"));
         }
         Ok(())
     }

@@ -177,7 +177,7 @@ impl Records {
     /// Stores a flow under its state.
     pub async fn put_flow(&self, state: &str, flow: &Flow, ttl: Duration) -> Result<(), StoreError> {
         if !self.store.insert_new(&flow_key(state), encode(flow), Some(ttl)).await? {
-            return Err(StoreError::Backend("state collision".into()));
+            return Err(StoreError::backend("state collision"));
         }
         Ok(())
     }
