@@ -22,7 +22,7 @@ use crate::clock::now_unix;
 use crate::config::ConnectorConfig;
 use crate::crypto::random_token;
 use crate::entra::client::ClientAuth;
-use crate::entra::{Category, Classification, EntraError, TokenError, classify};
+use crate::entra::{Category, Classification, EntraError, TokenError, aadsts, classify};
 use crate::flow::{FlowError, SignInEndpoint};
 use crate::metrics::ConsentVerification;
 use crate::store::StoreError;
@@ -35,7 +35,20 @@ const RETENTION: Duration = Duration::from_secs(24 * 3_600);
 
 /// Categories whose flows end on the approval page.
 pub fn needs_approval_page(category: Category) -> bool {
-    matches!(category, Category::AdminApprovalRequired | Category::ConsentRequired)
+    match category {
+        Category::AdminApprovalRequired | Category::ConsentRequired => true,
+        Category::UserDeclined
+        | Category::NotAssigned
+        | Category::ConditionalAccess
+        | Category::InteractionRequired
+        | Category::ReauthRequired
+        | Category::AppMisconfigured
+        | Category::TenantMisconfigured
+        | Category::ClientCredentialInvalid
+        | Category::Transient
+        | Category::InvalidRequest
+        | Category::Unknown => false,
+    }
 }
 
 /// The page path for an approval.
@@ -82,7 +95,7 @@ pub async fn record(
             .unwrap_or_else(|| flow.tenant.clone()),
         tenant_id,
         tenant_label: label,
-        category: c.category.as_str().to_string(),
+        category: c.category,
         aadsts: c.primary_code(),
         created_at_ms: crate::clock::now_millis(),
         expires_at: now + APPROVAL_TTL.as_secs() as i64,
@@ -495,11 +508,13 @@ pub async fn admin_consent_callback(state: &AppState, raw_query: &str) -> Result
             correlation_id = c.correlation_id.as_deref().unwrap_or(""),
             "admin consent not granted"
         );
-        let cancelled = err.error_subcode.as_deref() == Some("cancel") || c.primary_code() == Some(65004);
+        let cancelled =
+            err.error_subcode.as_deref() == Some("cancel") || c.primary_code() == Some(aadsts::CONSENT_DECLINED);
         return Ok(if cancelled {
             ConsentOutcome::Cancelled { connector }
         } else if matches!(c.category, Category::AdminApprovalRequired | Category::NotAssigned)
-            || matches!(c.primary_code(), Some(90093 | 50020 | 500201))
+            || c.primary_code()
+                .is_some_and(|code| aadsts::NOT_AN_APPROVER.contains(&code))
         {
             ConsentOutcome::NotAdmin { connector }
         } else {

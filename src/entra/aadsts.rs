@@ -204,6 +204,20 @@ pub const CODES: &[CodeInfo] = &[
 /// Codes that only wrap a more specific one (`AADSTS70002: Error validating credentials. AADSTS54005: ...`).
 pub const WRAPPERS: &[u32] = &[70002];
 
+/// AADSTS90095: the tenant's admin consent workflow is on and the user already asked for approval
+/// while signing in, so the approval page says "your request was sent" instead of "ask IT".
+pub const APPROVAL_REQUESTED: u32 = 90095;
+
+/// AADSTS65004: consent was declined or the prompt cancelled; on the admin-consent callback it
+/// means the admin cancelled, which is not a failure.
+pub const CONSENT_DECLINED: u32 = 65004;
+
+/// Codes with which an admin-consent callback says the signed-in account cannot approve for the
+/// organization, so the page asks for an administrator instead of reporting an error: 90093 (this
+/// account may not grant these permissions), 50020 (an account of another organization) and
+/// 500201 (treated the same since the approval experience's first version; not in [`CODES`]).
+pub const NOT_AN_APPROVER: [u32; 3] = [90093, 50020, 500201];
+
 /// The entry for `code`.
 pub fn lookup(code: u32) -> Option<&'static CodeInfo> {
     CODES.iter().find(|c| c.code == code)

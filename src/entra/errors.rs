@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::aadsts::{self, WhoFixes};
 
 /// The contract's error categories: "who can fix this, and how".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+// Records (sessions, connections, approvals) store them under the names the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// A tenant admin must approve the app.
@@ -40,6 +41,10 @@ pub enum Category {
     /// The request to the broker was malformed.
     InvalidRequest,
     /// Nothing could be determined.
+    // A name this build does not know (a newer broker's, or one since renamed) reads as this
+    // rather than making the whole record unreadable: a connection must keep working whatever
+    // its last failure was called.
+    #[serde(other)]
     Unknown,
 }
 

@@ -11,7 +11,7 @@ use super::session::SESSION_RETENTION;
 use super::{FlowError, FlowService, return_url};
 use crate::config::ConnectorConfig;
 use crate::crypto::Sensitive;
-use crate::entra::{Category, Classification, EntraError, classify};
+use crate::entra::{Classification, EntraError, classify};
 use crate::store::records::{Flow, SessionStatus};
 
 /// Parameters Entra sends to the callback (unknown ones are ignored).
@@ -215,17 +215,20 @@ impl FlowService {
             }
             Ok(CallbackOutcome::Failed(f)) => {
                 let c = &f.classification;
-                session.status = match c.category {
-                    Category::AdminApprovalRequired | Category::ConsentRequired => SessionStatus::ApprovalRequired,
-                    _ => SessionStatus::Failed,
+                // The same categories that get an approval page: the session's `approval_url`
+                // points at it.
+                session.status = if crate::approval::needs_approval_page(c.category) {
+                    SessionStatus::ApprovalRequired
+                } else {
+                    SessionStatus::Failed
                 };
-                session.category = Some(c.category.as_str().to_string());
+                session.category = Some(c.category);
                 session.aadsts = c.primary_code();
                 session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
             }
             Err(e) => {
                 session.status = SessionStatus::Failed;
-                session.category = Some(e.category().as_str().to_string());
+                session.category = Some(e.category());
                 session.aadsts = None;
             }
         }

@@ -101,7 +101,17 @@ impl FlowError {
     pub fn category(&self) -> Category {
         match self {
             Self::EntraUnavailable { .. } => Category::Transient,
-            _ => Category::InvalidRequest,
+            Self::UnknownConnector
+            | Self::ReturnUrlNotAllowed
+            | Self::InvalidParameter { .. }
+            | Self::UnknownSession
+            | Self::SessionCompleted
+            | Self::InvalidState
+            | Self::OtherBrowser
+            | Self::IdToken(_)
+            | Self::EntraProtocol(_)
+            | Self::Store(_)
+            | Self::RateLimited { .. } => Category::InvalidRequest,
         }
     }
 }

@@ -537,7 +537,7 @@ async fn entra_outage_at_the_exchange_is_recorded_as_transient() {
     }
     let session = r.records.session("files", &created.session.id).await.unwrap().unwrap();
     assert_eq!(session.status, SessionStatus::Failed);
-    assert_eq!(session.category.as_deref(), Some("transient"));
+    assert_eq!(session.category, Some(Category::Transient));
 }
 
 #[tokio::test]

@@ -93,8 +93,7 @@ pub struct ReauthRequiredBody {
     /// Always `reauth_required`.
     pub error: ErrorCode,
     /// The classified reason the grant is gone.
-    #[schema(value_type = Category)]
-    pub category: String,
+    pub category: Category,
     /// Entra's AADSTS code, when Entra gave one.
     #[schema(required = true)]
     pub aadsts: Option<u32>,
@@ -168,8 +167,8 @@ pub struct SessionOutcome {
     /// Where the latest sign-in stands.
     pub status: SessionState,
     /// The category of the latest failure, else null.
-    #[schema(required = true, value_type = Option<Category>)]
-    pub category: Option<String>,
+    #[schema(required = true)]
+    pub category: Option<Category>,
     /// The AADSTS code of the latest failure, else null.
     #[schema(required = true)]
     pub aadsts: Option<u32>,
@@ -255,8 +254,7 @@ impl From<ConnectionStatus> for ConnectionState {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReauthInfo {
     /// The classified reason.
-    #[schema(value_type = Category)]
-    pub category: String,
+    pub category: Category,
     /// Entra's AADSTS code, when Entra gave one.
     #[schema(required = true)]
     pub aadsts: Option<u32>,
@@ -265,7 +263,7 @@ pub struct ReauthInfo {
 impl From<&ReauthReason> for ReauthInfo {
     fn from(r: &ReauthReason) -> Self {
         Self {
-            category: r.category.clone(),
+            category: r.category,
             aadsts: r.aadsts,
         }
     }

@@ -15,6 +15,7 @@ use super::i18n::{Lang, Texts, fill};
 use super::pages::{self, PageContent};
 use crate::app::AppState;
 use crate::approval::{self, ConsentOutcome, Diagnosis, Status, Unconfirmed, permissions};
+use crate::entra::{Category, aadsts};
 use crate::flow::{self, FlowError};
 use crate::store::records::Approval;
 
@@ -144,11 +145,13 @@ pub async fn page(
         .map(|p| format!("- {}: {}", p.name, p.description))
         .collect();
 
-    let requested = approval.aadsts == Some(90095);
-    let branch_text = match (approval.category.as_str(), requested) {
-        ("consent_required", _) => fill(t.branch_consent, &[("connector", name)]),
-        (_, true) => t.branch_requested.to_string(),
-        _ => t.branch_admin_only.to_string(),
+    let requested = approval.aadsts == Some(aadsts::APPROVAL_REQUESTED);
+    let branch_text = if approval.category == Category::ConsentRequired {
+        fill(t.branch_consent, &[("connector", name)])
+    } else if requested {
+        t.branch_requested.to_string()
+    } else {
+        t.branch_admin_only.to_string()
     };
     let status_text = match status {
         Status::Approved => t.status_approved.to_string(),
@@ -178,7 +181,7 @@ pub async fn page(
             }
             Diagnosis::OtherTenant => fill(t.diag_other_tenant, &[("connector", name), ("tenant", &tenant)]),
         });
-    let mut details = vec![("Category", approval.category.clone())];
+    let mut details = vec![("Category", approval.category.to_string())];
     if let Some(code) = approval.aadsts {
         details.push(("Error code", format!("AADSTS{code}")));
     }

@@ -38,7 +38,7 @@ pub enum ApiError {
     /// The connection needs a new sign-in (409).
     ReauthRequired {
         /// Category.
-        category: String,
+        category: Category,
         /// AADSTS code.
         aadsts: Option<u32>,
         /// URL that starts a new flow.
@@ -137,7 +137,15 @@ impl From<FlowError> for ApiError {
             FlowError::InvalidParameter { .. } => Self::bad_request(ErrorCode::InvalidParameter, e.to_string()),
             FlowError::Store(s) => s.into(),
             FlowError::RateLimited { retry_after } => Self::RateLimited { retry_after },
-            other => {
+            // Errors of the browser's steps (link, state, callback, Entra): the API's calls
+            // (sessions, handoff, reconnect links) do not make them today, so one arriving here
+            // is logged as unexpected and answered as a retryable 503.
+            other @ (FlowError::SessionCompleted
+            | FlowError::InvalidState
+            | FlowError::OtherBrowser
+            | FlowError::IdToken(_)
+            | FlowError::EntraUnavailable { .. }
+            | FlowError::EntraProtocol(_)) => {
                 tracing::error!(error = %other, "unexpected flow error in the API");
                 Self::Unavailable {
                     code: ErrorCode::Unavailable,
@@ -302,27 +310,27 @@ impl From<FlowError> for PageError {
 impl PageError {
     /// The page for a flow error, in the reader's language.
     pub fn from_flow(e: FlowError, lang: Lang) -> Self {
-        let (status, index, retry_after) = match &e {
-            FlowError::UnknownConnector => (StatusCode::BAD_REQUEST, 0, None),
-            FlowError::ReturnUrlNotAllowed => (StatusCode::BAD_REQUEST, 1, None),
-            FlowError::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, 2, None),
-            FlowError::UnknownSession => (StatusCode::BAD_REQUEST, 3, None),
-            FlowError::SessionCompleted => (StatusCode::BAD_REQUEST, 4, None),
-            FlowError::InvalidState => (StatusCode::BAD_REQUEST, 5, None),
-            FlowError::IdToken(_) => (StatusCode::BAD_REQUEST, 6, None),
-            FlowError::EntraUnavailable { retry_after } => (StatusCode::SERVICE_UNAVAILABLE, 7, Some(*retry_after)),
+        let (status, retry_after) = match &e {
+            FlowError::UnknownConnector
+            | FlowError::ReturnUrlNotAllowed
+            | FlowError::InvalidParameter { .. }
+            | FlowError::UnknownSession
+            | FlowError::SessionCompleted
+            | FlowError::InvalidState
+            | FlowError::IdToken(_)
+            | FlowError::OtherBrowser => (StatusCode::BAD_REQUEST, None),
+            FlowError::EntraUnavailable { retry_after } => (StatusCode::SERVICE_UNAVAILABLE, Some(*retry_after)),
             FlowError::EntraProtocol(m) => {
                 tracing::error!(error = %m, "unexpected answer from Entra");
-                (StatusCode::BAD_GATEWAY, 8, None)
+                (StatusCode::BAD_GATEWAY, None)
             }
             FlowError::Store(s) => {
                 tracing::error!(error = %s, "store error in a browser flow");
-                (StatusCode::SERVICE_UNAVAILABLE, 9, Some(STORE_RETRY_AFTER))
+                (StatusCode::SERVICE_UNAVAILABLE, Some(STORE_RETRY_AFTER))
             }
-            FlowError::RateLimited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, 10, Some(*retry_after)),
-            FlowError::OtherBrowser => (StatusCode::BAD_REQUEST, 11, None),
+            FlowError::RateLimited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after)),
         };
-        let (title, text) = lang.texts().flow_errors[index];
+        let (title, text) = lang.texts().flow_errors.for_error(&e);
         PageError {
             status,
             content: PageContent {

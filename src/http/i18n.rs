@@ -4,6 +4,8 @@
 
 use axum::http::HeaderMap;
 
+use crate::flow::FlowError;
+
 /// A supported language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -184,12 +186,61 @@ pub struct Texts {
     pub assign_hint: &'static str,
     /// "Back to {connector}"
     pub back_to: &'static str,
-    /// Flow errors: (title, text) for unknown app, return URL refused, bad link, expired link,
-    /// link already used, state invalid, unverifiable answer, Entra unavailable, unexpected answer,
-    /// temporarily unavailable, too many sign-ins, started in another browser.
-    pub flow_errors: [(&'static str, &'static str); 12],
+    /// The page of each flow error.
+    pub flow_errors: FlowErrorTexts,
     /// Shown instead of "continue" on an approval page opened in another browser than the user's.
     pub continue_elsewhere: &'static str,
+}
+
+/// A page's (title, text); the text may hold `{detail}`.
+pub type Message = (&'static str, &'static str);
+
+/// The page texts of the flow errors, one per [`FlowError`] variant.
+pub struct FlowErrorTexts {
+    /// The connector does not exist.
+    pub unknown_connector: Message,
+    /// The return URL is not registered.
+    pub return_url_not_allowed: Message,
+    /// A parameter is invalid (`{detail}` says which).
+    pub invalid_parameter: Message,
+    /// The connect link is unknown or expired.
+    pub unknown_session: Message,
+    /// The connect link was already used.
+    pub session_completed: Message,
+    /// The callback's state is unknown, expired or used.
+    pub invalid_state: Message,
+    /// Entra's answer could not be verified.
+    pub id_token: Message,
+    /// Entra is unavailable.
+    pub entra_unavailable: Message,
+    /// Entra answered outside its protocol.
+    pub entra_protocol: Message,
+    /// The store failed.
+    pub store_unavailable: Message,
+    /// Too many sign-ins were started.
+    pub rate_limited: Message,
+    /// The sign-in was started in another browser.
+    pub other_browser: Message,
+}
+
+impl FlowErrorTexts {
+    /// The (title, text) for a flow error.
+    pub fn for_error(&self, e: &FlowError) -> Message {
+        match e {
+            FlowError::UnknownConnector => self.unknown_connector,
+            FlowError::ReturnUrlNotAllowed => self.return_url_not_allowed,
+            FlowError::InvalidParameter { .. } => self.invalid_parameter,
+            FlowError::UnknownSession => self.unknown_session,
+            FlowError::SessionCompleted => self.session_completed,
+            FlowError::InvalidState => self.invalid_state,
+            FlowError::IdToken(_) => self.id_token,
+            FlowError::EntraUnavailable { .. } => self.entra_unavailable,
+            FlowError::EntraProtocol(_) => self.entra_protocol,
+            FlowError::Store(_) => self.store_unavailable,
+            FlowError::RateLimited { .. } => self.rate_limited,
+            FlowError::OtherBrowser => self.other_browser,
+        }
+    }
 }
 
 /// English.
@@ -251,53 +302,53 @@ pub const EN: Texts = Texts {
     failed_for_it: "For your IT team or {connector}: {message}",
     assign_hint: "Ask your administrator to assign you to the enterprise application \u{201c}{connector}\u{201d} (application ID {client_id}) under Enterprise applications > Users and groups.",
     back_to: "Back to {connector}",
-    flow_errors: [
-        (
+    flow_errors: FlowErrorTexts {
+        unknown_connector: (
             "Unknown app",
             "This sign-in link names an app this service does not know.",
         ),
-        (
+        return_url_not_allowed: (
             "Sign-in link not allowed",
             "This sign-in link would send you to an address the app has not registered, so it was stopped.",
         ),
-        ("Invalid sign-in link", "The sign-in link is not valid ({detail})."),
-        (
+        invalid_parameter: ("Invalid sign-in link", "The sign-in link is not valid ({detail})."),
+        unknown_session: (
             "Sign-in link expired",
             "This sign-in link is unknown or has expired. Start again from the app.",
         ),
-        (
+        session_completed: (
             "Already connected",
             "This sign-in link was already used to connect. Return to the app.",
         ),
-        (
+        invalid_state: (
             "Sign-in expired",
             "This sign-in attempt is unknown, has expired or was already completed. Start again from the app.",
         ),
-        (
+        id_token: (
             "Sign-in could not be verified",
             "Microsoft's answer to this sign-in could not be verified, so nothing was saved. Start again from the app.",
         ),
-        (
+        entra_unavailable: (
             "Sign-in service unavailable",
             "Microsoft's sign-in service is busy or unavailable. Please try again in a few minutes.",
         ),
-        (
+        entra_protocol: (
             "Sign-in failed",
             "Microsoft's sign-in service answered unexpectedly. Please try again later.",
         ),
-        (
+        store_unavailable: (
             "Temporarily unavailable",
             "This service is temporarily unavailable. Please try again in a minute.",
         ),
-        (
+        rate_limited: (
             "Too many attempts",
             "Too many sign-ins were started in a short time. Please wait a minute and try again.",
         ),
-        (
+        other_browser: (
             "Started in another browser",
             "This sign-in was started in another browser, or this browser did not keep its cookie. For your security a sign-in can only finish in the browser where it began. Go back to the app and start again here.",
         ),
-    ],
+    },
     continue_elsewhere: "Only the person who asked for approval can continue, in the browser where they signed in. If that is you, go back to the app and start the sign-in again.",
 };
 
@@ -360,53 +411,53 @@ pub const DE: Texts = Texts {
     failed_for_it: "Für Ihre IT oder {connector}: {message}",
     assign_hint: "Bitten Sie Ihre Administration, Sie der Unternehmensanwendung \u{201e}{connector}\u{201c} (Anwendungs-ID {client_id}) unter Unternehmensanwendungen > Benutzer und Gruppen zuzuweisen.",
     back_to: "Zurück zu {connector}",
-    flow_errors: [
-        (
+    flow_errors: FlowErrorTexts {
+        unknown_connector: (
             "Unbekannte App",
             "Dieser Anmeldelink nennt eine App, die dieser Dienst nicht kennt.",
         ),
-        (
+        return_url_not_allowed: (
             "Anmeldelink nicht erlaubt",
             "Dieser Anmeldelink würde Sie zu einer Adresse schicken, die die App nicht registriert hat; er wurde deshalb gestoppt.",
         ),
-        ("Ungültiger Anmeldelink", "Der Anmeldelink ist ungültig ({detail})."),
-        (
+        invalid_parameter: ("Ungültiger Anmeldelink", "Der Anmeldelink ist ungültig ({detail})."),
+        unknown_session: (
             "Anmeldelink abgelaufen",
             "Dieser Anmeldelink ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
         ),
-        (
+        session_completed: (
             "Bereits verbunden",
             "Dieser Anmeldelink wurde bereits verwendet. Kehren Sie zur App zurück.",
         ),
-        (
+        invalid_state: (
             "Anmeldung abgelaufen",
             "Dieser Anmeldeversuch ist unbekannt, abgelaufen oder bereits abgeschlossen. Beginnen Sie erneut in der App.",
         ),
-        (
+        id_token: (
             "Anmeldung konnte nicht geprüft werden",
             "Die Antwort von Microsoft auf diese Anmeldung konnte nicht geprüft werden; es wurde nichts gespeichert. Beginnen Sie erneut in der App.",
         ),
-        (
+        entra_unavailable: (
             "Anmeldedienst nicht verfügbar",
             "Der Anmeldedienst von Microsoft ist ausgelastet oder nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
         ),
-        (
+        entra_protocol: (
             "Anmeldung fehlgeschlagen",
             "Der Anmeldedienst von Microsoft hat unerwartet geantwortet. Bitte versuchen Sie es später erneut.",
         ),
-        (
+        store_unavailable: (
             "Vorübergehend nicht verfügbar",
             "Dieser Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es in einer Minute erneut.",
         ),
-        (
+        rate_limited: (
             "Zu viele Versuche",
             "In kurzer Zeit wurden zu viele Anmeldungen gestartet. Bitte warten Sie eine Minute und versuchen Sie es erneut.",
         ),
-        (
+        other_browser: (
             "In einem anderen Browser begonnen",
             "Diese Anmeldung wurde in einem anderen Browser begonnen, oder dieser Browser hat ihr Cookie nicht behalten. Zu Ihrer Sicherheit kann eine Anmeldung nur in dem Browser abgeschlossen werden, in dem sie begonnen hat. Kehren Sie zur App zurück und beginnen Sie hier erneut.",
         ),
-    ],
+    },
     continue_elsewhere: "Nur die Person, die die Freigabe angefragt hat, kann fortfahren, in dem Browser, in dem sie sich angemeldet hat. Wenn Sie das sind, kehren Sie zur App zurück und beginnen Sie die Anmeldung erneut.",
 };
 
@@ -488,6 +539,48 @@ mod tests {
         assert_eq!(lang("fr"), Lang::En);
         assert_eq!(lang("garbage;;;q=x,,"), Lang::En);
         assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
+    }
+
+    #[test]
+    fn every_flow_error_has_its_own_page_text_in_both_languages() {
+        let errors = [
+            FlowError::UnknownConnector,
+            FlowError::ReturnUrlNotAllowed,
+            FlowError::InvalidParameter {
+                field: "f",
+                message: "m",
+            },
+            FlowError::UnknownSession,
+            FlowError::SessionCompleted,
+            FlowError::InvalidState,
+            FlowError::IdToken(crate::entra::id_token::IdTokenError::BadSignature),
+            FlowError::EntraUnavailable {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            FlowError::EntraProtocol("p".into()),
+            FlowError::Store(crate::store::StoreError::Corrupt {
+                key: "k".into(),
+                message: "m".into(),
+            }),
+            FlowError::RateLimited {
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            FlowError::OtherBrowser,
+        ];
+        for lang in [Lang::En, Lang::De] {
+            let pages: Vec<Message> = errors.iter().map(|e| lang.texts().flow_errors.for_error(e)).collect();
+            let titles: std::collections::HashSet<&str> = pages.iter().map(|p| p.0).collect();
+            let texts: std::collections::HashSet<&str> = pages.iter().map(|p| p.1).collect();
+            assert_eq!((titles.len(), texts.len()), (errors.len(), errors.len()), "{lang:?}");
+        }
+        assert_eq!(
+            EN.flow_errors.for_error(&FlowError::OtherBrowser).0,
+            "Started in another browser"
+        );
+        assert_eq!(
+            DE.flow_errors.for_error(&FlowError::OtherBrowser).0,
+            "In einem anderen Browser begonnen"
+        );
     }
 
     #[test]

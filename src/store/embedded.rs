@@ -68,8 +68,10 @@ impl From<StoreError> for Failure {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A failure of the file, with what redb or the OS said as its source.
+fn backend(context: impl std::fmt::Display, source: impl Into<super::BackendSource>) -> StoreError {
+    let source = source.into();
+    StoreError::backend_from(format!("{context}: {source}"), source)
 }
 
 fn encode(version: u64, expires_at: u64, value: &[u8]) -> Vec<u8> {
@@ -97,11 +99,14 @@ fn decode<'a>(key: &str, raw: &'a [u8]) -> Result<(u64, u64, &'a [u8]), StoreErr
 fn open_database(path: &Path) -> Result<Database, StoreError> {
     let db = Database::create(path).map_err(|e| match e {
         // redb locks the file: a second process (rotate-keys next to a running broker) is refused.
-        redb::DatabaseError::DatabaseAlreadyOpen => backend(format!(
-            "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one process at a time",
-            path.display()
-        )),
-        e => backend(format!("cannot open {}: {e}", path.display())),
+        e @ redb::DatabaseError::DatabaseAlreadyOpen => StoreError::backend_from(
+            format!(
+                "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one process at a time",
+                path.display()
+            ),
+            e,
+        ),
+        e => backend(format_args!("cannot open {}", path.display()), e),
     })?;
     let created = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
@@ -110,7 +115,7 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
         txn.commit()?;
         Ok(())
     })();
-    created.map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    created.map_err(|e| backend(format_args!("cannot open {}", path.display()), e))?;
     Ok(db)
 }
 
@@ -135,7 +140,7 @@ impl File {
                 if matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
                     self.close(generation, &e);
                 }
-                Err(backend(format!("{}: {e}", self.path.display())))
+                Err(backend(self.path.display(), e))
             }
         }
     }
@@ -166,7 +171,7 @@ impl File {
     }
 
     fn unavailable(&self) -> StoreError {
-        backend(format!(
+        StoreError::backend(format!(
             "{} is closed after a failed write (disk full?); retrying",
             self.path.display()
         ))
@@ -177,7 +182,7 @@ impl EmbeddedStore {
     /// Opens (or creates) the database file, creating its parent directory.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| backend(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| backend(format_args!("cannot create {}", dir.display()), e))?;
         }
         let db = open_database(path)?;
         Ok(Self {
@@ -199,7 +204,7 @@ impl EmbeddedStore {
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || file.with(f))
             .await
-            .map_err(|e| backend(format!("store task failed: {e}")))?
+            .map_err(|e| backend("store task failed", e))?
     }
 
     /// Runs `f` on the live record of `key` (version, expiry, value) inside one write
@@ -466,8 +471,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("busy.redb");
         let _held = EmbeddedStore::open(&path).unwrap();
-        let e = EmbeddedStore::open(&path).unwrap_err().to_string();
+        let err = EmbeddedStore::open(&path).unwrap_err();
+        let e = err.to_string();
         assert!(e.contains("in use by another process"), "{e}");
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<redb::DatabaseError>());
+        assert!(
+            matches!(source, Some(redb::DatabaseError::DatabaseAlreadyOpen)),
+            "redb's error is the source: {err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_directory_keeps_the_io_error_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"x").unwrap();
+        let err = EmbeddedStore::open(&not_a_dir.join("c.redb")).unwrap_err();
+        let io = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .unwrap_or_else(|| panic!("the I/O error is the source: {err:?}"));
+        assert!(err.to_string().ends_with(&io.to_string()), "{err}");
+        assert!(err.to_string().contains("cannot create"), "{err}");
     }
 
     #[tokio::test]

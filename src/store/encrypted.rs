@@ -247,7 +247,7 @@ impl Keyring {
             .0
             .keys
             .get(&self.0.primary)
-            .ok_or_else(|| StoreError::Backend("the primary encryption key is missing".into()))?;
+            .ok_or_else(|| StoreError::backend("the primary encryption key is missing"))?;
         let mut blob = Vec::with_capacity(2 + id.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
         blob.push(FORMAT_V1);
         // `Keyring::new` checked the id: at most 32 bytes.
@@ -265,7 +265,7 @@ impl Keyring {
                     aad: &aad,
                 },
             )
-            .map_err(|_| StoreError::Backend(format!("cannot encrypt record {record_key} (value too long)")))?;
+            .map_err(|_| StoreError::backend(format!("cannot encrypt record {record_key} (value too long)")))?;
         blob.extend_from_slice(&ciphertext);
         Ok(blob)
     }
@@ -391,7 +391,7 @@ impl EncryptedStore {
             }
             // Someone wrote or deleted the record since it was read: look at it again.
         }
-        Err(StoreError::Backend(format!(
+        Err(StoreError::backend(format!(
             "record {key} changed {RESEAL_ATTEMPTS} times while being re-encrypted; run rotate-keys again"
         )))
     }

@@ -34,7 +34,7 @@ impl MemoryStore {
         let mut map = self
             .map
             .lock()
-            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
+            .map_err(|_| StoreError::backend("memory store lock poisoned"))?;
         Ok(f(&mut map, now_millis()))
     }
 }

@@ -21,19 +21,29 @@ mod redis;
 pub mod rotate;
 mod timed;
 
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisFailure, RedisStore};
 pub use embedded::EmbeddedStore;
 pub use encrypted::{EncryptedStore, Keyring};
 pub use memory::MemoryStore;
 pub use timed::TimedStore;
+
+/// The underlying error of a [`StoreError::Backend`].
+pub type BackendSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Errors from a store backend. A store error is never "not found": callers must not act on it
 /// as if a record were absent.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed (I/O, corruption, unavailable).
-    #[error("store backend error: {0}")]
-    Backend(String),
+    #[error("store backend error: {message}")]
+    Backend {
+        /// What failed. It repeats the source's text, because logs show only this line; like
+        /// the source it is free of secrets (Redis passwords are scrubbed from both).
+        message: String,
+        /// The error underneath (I/O, redb, Redis, a timeout), for callers that inspect it.
+        #[source]
+        source: Option<BackendSource>,
+    },
     /// A stored value could not be decoded.
     #[error("stored record {key} is not readable: {message}")]
     Corrupt {
@@ -42,6 +52,24 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl StoreError {
+    /// A backend failure with no error underneath (a refused precondition, a broken invariant).
+    pub fn backend(message: impl Into<String>) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by `source`; `message` should include what it says.
+    pub fn backend_from(message: impl Into<String>, source: impl Into<BackendSource>) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// A stored value with its version (starts at 1, bumped by every write).

@@ -313,6 +313,44 @@ fn scrub(message: &str, secrets: &[String]) -> String {
         .fold(message.to_string(), |m, s| m.replace(s.as_str(), "[redacted]"))
 }
 
+/// A Redis client error with every configured password scrubbed from its text: the source of a
+/// [`StoreError::Backend`] from Redis. The client's error itself is not kept, because its text
+/// (and its own sources') may hold a URL with credentials, and whoever prints a source chain
+/// should not have to know that.
+#[derive(Debug)]
+pub struct RedisFailure {
+    kind: ErrorKind,
+    text: String,
+}
+
+impl RedisFailure {
+    fn new(e: &RedisError, secrets: &[String]) -> Self {
+        Self {
+            kind: e.kind(),
+            text: scrub(&e.to_string(), secrets),
+        }
+    }
+
+    /// The client's classification (I/O, authentication, a refused command, ...).
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for RedisFailure {}
+
+/// `context: <the scrubbed client error>`, with that error as the source.
+fn failed(context: impl std::fmt::Display, e: &RedisError, secrets: &[String]) -> StoreError {
+    let failure = RedisFailure::new(e, secrets);
+    StoreError::backend_from(format!("{context}: {failure}"), failure)
+}
+
 /// A TTL as the scripts take it: milliseconds, or -1 for "no expiry". A zero TTL is kept as 0
 /// (`PEXPIRE 0` deletes the key), matching the other backends, where it expires at once.
 fn ttl_arg(ttl: Option<Duration>) -> i64 {
@@ -335,17 +373,12 @@ impl RedisStore {
             .map(|u| redact_redis_url(u))
             .collect::<Vec<_>>()
             .join(", ");
-        let fail = |e: ::redis::RedisError| {
-            StoreError::Backend(format!(
-                "cannot connect to Redis at {servers}: {}",
-                scrub(&e.to_string(), &secrets)
-            ))
-        };
+        let fail = |e: ::redis::RedisError| failed(format_args!("cannot connect to Redis at {servers}"), &e, &secrets);
         let certs = match &config.tls_ca_file {
             Some(path) => Some(TlsCertificates {
                 client_tls: None,
                 root_cert: Some(std::fs::read(path).map_err(|e| {
-                    StoreError::Backend(format!("cannot read the Redis CA file {}: {e}", path.display()))
+                    StoreError::backend_from(format!("cannot read the Redis CA file {}: {e}", path.display()), e)
                 })?),
             }),
             None => None,
@@ -366,11 +399,14 @@ impl RedisStore {
             match tokio::time::timeout(config.connect_timeout + config.response_timeout, conn.connection()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(fail(e)),
-                Err(_) => {
-                    return Err(StoreError::Backend(format!(
-                        "cannot connect to Redis at {servers}: no master {:?} found in time",
-                        sentinel.master
-                    )));
+                Err(elapsed) => {
+                    return Err(StoreError::backend_from(
+                        format!(
+                            "cannot connect to Redis at {servers}: no master {:?} found in time",
+                            sentinel.master
+                        ),
+                        elapsed,
+                    ));
                 }
             }
             Conn::Sentinel(Arc::new(conn))
@@ -390,7 +426,7 @@ impl RedisStore {
             let url = config
                 .urls
                 .first()
-                .ok_or_else(|| StoreError::Backend("no Redis URL configured".into()))?;
+                .ok_or_else(|| StoreError::backend("no Redis URL configured"))?;
             let client = match certs {
                 Some(certs) => Client::build_with_tls(url.as_str(), certs),
                 None => Client::open(url.as_str()),
@@ -461,14 +497,11 @@ impl RedisStore {
     async fn bounded<T>(&self, op: &str, fut: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError::Backend(format!(
-                "redis {op} failed: {}",
-                scrub(&e.to_string(), &self.secrets)
-            ))),
-            Err(_) => Err(StoreError::Backend(format!(
-                "redis {op}: no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Ok(Err(e)) => Err(failed(format_args!("redis {op} failed"), &e, &self.secrets)),
+            Err(elapsed) => Err(StoreError::backend_from(
+                format!("redis {op}: no answer within {} ms", self.timeout.as_millis()),
+                elapsed,
+            )),
         }
     }
 
@@ -523,8 +556,7 @@ impl RedisStore {
                 ::redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await
             })
             .await?;
-        lowest_slot_per_master(&reply)
-            .ok_or_else(|| StoreError::Backend("redis CLUSTER SLOTS: unexpected reply".into()))
+        lowest_slot_per_master(&reply).ok_or_else(|| StoreError::backend("redis CLUSTER SLOTS: unexpected reply"))
     }
 
     /// One page of a cluster scan; see the module documentation for the cursor.
@@ -541,7 +573,7 @@ impl RedisStore {
                 None => return Ok((Vec::new(), None)),
             },
             Some(c) => parse_cluster_cursor(&c)
-                .ok_or_else(|| StoreError::Backend(format!("redis SCAN: invalid cursor {c:?}")))?,
+                .ok_or_else(|| StoreError::backend(format!("redis SCAN: invalid cursor {c:?}")))?,
         };
         let route = Slot::new(slot)
             .map(|s| {
@@ -550,14 +582,14 @@ impl RedisStore {
                     SlotAddr::Master,
                 )))
             })
-            .ok_or_else(|| StoreError::Backend(format!("redis SCAN: slot {slot} out of range")))?;
+            .ok_or_else(|| StoreError::backend(format!("redis SCAN: slot {slot} out of range")))?;
         let cmd = self.scan_cmd(node_cursor, count);
         let mut c = conn.clone();
         let reply = self
             .bounded("SCAN", async move { c.route_command(cmd, route).await })
             .await?;
         let (next, names): (u64, Vec<Vec<u8>>) = ::redis::from_redis_value(reply)
-            .map_err(|e| StoreError::Backend(format!("redis SCAN: unexpected reply: {e}")))?;
+            .map_err(|e| StoreError::backend_from(format!("redis SCAN: unexpected reply: {e}"), e))?;
         let next = match next {
             0 => masters.iter().find(|m| **m > slot).map(|m| format!("{m}:0")),
             n => Some(format!("{slot}:{n}")),
@@ -669,7 +701,7 @@ impl Store for RedisStore {
                     None => 0,
                     Some(c) => c
                         .parse::<u64>()
-                        .map_err(|_| StoreError::Backend(format!("redis SCAN: invalid cursor {c:?}")))?,
+                        .map_err(|e| StoreError::backend_from(format!("redis SCAN: invalid cursor {c:?}"), e))?,
                 };
                 let (next, names): (u64, Vec<Vec<u8>>) =
                     self.command("SCAN", self.scan_cmd(from, count), false).await?;
@@ -803,6 +835,41 @@ mod tests {
         assert_eq!(
             scrub("AUTH s3cr@t / s3cr%40t / other failed", &secrets),
             "AUTH [redacted] / [redacted] / [redacted] failed"
+        );
+    }
+
+    #[test]
+    fn a_redis_error_keeps_its_kind_as_the_source_without_the_password() {
+        let secrets = passwords(&["redis://:s3cr%40t@h:1".to_string()]);
+        let client_error = RedisError::from((
+            ErrorKind::AuthenticationFailed,
+            "refused",
+            "redis://:s3cr@t@h:1 said s3cr%40t is wrong".to_string(),
+        ));
+        assert!(
+            client_error.to_string().contains("s3cr@t"),
+            "the test's error holds the password"
+        );
+        let err = failed("redis AUTH failed", &client_error, &secrets);
+        let mut texts = vec![err.to_string()];
+        let mut source = std::error::Error::source(&err);
+        let failure = source
+            .and_then(|s| s.downcast_ref::<RedisFailure>())
+            .expect("the scrubbed client error is the source");
+        assert_eq!(failure.kind(), ErrorKind::AuthenticationFailed);
+        while let Some(s) = source {
+            texts.push(s.to_string());
+            source = s.source();
+        }
+        assert_eq!(texts.len(), 2, "the chain ends at the scrubbed error: {texts:?}");
+        for text in &texts {
+            assert!(text.contains("refused") && text.contains("[redacted]"), "{text}");
+            assert!(!text.contains("s3cr@t") && !text.contains("s3cr%40t"), "{text}");
+        }
+        assert!(
+            texts[0].starts_with("store backend error: redis AUTH failed: "),
+            "{}",
+            texts[0]
         );
     }
 

@@ -101,7 +101,7 @@ pub async fn rotate_all(store: &dyn Store, options: RotateOptions) -> Result<Rot
                     if report.failures.len() < LISTED_FAILURES {
                         report.failures.push(match e {
                             StoreError::Corrupt { key, message } => format!("{key}: {message}"),
-                            StoreError::Backend(message) => format!("{key}: {message}"),
+                            StoreError::Backend { message, .. } => format!("{key}: {message}"),
                         });
                     }
                 }

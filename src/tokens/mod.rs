@@ -98,19 +98,24 @@ pub enum TokenServiceError {
     Store(#[from] StoreError),
 }
 
-/// Categories after which only a new interactive sign-in helps.
+/// Categories after which only a new interactive sign-in helps; the others are answered as
+/// Entra's refusal (502) and leave the connection as it is.
 fn needs_new_sign_in(category: Category) -> bool {
-    matches!(
-        category,
+    match category {
         Category::ReauthRequired
-            | Category::ConsentRequired
-            | Category::AdminApprovalRequired
-            | Category::InteractionRequired
-            | Category::ConditionalAccess
-            | Category::NotAssigned
-            | Category::UserDeclined
-            | Category::TenantMisconfigured
-    )
+        | Category::ConsentRequired
+        | Category::AdminApprovalRequired
+        | Category::InteractionRequired
+        | Category::ConditionalAccess
+        | Category::NotAssigned
+        | Category::UserDeclined
+        | Category::TenantMisconfigured => true,
+        Category::AppMisconfigured
+        | Category::ClientCredentialInvalid
+        | Category::Transient
+        | Category::InvalidRequest
+        | Category::Unknown => false,
+    }
 }
 
 /// The refresh settings the token service reads from the config.
@@ -273,7 +278,16 @@ impl TokenService {
                 None => Err(TokenServiceError::Store(e)),
             },
             Err(e) => {
-                if matches!(e, TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_)) {
+                // The remembered token must not outlive a connection that is gone or needs a new
+                // sign-in; after the other errors the connection is as it was.
+                let gone = match &e {
+                    TokenServiceError::NotFound | TokenServiceError::ReauthRequired(_) => true,
+                    TokenServiceError::Unavailable { .. }
+                    | TokenServiceError::RefreshInProgress { .. }
+                    | TokenServiceError::Upstream(_)
+                    | TokenServiceError::Store(_) => false,
+                };
+                if gone {
                     self.served.forget(connection_id);
                 }
                 Err(e)
@@ -378,7 +392,7 @@ impl TokenService {
         if conn.status == ConnectionStatus::ReauthRequired {
             return Err(TokenServiceError::ReauthRequired(conn.reauth.clone().unwrap_or(
                 ReauthReason {
-                    category: Category::ReauthRequired.as_str().into(),
+                    category: Category::ReauthRequired,
                     aadsts: None,
                 },
             )));
@@ -516,18 +530,14 @@ impl TokenService {
         }
         let connector = self.connector(connector_id).ok_or(TokenServiceError::NotFound)?;
         let Some(refresh_token) = conn.refresh_token.clone() else {
-            return self
-                .flip_to_reauth(conn, version, Category::ReauthRequired.as_str(), None)
-                .await;
+            return self.flip_to_reauth(conn, version, Category::ReauthRequired, None).await;
         };
         if let Some(issued) = &conn.token_identity
             && (issued.client_id != identity.client_id || issued.tenant_id != identity.tenant_id)
         {
             // The refresh token belongs to another application or tenant: only a new sign-in helps.
             tracing::warn!(connection = %connection_id, connector = %connector_id, "the connector's client id changed since the sign-in");
-            return self
-                .flip_to_reauth(conn, version, Category::ReauthRequired.as_str(), None)
-                .await;
+            return self.flip_to_reauth(conn, version, Category::ReauthRequired, None).await;
         }
         // The connector's refresh budget, last before Entra: past it, the stored token while it is
         // valid, else 503; Entra never sees the burst.
@@ -608,8 +618,7 @@ impl TokenService {
                     "refresh refused by Entra"
                 );
                 if needs_new_sign_in(c.category) {
-                    self.flip_to_reauth(conn, version, c.category.as_str(), c.primary_code())
-                        .await
+                    self.flip_to_reauth(conn, version, c.category, c.primary_code()).await
                 } else {
                     Err(TokenServiceError::Upstream(Box::new(c)))
                 }
@@ -665,13 +674,10 @@ impl TokenService {
         &self,
         mut conn: Connection,
         version: u64,
-        category: &str,
+        category: Category,
         aadsts: Option<u32>,
     ) -> Result<AccessToken, TokenServiceError> {
-        let reason = ReauthReason {
-            category: category.to_string(),
-            aadsts,
-        };
+        let reason = ReauthReason { category, aadsts };
         conn.status = ConnectionStatus::ReauthRequired;
         conn.reauth = Some(reason.clone());
         match self.records.update_connection(&conn, version).await? {

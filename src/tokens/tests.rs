@@ -117,7 +117,7 @@ struct Switchable {
 impl Switchable {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Backend("switched off".into()))
+            Err(StoreError::backend("switched off"))
         } else {
             Ok(())
         }
@@ -465,8 +465,8 @@ async fn a_revoked_grant_flips_the_connection_once_and_for_all() {
         other => panic!("{other:?}"),
     };
     assert_eq!(
-        (reason.category.as_str(), reason.aadsts),
-        ("reauth_required", Some(50173))
+        (reason.category, reason.aadsts),
+        (Category::ReauthRequired, Some(50173))
     );
     let stored = r.stored("c1").await;
     assert_eq!(stored.status, ConnectionStatus::ReauthRequired);

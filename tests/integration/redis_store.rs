@@ -141,7 +141,7 @@ async fn tls_refuses_an_untrusted_certificate() {
     let mut config = server.config();
     config.tls_ca_file = None; // the system roots do not know the test certificate
     let err = RedisStore::connect(&config).await.expect_err("must not connect");
-    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert!(matches!(err, StoreError::Backend { .. }), "{err}");
 
     // Plain text to the TLS port fails too, rather than talking in the clear.
     let mut config = server.config();
@@ -179,9 +179,11 @@ async fn a_store_error_is_an_error_not_none_and_the_store_reconnects() {
         let got = store.get("a").await;
         let took = started.elapsed();
         match got {
-            Err(StoreError::Backend(message)) => {
+            Err(StoreError::Backend { message, source }) => {
                 assert!(message.starts_with("redis "), "{message}");
                 assert!(!message.contains("s3cret"), "the password leaked: {message}");
+                let source = source.expect("the client's error or the timeout is kept as the source");
+                assert!(!source.to_string().contains("s3cret"), "the password leaked: {source}");
             }
             other => panic!("a dead Redis must be an error, got {other:?}"),
         }
@@ -452,7 +454,7 @@ async fn sentinel_wait_confirms_writes_and_the_store_follows_a_failover() {
     // One replica cannot confirm for two: the write is an error naming the setting, in time.
     let started = Instant::now();
     match too_many.put("two", b"x".to_vec(), None).await {
-        Err(StoreError::Backend(message)) => assert!(message.contains("sentinel_wait_replicas"), "{message}"),
+        Err(StoreError::Backend { message, .. }) => assert!(message.contains("sentinel_wait_replicas"), "{message}"),
         other => panic!("an unconfirmed write must be an error, got {other:?}"),
     }
     assert!(
@@ -472,7 +474,7 @@ async fn sentinel_wait_confirms_writes_and_the_store_follows_a_failover() {
         match plain.get("k0").await {
             Ok(Some(_)) => break,
             Ok(None) => panic!("a failover must never look like a missing record"),
-            Err(StoreError::Backend(_)) => errors += 1,
+            Err(StoreError::Backend { .. }) => errors += 1,
             Err(e) => panic!("{e}"),
         }
         assert!(Instant::now() < deadline, "the store did not follow the failover");

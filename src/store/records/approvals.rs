@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::keys::*;
 use super::{Records, encode};
+use crate::entra::Category;
 use crate::store::{CasOutcome, StoreError};
 
 /// A flow that needs the tenant's approval, kept for the approval page.
@@ -28,7 +29,7 @@ pub struct Approval {
     /// What to call the tenant on the page (a domain or GUID).
     pub tenant_label: Option<String>,
     /// Category of the error.
-    pub category: String,
+    pub category: Category,
     /// AADSTS code of the error.
     pub aadsts: Option<u32>,
     /// Unix milliseconds (approvals are ordered against it, often within the same second).
@@ -168,7 +169,7 @@ impl Records {
             .insert_new(&admin_consent_key(state), encode(value), Some(ttl))
             .await?
         {
-            return Err(StoreError::Backend("state collision".into()));
+            return Err(StoreError::backend("state collision"));
         }
         Ok(())
     }

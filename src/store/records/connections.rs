@@ -11,6 +11,7 @@ const LIST_BACKFILLED: &str = "connlist-backfilled:v1";
 pub const LIST_EXAMINE_MAX: usize = 5_000;
 use super::{ReconnectLink, Records, encode};
 use crate::crypto::Sensitive;
+use crate::entra::Category;
 use crate::store::{CasOutcome, StoreError};
 
 /// Connection status (contract values).
@@ -38,7 +39,7 @@ pub struct ConnectionUser {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReauthReason {
     /// Error category.
-    pub category: String,
+    pub category: Category,
     /// Entra's AADSTS code, if any.
     pub aadsts: Option<u32>,
 }

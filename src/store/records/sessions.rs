@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::keys::*;
 use super::{Records, encode};
 use crate::crypto::Sensitive;
+use crate::entra::Category;
 use crate::store::StoreError;
 
 /// Status of a connect session's latest flow (contract values).
@@ -45,7 +46,7 @@ pub struct ConnectSession {
     /// Outcome of the latest flow.
     pub status: SessionStatus,
     /// Error category of the latest failed flow.
-    pub category: Option<String>,
+    pub category: Option<Category>,
     /// AADSTS code of the latest failed flow.
     pub aadsts: Option<u32>,
     /// Set once a flow completed.
@@ -176,7 +177,7 @@ impl Records {
     /// Stores a flow under its state.
     pub async fn put_flow(&self, state: &str, flow: &Flow, ttl: Duration) -> Result<(), StoreError> {
         if !self.store.insert_new(&flow_key(state), encode(flow), Some(ttl)).await? {
-            return Err(StoreError::Backend("state collision".into()));
+            return Err(StoreError::backend("state collision"));
         }
         Ok(())
     }
