@@ -44,7 +44,7 @@ impl MemoryStore {
         let mut indexes = self
             .indexes
             .lock()
-            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))?;
+            .map_err(|_| StoreError::backend("memory store lock poisoned"))?;
         Ok(f(&mut indexes))
     }
 }

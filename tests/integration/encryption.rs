@@ -366,6 +366,8 @@ async fn key_rotation_on_redis_runs_online() {
 
     let mut raw = server.raw();
     let names: Vec<String> = redis::cmd("KEYS").arg("rot:*").query(&mut raw).unwrap();
+    // The ordered indexes (sorted sets of ids and times, never secrets) are not records.
+    let names: Vec<String> = names.into_iter().filter(|n| !n.starts_with("rot:idx:")).collect();
     assert!(names.len() >= 5, "{names:?}");
     for name in &names {
         let value: Vec<u8> = redis::cmd("HGET").arg(name).arg("d").query(&mut raw).unwrap();

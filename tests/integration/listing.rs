@@ -30,7 +30,7 @@ async fn seed(w: &World, template: &Connection, count: usize) -> Vec<Connection>
         if i % 7 == 0 {
             c.status = ConnectionStatus::ReauthRequired;
             c.reauth = Some(ReauthReason {
-                category: "reauth_required".into(),
+                category: consent_broker::entra::Category::ReauthRequired,
                 aadsts: Some(70008),
             });
         }

@@ -169,7 +169,7 @@ async fn scripted_flows_show_up_as_exact_counts() {
 #[tokio::test]
 async fn unknown_paths_share_one_label_and_the_store_is_reported_up() {
     let w = World::new().await;
-    for path in ["/nope/1", "/nope/2", "/v1/connections"] {
+    for path in ["/nope/1", "/nope/2", "/v1/connection"] {
         let r = w.http.get(format!("{}{path}", w.broker.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
