@@ -208,3 +208,126 @@ enum After {
     Never,
     In(Duration),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::tests::{NOW, Rig, Scripted, issued, rejected, rig};
+
+    const IDLE: u64 = 1_800;
+
+    fn keepalive(r: &Rig) -> KeepAlive {
+        KeepAlive::new(
+            r.records.clone(),
+            r.service.clone(),
+            KeepaliveConfig {
+                idle_after: Duration::from_secs(IDLE),
+                check_interval: Duration::from_secs(60),
+            },
+            r.clock.clone(),
+            r.metrics.clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_refreshed_once_and_filed_under_its_next_due_time() {
+        // Signed in (last refreshed) an hour ago, idle after half an hour.
+        let r = rig(Scripted::new(vec![issued("at-1", Some("rt-1"), 3600)]));
+        r.connection("c1", 3600).await;
+        let ka = keepalive(&r);
+        let round = ka.round().await.unwrap();
+        assert_eq!(
+            round,
+            Round {
+                due: 1,
+                refreshed: 1,
+                failed: 0
+            }
+        );
+        assert_eq!(r.endpoint.calls(), 1);
+        let stored = r.stored("c1").await;
+        assert_eq!(stored.refreshed_at, NOW);
+        let due = ka.next_due(&stored);
+        assert!((NOW + IDLE as i64..NOW + IDLE as i64 + IDLE as i64 / 10).contains(&due));
+        assert_eq!(
+            r.records.keepalive_due(i64::MAX, 10).await.unwrap(),
+            [(crate::store::records::keepalive_member(due, "c1"), "c1".to_string())],
+            "filed once, under its next due time"
+        );
+        assert_eq!(ka.round().await.unwrap(), Round::default(), "nothing due until then");
+        assert_eq!(r.endpoint.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_refreshed_since_is_filed_later_without_calling_entra() {
+        let r = rig(Scripted::new(vec![]));
+        let mut conn = r.connection("c1", 3600).await;
+        // A caller refreshed it a minute ago; its entry (from the sign-in) comes due anyway.
+        let (_, version) = r.records.connection("c1").await.unwrap().unwrap();
+        conn.refreshed_at = NOW - 60;
+        r.records.update_connection(&conn, version).await.unwrap();
+        let ka = keepalive(&r);
+        assert_eq!(ka.round().await.unwrap(), Round::default());
+        assert_eq!(r.endpoint.calls(), 0);
+        let due = r.records.keepalive_due(i64::MAX, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            due[0].0,
+            crate::store::records::keepalive_member(ka.next_due(&conn), "c1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_grant_is_flipped_once_and_leaves_the_index() {
+        let r = rig(Scripted::new(vec![rejected("invalid_grant", 50173)]));
+        r.connection("c1", 3600).await;
+        let ka = keepalive(&r);
+        let round = ka.round().await.unwrap();
+        assert_eq!((round.due, round.failed), (1, 1));
+        assert_eq!(r.stored("c1").await.status, ConnectionStatus::ReauthRequired);
+        assert!(r.records.keepalive_due(i64::MAX, 10).await.unwrap().is_empty());
+        r.clock.advance(Duration::from_secs(10 * IDLE));
+        assert_eq!(ka.round().await.unwrap(), Round::default());
+        assert_eq!(r.endpoint.calls(), 1, "a dead connection is not tried again");
+    }
+
+    #[tokio::test]
+    async fn entra_unavailable_postpones_without_flipping() {
+        // No scripted answer left: the endpoint fails as a protocol error (Entra unavailable).
+        let r = rig(Scripted::new(vec![]));
+        r.connection("c1", 3600).await;
+        r.connection("c2", 3600).await;
+        let ka = keepalive(&r);
+        let round = ka.round().await.unwrap();
+        assert_eq!(
+            (round.due, round.refreshed, round.failed),
+            (1, 0, 1),
+            "the round stops at the first"
+        );
+        for id in ["c1", "c2"] {
+            assert_eq!(r.stored(id).await.status, ConnectionStatus::Active);
+        }
+        assert!(
+            r.metrics
+                .render()
+                .contains("keepalive_failed_total{connector=\"files\",category=\"transient\"} 1")
+        );
+    }
+
+    #[tokio::test]
+    async fn jitter_is_fixed_per_connection_and_under_a_tenth_of_the_idle_time() {
+        let r = rig(Scripted::new(vec![]));
+        let ka = keepalive(&r);
+        let conn = r.connection("c0", 0).await;
+        let mut dues = std::collections::HashSet::new();
+        for i in 0..200 {
+            let mut c = conn.clone();
+            c.id = format!("conn_{i}");
+            let due = ka.next_due(&c);
+            assert_eq!(due, ka.next_due(&c), "fixed per connection");
+            assert!((0..IDLE as i64 / 10).contains(&(due - c.refreshed_at - IDLE as i64)));
+            dues.insert(due);
+        }
+        assert!(dues.len() > 100, "spread: {} distinct times", dues.len());
+    }
+}

@@ -19,7 +19,7 @@ mod endpoint;
 mod served;
 mod single_flight;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -19,14 +19,14 @@ use crate::entra::client::TokenResponse;
 use crate::entra::errors::EntraError;
 use crate::store::{MemoryStore, Store, Versioned};
 
-const NOW: i64 = 1_900_000_000;
+pub(crate) const NOW: i64 = 1_900_000_000;
 const TENANT: &str = "7d3e5a9f-0000-4000-8000-000000000001";
 const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 
 type Answer = Result<TokenResponse, TokenError>;
 
 /// A token endpoint that answers from a script, counts calls and can hold answers back.
-struct Scripted {
+pub(crate) struct Scripted {
     answers: Mutex<VecDeque<Answer>>,
     presented: Mutex<Vec<String>>,
     gate: tokio::sync::Semaphore,
@@ -34,7 +34,7 @@ struct Scripted {
 }
 
 impl Scripted {
-    fn new(answers: Vec<Answer>) -> Arc<Self> {
+    pub(crate) fn new(answers: Vec<Answer>) -> Arc<Self> {
         Arc::new(Self {
             answers: Mutex::new(answers.into()),
             presented: Mutex::new(Vec::new()),
@@ -54,7 +54,7 @@ impl Scripted {
         self.gate.add_permits(1_000);
     }
 
-    fn calls(&self) -> usize {
+    pub(crate) fn calls(&self) -> usize {
         self.presented.lock().unwrap().len()
     }
 }
@@ -79,7 +79,7 @@ impl TokenEndpoint for Scripted {
     }
 }
 
-fn issued(access: &str, refresh: Option<&str>, expires_in: i64) -> Answer {
+pub(crate) fn issued(access: &str, refresh: Option<&str>, expires_in: i64) -> Answer {
     Ok(TokenResponse {
         access_token: Sensitive::new(access),
         expires_in,
@@ -90,7 +90,7 @@ fn issued(access: &str, refresh: Option<&str>, expires_in: i64) -> Answer {
     })
 }
 
-fn rejected(error: &str, code: u32) -> Answer {
+pub(crate) fn rejected(error: &str, code: u32) -> Answer {
     Err(TokenError::Rejected(EntraError {
         error: Some(error.into()),
         error_description: Some(format!("AADSTS{code}: scripted.")),
@@ -100,7 +100,7 @@ fn rejected(error: &str, code: u32) -> Answer {
     }))
 }
 
-fn outage(retry_after: Option<Duration>) -> Answer {
+pub(crate) fn outage(retry_after: Option<Duration>) -> Answer {
     Err(TokenError::Unavailable {
         retry_after,
         detail: "HTTP 503".into(),
@@ -109,7 +109,7 @@ fn outage(retry_after: Option<Duration>) -> Answer {
 }
 
 /// A store that can be switched off, like an unreachable Redis.
-struct Switchable {
+pub(crate) struct Switchable {
     inner: MemoryStore,
     down: AtomicBool,
 }
@@ -211,13 +211,13 @@ fn connector(scopes: &[&str]) -> ConnectorConfig {
 }
 
 /// One token service over a switchable memory store, with its clock and endpoint.
-struct Rig {
-    service: Arc<TokenService>,
-    records: Records,
+pub(crate) struct Rig {
+    pub(crate) service: Arc<TokenService>,
+    pub(crate) records: Records,
     store: Arc<Switchable>,
-    clock: Arc<ManualClock>,
-    endpoint: Arc<Scripted>,
-    metrics: Arc<Metrics>,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) endpoint: Arc<Scripted>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 struct Options {
@@ -238,7 +238,7 @@ impl Default for Options {
     }
 }
 
-fn rig(endpoint: Arc<Scripted>) -> Rig {
+pub(crate) fn rig(endpoint: Arc<Scripted>) -> Rig {
     rig_with(endpoint, Options::default())
 }
 
@@ -279,7 +279,7 @@ fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
 
 impl Rig {
     /// Stores a signed-in connection whose access token lives `lives` more seconds.
-    async fn connection(&self, id: &str, lives: i64) -> Connection {
+    pub(crate) async fn connection(&self, id: &str, lives: i64) -> Connection {
         let conn = Connection {
             id: id.into(),
             connector: "files".into(),
@@ -305,7 +305,7 @@ impl Rig {
         conn
     }
 
-    async fn stored(&self, id: &str) -> Connection {
+    pub(crate) async fn stored(&self, id: &str) -> Connection {
         self.records.connection(id).await.unwrap().expect("stored").0
     }
 
