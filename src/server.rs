@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use axum::Router;
 use axum_server::accept::DefaultAcceptor;
+use tracing::instrument::WithSubscriber as _;
 
 use crate::app::{AppState, StartError};
 use crate::config::Config;
@@ -75,9 +77,9 @@ impl Application {
             ..
         } = self;
         let grace = state.config.shutdown_grace;
-        let purge = tokio::spawn(crate::tasks::purge_loop(state.clone()));
-        let probe = tokio::spawn(crate::tasks::probe_store(state.clone()));
-        let backfill = tokio::spawn(crate::tasks::list_unlisted_connections(state.clone()));
+        let purge = tokio::spawn(crate::tasks::purge_loop(state.clone()).with_current_subscriber());
+        let probe = tokio::spawn(crate::tasks::probe_store(state.clone()).with_current_subscriber());
+        let backfill = tokio::spawn(crate::tasks::list_unlisted_connections(state.clone()).with_current_subscriber());
         let keepalive = tokio::spawn(
             crate::keepalive::KeepAlive::new(
                 state.records.clone(),
@@ -86,9 +88,10 @@ impl Application {
                 std::sync::Arc::new(crate::clock::SystemClock),
                 state.metrics.clone(),
             )
-            .run(),
+            .run()
+            .with_current_subscriber(),
         );
-        let router = crate::http::router(state.clone());
+        let router = in_current_dispatcher(crate::http::router(state.clone()));
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
             Some(l) => {
@@ -109,16 +112,19 @@ impl Application {
                         METRICS_MAX_CONNECTIONS,
                         move || metrics.connection_refused(),
                     ))
-                    .serve(crate::http::metrics_router(state.clone()).into_make_service());
-                Some(tokio::spawn(server))
+                    .serve(in_current_dispatcher(crate::http::metrics_router(state.clone())).into_make_service());
+                Some(tokio::spawn(server.with_current_subscriber()))
             }
             None => None,
         };
         let on_signal = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            on_signal.graceful_shutdown(Some(grace));
-        });
+        tokio::spawn(
+            async move {
+                shutdown.await;
+                on_signal.graceful_shutdown(Some(grace));
+            }
+            .with_current_subscriber(),
+        );
         let limits = state.config.http.clone();
         let metrics = state.metrics.clone();
         let conn_limit = ConnectionLimit::new(DefaultAcceptor::new(), limits.max_connections, move || {
@@ -168,6 +174,22 @@ impl Application {
         }
         served.map_err(StartError::Serve)
     }
+}
+
+/// Serves every request of `router` in the `tracing` dispatcher current now.
+///
+/// axum-server runs each connection on a task of its own, and a new task starts in the global
+/// dispatcher, not in the one its spawner ran in. The broker alone in its process has only the
+/// global one, so this changes nothing there; but where a subscriber is scoped to one broker (the
+/// tests run many in one process, each capturing its own log lines) the requests' lines would
+/// otherwise escape it. The broker's own tasks carry the dispatcher on for the same reason.
+fn in_current_dispatcher(router: Router) -> Router {
+    let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            next.run(request).with_subscriber(dispatch.clone())
+        },
+    ))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

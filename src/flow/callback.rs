@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 use url::Url;
 
 use super::binding::{Binding, same_browser};
@@ -134,7 +135,8 @@ impl FlowService {
                     let (error, code) = (params.error, params.code);
                     this.finish_callback(flow, error, code).await
                 }
-                .in_current_span(),
+                .in_current_span()
+                .with_current_subscriber(),
             )
         };
         finish.await.unwrap_or_else(|e| {

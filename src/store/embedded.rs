@@ -202,7 +202,10 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, StoreError> {
         let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.with(f))
+        // A blocking thread starts in the global dispatcher; keep the caller's, which may be
+        // scoped to one broker (see `server::in_current_dispatcher`).
+        let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
+        tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, || file.with(f)))
             .await
             .map_err(|e| backend("store task failed", e))?
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 pub use endpoint::TokenEndpoint;
 pub use served::ServedTokens;
@@ -315,14 +316,16 @@ impl TokenService {
         let refresh = {
             let this = self.clone();
             let (connector, id) = (connector.to_string(), connection_id.to_string());
-            // In the request's span, so its lines keep the request id.
+            // In the request's span, so its lines keep the request id, and its dispatcher (see
+            // `server::in_current_dispatcher`).
             self.background.spawn(
                 async move {
                     this.refreshes
                         .run(&id, this.refresh_leased(&connector, &id, min_ttl, seen_version))
                         .await
                 }
-                .in_current_span(),
+                .in_current_span()
+                .with_current_subscriber(),
             )
         };
         refresh.await.unwrap_or_else(|e| {
@@ -354,7 +357,8 @@ impl TokenService {
                         )
                         .await
                 }
-                .in_current_span(),
+                .in_current_span()
+                .with_current_subscriber(),
             )
             .await
             .unwrap_or(Err(TokenServiceError::Unavailable {

@@ -4,10 +4,13 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use consent_broker::{AppState, Application, Config};
 use reqwest::redirect::Policy;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::instrument::WithSubscriber as _;
 
 use super::sim::{APP_A_CLIENT_ID, APP_A_SECRET, APP_B_CLIENT_ID, APP_B_SECRET};
 
@@ -115,6 +118,7 @@ pub struct Broker {
     pub metrics_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    logs: Logs,
     _secrets: tempfile::TempDir,
 }
 
@@ -122,17 +126,57 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// Every log line of every broker in this test binary, at debug level for all crates.
-static LOGS: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+/// One broker's log lines, at debug level for all crates: its own `tracing` dispatcher, which
+/// the broker's tasks carry on to the tasks they spawn, so parallel tests never see each other's
+/// lines. With `TEST_LOG` set they are also written to stderr, each prefixed with the broker.
+struct Logs {
+    lines: Arc<Mutex<Vec<u8>>>,
+    dispatch: tracing::Dispatch,
+}
 
+impl Logs {
+    fn new(name: &str) -> Self {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture {
+            lines: Some(lines.clone()),
+            prefix: format!("[broker {name}] "),
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        Self {
+            lines,
+            dispatch: tracing::Dispatch::new(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+/// Keeps what it is given (when it has a buffer) and echoes it to stderr under `TEST_LOG`. The fmt
+/// layer writes each event with one call, so the prefix starts each line.
 #[derive(Clone)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+struct Capture {
+    lines: Option<Arc<Mutex<Vec<u8>>>>,
+    prefix: String,
+}
 
 impl std::io::Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        if let Some(lines) = &self.lines {
+            lines
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(buf);
+        }
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = std::io::stderr().write_all(buf);
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(self.prefix.as_bytes());
+            let _ = err.write_all(buf);
         }
         Ok(buf.len())
     }
@@ -141,25 +185,24 @@ impl std::io::Write for Capture {
     }
 }
 
-/// Installs the capturing subscriber once per test binary.
-fn capture_logs() {
-    LOGS.get_or_init(|| {
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
+/// Once per test binary: a global subscriber for the lines written outside any broker (the tests'
+/// own calls into the library), shown only under `TEST_LOG`. It also routes the `log` records
+/// of dependencies into `tracing`, hence into the dispatcher current where they are written; it
+/// filters at debug, not off, because that bridge takes its level from the dispatchers existing
+/// when it is installed.
+fn install_global_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let writer = Capture {
+            lines: None,
+            prefix: "[outside brokers] ".into(),
+        };
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .try_init();
-        buf
     });
-}
-
-/// All log output captured so far (from every test in this binary).
-pub fn captured_logs() -> String {
-    LOGS.get()
-        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned())
-        .unwrap_or_default()
 }
 
 /// The broker's config for `url` (`http://127.0.0.1:PORT`) and the simulator at `sim_url`, with
@@ -254,29 +297,46 @@ impl Broker {
     /// Starts a broker on `reserved`, talking to the simulator at `sim_url`.
     pub async fn start(reserved: Reserved, sim_url: &str, opts: BrokerOptions) -> Broker {
         install_crypto_provider();
-        capture_logs();
+        install_global_logs();
+        let logs = Logs::new(reserved.url.trim_start_matches("http://"));
         let secrets = tempfile::tempdir().expect("tempdir");
         let toml = config_toml(&reserved.url, sim_url, opts, secrets.path());
         let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
-        let state = AppState::build(config).await.expect("broker state");
-        let app = Application::with_listener(state.clone(), reserved.listener).expect("application");
+        // Start-up logs too (credential expiry warnings, the store's encryption).
+        let state = AppState::build(config)
+            .with_subscriber(logs.dispatch.clone())
+            .await
+            .expect("broker state");
+        let app = tracing::dispatcher::with_default(&logs.dispatch, || {
+            Application::with_listener(state.clone(), reserved.listener)
+        })
+        .expect("application");
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            app.run_until(async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("broker ran");
-        });
+        let task = tokio::spawn(
+            async move {
+                app.run_until(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("broker ran");
+            }
+            .with_subscriber(logs.dispatch.clone()),
+        );
         Broker {
             url: reserved.url,
             state,
             metrics_url,
             shutdown: Some(tx),
             task: Some(task),
+            logs,
             _secrets: secrets,
         }
+    }
+
+    /// Every line this broker has logged so far, and no other broker's.
+    pub fn logs(&self) -> String {
+        self.logs.text()
     }
 
     /// Stops gracefully and waits until the port and the store are released.

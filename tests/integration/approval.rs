@@ -550,7 +550,7 @@ async fn real_admin_consent_is_verified_and_recorded() {
     let records = &w.broker.state.records;
     assert!(records.tenant_approval("files", FABRIKAM_TID).await.unwrap().is_some());
     assert_eq!(records.approved_tenants("files").await.unwrap(), [FABRIKAM_TID]);
-    let logs = crate::common::broker::captured_logs();
+    let logs = w.broker.logs();
     assert!(!logs.contains(crate::common::sim::APP_A_SECRET));
 }
 

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::broker::{Broker, BrokerOptions, RETURN_A, Reserved, captured_logs};
+use crate::common::broker::{Broker, BrokerOptions, RETURN_A, Reserved};
 use crate::common::certs::TestCert;
 use crate::common::flows::World;
 use crate::common::sim::APP_A_SECRET;
@@ -123,9 +123,8 @@ async fn an_expired_certificate_stops_refreshes_without_flipping_the_connection(
     );
 }
 
-/// The captured log line that mentions `needle` (panics with the logs when there is none).
-fn log_line(needle: &str) -> String {
-    let logs = captured_logs();
+/// The line of `logs` that mentions `needle` (panics with the logs when there is none).
+fn log_line(logs: &str, needle: &str) -> String {
     logs.lines()
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("no log line mentions {needle}:\n{logs}"))
@@ -140,7 +139,6 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, APP_A_SECRET).unwrap();
-    // Unique per run, so that this test finds its own line among every test's logs.
     let secret_expires_at = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::days(5);
     let secret_expiry = secret_expires_at
         .format(&time::format_description::well_known::Rfc3339)
@@ -151,6 +149,7 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
         std::fs::create_dir_all(&sub).unwrap();
         cert.connector_lines(&sub)
     };
+    let mut logs = Vec::new();
     for (credential, kind, expires_at) in [
         (lines(&soon, "soon"), "certificate", soon.not_after),
         (lines(&expired, "expired"), "certificate", expired.not_after),
@@ -184,10 +183,14 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
             metric(&broker, CREDENTIAL_EXPIRY, "connector=\"crm\",kind=\"secret\""),
             None
         );
+        logs.push(broker.logs());
         broker.stop().await;
     }
+    let [soon_logs, expired_logs, fine_logs, secret_logs] = &logs[..] else {
+        unreachable!("four brokers")
+    };
 
-    let line = log_line(&soon.thumbprint());
+    let line = log_line(soon_logs, &soon.thumbprint());
     assert!(
         line.contains("WARN")
             && line.contains("client certificate expires soon")
@@ -195,23 +198,23 @@ async fn start_up_warns_about_credentials_close_to_expiry() {
             && line.contains("days_left=9"),
         "{line}"
     );
-    let line = log_line(&expired.thumbprint());
+    let line = log_line(expired_logs, &expired.thumbprint());
     assert!(
         line.contains("ERROR") && line.contains("client certificate has expired"),
         "{line}"
     );
     assert!(
-        !captured_logs().contains(&fine.thumbprint()),
+        fine_logs.contains("store values are encrypted at rest") && !fine_logs.contains(&fine.thumbprint()),
         "no warning 60 days ahead"
     );
-    let line = log_line(&secret_expiry);
+    let line = log_line(secret_logs, &secret_expiry);
     assert!(
         line.contains("WARN") && line.contains("client secret expires soon") && line.contains("days_left=4"),
         "{line}"
     );
 
     // Neither the secret nor any part of a private key is ever logged.
-    let logs = captured_logs();
+    let logs = logs.concat();
     assert!(!logs.contains(APP_A_SECRET));
     for cert in [&soon, &expired, &fine] {
         let body: String = cert.key_pem.lines().filter(|l| !l.starts_with("-----")).collect();

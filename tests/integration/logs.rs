@@ -5,13 +5,14 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 
-use crate::common::broker::{KEY_A, captured_logs};
+use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved};
 use crate::common::flows::World;
 
-/// The captured log lines that carry `request_id=<id>`.
-fn lines_of(id: &str) -> Vec<String> {
+/// The lines `broker` logged that carry `request_id=<id>`.
+fn lines_of(broker: &Broker, id: &str) -> Vec<String> {
     let needle = format!("request_id={id}");
-    captured_logs()
+    broker
+        .logs()
         .lines()
         .filter(|l| l.split([' ', '{', '}', ':']).any(|w| w == needle))
         .map(str::to_string)
@@ -60,7 +61,7 @@ async fn every_line_of_a_request_names_its_request_id() {
     let r = refresh_with_request_id(&w, &conn, id).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-request-id"], id, "the caller's id comes back");
-    let lines = lines_of(id);
+    let lines = lines_of(&w.broker, id);
     assert!(
         lines.iter().any(|l| l.contains("access token refreshed")),
         "the handler's own line carries the id: {lines:#?}"
@@ -89,7 +90,7 @@ async fn every_line_of_a_request_names_its_request_id() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "0af7651916cd43dd8448eb211c80319c");
-    assert!(!lines_of("0af7651916cd43dd8448eb211c80319c").is_empty());
+    assert!(!lines_of(&w.broker, "0af7651916cd43dd8448eb211c80319c").is_empty());
 
     // Without either, the broker makes one up; a header that could forge log lines is replaced.
     for sent in [None, Some("two words"), Some("x\"y")] {
@@ -118,7 +119,7 @@ async fn failed_entra_calls_are_logged_with_entra_trace_and_correlation_ids() {
         .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("frank")}))
         .await;
     w.follow(s["connect_url"].as_str().unwrap()).await;
-    let lines = lines_of(id);
+    let lines = lines_of(&w.broker, id);
     let failed = lines
         .iter()
         .find(|l| l.contains("sign-in failed at Entra"))
@@ -130,10 +131,60 @@ async fn failed_entra_calls_are_logged_with_entra_trace_and_correlation_ids() {
     let id = "it-logs-refresh-503";
     let r = refresh_with_request_id(&w, &conn, id).await;
     assert_eq!(r.status(), StatusCode::OK, "the stored token is still valid");
-    let lines = lines_of(id);
+    let lines = lines_of(&w.broker, id);
     let failed = lines
         .iter()
         .find(|l| l.contains("refresh failed; Entra unavailable"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
     assert_names_entra_ids(failed);
+}
+
+#[tokio::test]
+async fn each_broker_captures_only_its_own_lines() {
+    let w = World::new().await;
+    let conn = w.connect(&w.upn("alice")).await;
+    // A second broker in the same test, on the same runtime: its tasks interleave with the first's.
+    let other = Broker::start(Reserved::new(), w.sim.base_url(), BrokerOptions::default()).await;
+
+    let (mine, theirs) = ("it-logs-mine-51c2", "it-logs-theirs-9d0e");
+    let (r, o) = tokio::join!(
+        refresh_with_request_id(&w, &conn, mine),
+        w.http
+            .get(format!("{}/v1/connections/{conn}", other.url))
+            .bearer_auth(KEY_A)
+            .header("x-request-id", theirs)
+            .send(),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        o.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "the other broker has its own store"
+    );
+
+    // The refresh runs on a task of its own, and each request on its connection's task: their
+    // lines still reach their broker's capture, and only it.
+    let mine_lines = lines_of(&w.broker, mine);
+    assert!(
+        mine_lines.iter().any(|l| l.contains("access token refreshed")),
+        "{mine_lines:#?}"
+    );
+    assert!(lines_of(&w.broker, theirs).is_empty());
+    let theirs_lines = lines_of(&other, theirs);
+    assert!(
+        theirs_lines
+            .iter()
+            .any(|l| l.contains("request answered") && l.contains("status=404")),
+        "{theirs_lines:#?}"
+    );
+    assert!(lines_of(&other, mine).is_empty());
+    assert!(
+        !other.logs().contains(&conn),
+        "the sign-in was logged by the first broker only"
+    );
+    // Start-up lines belong to the broker that started.
+    for broker in [&w.broker, &other] {
+        assert_eq!(broker.logs().matches("store values are encrypted at rest").count(), 1);
+    }
+    other.stop().await;
 }

@@ -16,7 +16,7 @@ use crate::common::broker::{KEY_A, KEY_B, RETURN_A};
 use crate::common::flows::World;
 
 /// What a developer runs after changing a handler's attributes or an answer's type.
-const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test --test integration openapi::";
+const REGENERATE: &str = "UPDATE_OPENAPI=1 cargo test --features test-support --test integration openapi::";
 
 fn committed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.yaml")

@@ -580,7 +580,7 @@ async fn no_secret_reaches_the_logs() {
         format!("{key_bytes:?}"),
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &key_bytes)[..40].to_string(),
     ]);
-    let logs = crate::common::broker::captured_logs();
+    let logs = w.broker.logs();
     assert!(logs.contains(&conn), "the capture works: the flow was logged");
     for secret in &secrets {
         assert!(secret.len() >= 16, "a real secret");
