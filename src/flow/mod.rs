@@ -100,7 +100,11 @@ impl FlowError {
     /// and in the flow metrics (one mapping, so the two never disagree).
     pub fn category(&self) -> Category {
         match self {
-            Self::EntraUnavailable { .. } => Category::Transient,
+            // Nothing the connector or the user did: trying again later can work, and
+            // `invalid_request` would send the connector's developer looking for a bug.
+            Self::EntraUnavailable { .. } | Self::EntraProtocol(_) | Self::Store(_) | Self::RateLimited { .. } => {
+                Category::Transient
+            }
             Self::UnknownConnector
             | Self::ReturnUrlNotAllowed
             | Self::InvalidParameter { .. }
@@ -108,10 +112,7 @@ impl FlowError {
             | Self::SessionCompleted
             | Self::InvalidState
             | Self::OtherBrowser
-            | Self::IdToken(_)
-            | Self::EntraProtocol(_)
-            | Self::Store(_)
-            | Self::RateLimited { .. } => Category::InvalidRequest,
+            | Self::IdToken(_) => Category::InvalidRequest,
         }
     }
 }

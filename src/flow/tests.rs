@@ -563,3 +563,24 @@ async fn id_token_that_fails_its_check_stores_no_connection() {
             .is_none()
     );
 }
+
+#[test]
+fn failures_of_the_broker_or_entra_are_transient_and_the_callers_are_invalid_requests() {
+    use crate::store::StoreError;
+    for e in [
+        FlowError::EntraProtocol("truncated JSON".into()),
+        FlowError::Store(StoreError::backend("redis: no answer")),
+        FlowError::RateLimited {
+            retry_after: std::time::Duration::from_secs(1),
+        },
+    ] {
+        assert_eq!(e.category(), Category::Transient, "{e:?}");
+    }
+    for e in [
+        FlowError::UnknownSession,
+        FlowError::InvalidState,
+        FlowError::OtherBrowser,
+    ] {
+        assert_eq!(e.category(), Category::InvalidRequest, "{e:?}");
+    }
+}
