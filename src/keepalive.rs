@@ -134,18 +134,8 @@ impl KeepAlive {
         }
         round.due += 1;
         self.metrics.keepalive_due(&conn.connector);
-        match self.tokens.keep_alive(&conn.connector, id, version).await {
-            // Entra unavailable or the refresh budget used up, with the stored token still
-            // valid: nothing was refreshed; the rest of the round waits too.
-            Ok(t) if t.served != Served::Refreshed => {
-                round.failed += 1;
-                self.metrics.keepalive_failed(&conn.connector, "transient");
-                tracing::warn!(connection = %id, connector = %conn.connector, "keep-alive refresh postponed: Entra unavailable or the refresh budget used up");
-                let later = self.settings.check_interval.as_secs().max(1) as i64;
-                self.records.reschedule_keepalive(member, id, now + later).await?;
-                Ok(Next::Wait)
-            }
-            Ok(_) => {
+        let failure = match self.tokens.keep_alive(&conn.connector, id, version).await {
+            Ok(t) if t.served == Served::Refreshed => {
                 round.refreshed += 1;
                 self.metrics.keepalive_refreshed(&conn.connector);
                 let refreshed = match self.records.connection(id).await? {
@@ -153,50 +143,69 @@ impl KeepAlive {
                     None => now + self.settings.idle_after.as_secs() as i64,
                 };
                 self.records.reschedule_keepalive(member, id, refreshed).await?;
-                Ok(Next::Go)
+                return Ok(Next::Go);
+            }
+            // Entra unavailable or the refresh budget used up, with the stored token still
+            // valid: nothing was refreshed.
+            Ok(_) => {
+                tracing::warn!(connection = %id, connector = %conn.connector, "keep-alive refresh postponed: Entra unavailable or the refresh budget used up");
+                Failure {
+                    category: "transient",
+                    after: After::In(self.later()),
+                    next: Next::Wait,
+                }
             }
             Err(e) => {
-                round.failed += 1;
-                let (category, next) = self.failed(&e);
-                self.metrics.keepalive_failed(&conn.connector, category);
-                tracing::warn!(connection = %id, connector = %conn.connector, category, error = %e, "keep-alive refresh failed");
-                match next {
-                    After::Never => self.records.unschedule_keepalive(member).await?,
-                    After::In(wait) => {
-                        self.records
-                            .reschedule_keepalive(member, id, now + wait.as_secs().max(1) as i64)
-                            .await?
-                    }
-                }
-                Ok(match e {
-                    // Entra (or this broker's budget) asks to wait: the rest can wait too.
-                    TokenServiceError::Unavailable { .. } | TokenServiceError::Store(_) => Next::Wait,
-                    TokenServiceError::NotFound
-                    | TokenServiceError::ReauthRequired(_)
-                    | TokenServiceError::RefreshInProgress { .. }
-                    | TokenServiceError::Upstream(_) => Next::Go,
-                })
+                tracing::warn!(connection = %id, connector = %conn.connector, error = %e, "keep-alive refresh failed");
+                self.failed(&e)
+            }
+        };
+        round.failed += 1;
+        self.metrics.keepalive_failed(&conn.connector, failure.category);
+        match failure.after {
+            After::Never => self.records.unschedule_keepalive(member).await?,
+            After::In(wait) => {
+                self.records
+                    .reschedule_keepalive(member, id, now + wait.as_secs().max(1) as i64)
+                    .await?
             }
         }
+        Ok(failure.next)
     }
 
-    /// The metric category of a failure and when to look at the connection again.
-    fn failed(&self, e: &TokenServiceError) -> (&'static str, After) {
-        let later = self.settings.check_interval.max(Duration::from_secs(1));
-        match e {
-            TokenServiceError::NotFound => ("not_found", After::Never),
-            TokenServiceError::ReauthRequired(_) => ("reauth_required", After::Never),
-            TokenServiceError::Unavailable { retry_after } => ("transient", After::In((*retry_after).max(later))),
-            TokenServiceError::RefreshInProgress { .. } => ("transient", After::In(later)),
-            TokenServiceError::Store(_) => ("transient", After::In(later)),
+    fn later(&self) -> Duration {
+        self.settings.check_interval.max(Duration::from_secs(1))
+    }
+
+    /// What a failure counts as, when to look at the connection again, and whether the rest of
+    /// the round goes on: when Entra (or this broker's budget) asks to wait, the rest waits too.
+    fn failed(&self, e: &TokenServiceError) -> Failure {
+        let (category, after, next) = match e {
+            TokenServiceError::NotFound => ("not_found", After::Never, Next::Go),
+            TokenServiceError::ReauthRequired(_) => ("reauth_required", After::Never, Next::Go),
+            TokenServiceError::Unavailable { retry_after } => {
+                ("transient", After::In((*retry_after).max(self.later())), Next::Wait)
+            }
+            TokenServiceError::RefreshInProgress { .. } => ("transient", After::In(self.later()), Next::Go),
+            TokenServiceError::Store(_) => ("transient", After::In(self.later()), Next::Wait),
             // The broker's own credential or registration: an operator must act; look again
             // after a tenth of the idle time rather than every round.
             TokenServiceError::Upstream(c) => (
                 c.category.as_str(),
-                After::In((self.settings.idle_after / 10).max(later)),
+                After::In((self.settings.idle_after / 10).max(self.later())),
+                Next::Go,
             ),
-        }
+        };
+        Failure { category, after, next }
     }
+}
+
+/// A keep-alive refresh that did not happen: its metric category, when to look again, and
+/// whether the round goes on.
+struct Failure {
+    category: &'static str,
+    after: After,
+    next: Next,
 }
 
 enum Next {

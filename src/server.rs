@@ -183,6 +183,9 @@ impl Application {
 /// global one, so this changes nothing there; but where a subscriber is scoped to one broker (the
 /// tests run many in one process, each capturing its own log lines) the requests' lines would
 /// otherwise escape it. The broker's own tasks carry the dispatcher on for the same reason.
+/// Only test builds (`test-support`) add the layer: it costs every request a boxed future and a
+/// dispatcher swap per poll, for nothing in a broker that runs alone.
+#[cfg(feature = "test-support")]
 fn in_current_dispatcher(router: Router) -> Router {
     let dispatch = tracing::dispatcher::get_default(tracing::Dispatch::clone);
     router.layer(axum::middleware::from_fn(
@@ -190,6 +193,12 @@ fn in_current_dispatcher(router: Router) -> Router {
             next.run(request).with_subscriber(dispatch.clone())
         },
     ))
+}
+
+/// Release builds serve in the global dispatcher, the only one there is.
+#[cfg(not(feature = "test-support"))]
+fn in_current_dispatcher(router: Router) -> Router {
+    router
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

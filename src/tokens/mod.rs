@@ -310,30 +310,8 @@ impl TokenService {
         if let Some(token) = self.within_floor(&conn, &identity)? {
             return Ok(token);
         }
-        // On its own task: a caller that hangs up, or a request timeout, drops this future, and a
-        // refresh dropped between Entra's answer and the write of the rotated refresh token would
-        // lose the only copy of it.
-        let refresh = {
-            let this = self.clone();
-            let (connector, id) = (connector.to_string(), connection_id.to_string());
-            // In the request's span, so its lines keep the request id, and its dispatcher (see
-            // `server::in_current_dispatcher`).
-            self.background.spawn(
-                async move {
-                    this.refreshes
-                        .run(&id, this.refresh_leased(&connector, &id, min_ttl, seen_version))
-                        .await
-                }
-                .in_current_span()
-                .with_current_subscriber(),
-            )
-        };
-        refresh.await.unwrap_or_else(|e| {
-            tracing::error!(connection = %connection_id, error = %e, "the refresh task failed");
-            Err(TokenServiceError::Unavailable {
-                retry_after: WAIT_RETRY_AFTER,
-            })
-        })
+        self.refresh_detached(connector, connection_id, min_ttl, seen_version)
+            .await
     }
 
     /// Refreshes an idle connection for keep-alive, whatever its access token's lifetime, unless
@@ -345,25 +323,40 @@ impl TokenService {
         connection_id: &str,
         seen_version: u64,
     ) -> Result<AccessToken, TokenServiceError> {
+        self.refresh_detached(connector, connection_id, KEEPALIVE_MIN_TTL, seen_version)
+            .await
+    }
+
+    /// The leased refresh, behind this process's per-connection lock, on a task of its own: a
+    /// caller that hangs up, or a request timeout, drops the future that awaits it, and a refresh
+    /// dropped between Entra's answer and the write of the rotated refresh token would lose the
+    /// only copy of it.
+    async fn refresh_detached(
+        self: &Arc<Self>,
+        connector: &str,
+        connection_id: &str,
+        min_ttl: Duration,
+        seen_version: u64,
+    ) -> Result<AccessToken, TokenServiceError> {
         let this = self.clone();
         let (connector, id) = (connector.to_string(), connection_id.to_string());
-        self.background
-            .spawn(
-                async move {
-                    this.refreshes
-                        .run(
-                            &id,
-                            this.refresh_leased(&connector, &id, KEEPALIVE_MIN_TTL, seen_version),
-                        )
-                        .await
-                }
-                .in_current_span()
-                .with_current_subscriber(),
-            )
-            .await
-            .unwrap_or(Err(TokenServiceError::Unavailable {
+        // In the caller's span, so its lines keep the request id, and its dispatcher (see
+        // `server::in_current_dispatcher`).
+        let refresh = self.background.spawn(
+            async move {
+                this.refreshes
+                    .run(&id, this.refresh_leased(&connector, &id, min_ttl, seen_version))
+                    .await
+            }
+            .in_current_span()
+            .with_current_subscriber(),
+        );
+        refresh.await.unwrap_or_else(|e| {
+            tracing::error!(connection = %connection_id, error = %e, "the refresh task failed");
+            Err(TokenServiceError::Unavailable {
                 retry_after: WAIT_RETRY_AFTER,
-            }))
+            })
+        })
     }
 
     async fn load(&self, connector: &str, id: &str) -> Result<(Connection, u64), TokenServiceError> {

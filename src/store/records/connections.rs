@@ -261,7 +261,7 @@ impl Records {
         let mut cursor = None;
         loop {
             let (keys, next) = self.store.scan(cursor, 500).await?;
-            for key in keys.iter().filter(|k| k.starts_with("conn:{")) {
+            for key in keys.iter().filter(|k| is_connection_key(k)) {
                 match self.get::<Connection>(key).await {
                     Ok(Some((c, _))) => {
                         self.store

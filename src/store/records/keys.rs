@@ -21,6 +21,11 @@ pub(super) fn handoff_key(connector: &str, code: &str) -> String {
 pub(super) fn connection_key(id: &str) -> String {
     format!("conn:{{{id}}}")
 }
+/// Whether a record key is a connection's (what [`connection_key`] builds).
+pub(super) fn is_connection_key(key: &str) -> bool {
+    key.starts_with("conn:{")
+}
+
 /// `reconnect:{<id>}`: a connection's current reconnect link, in the connection's hash slot.
 pub(super) fn reconnect_key(connection_id: &str) -> String {
     format!("reconnect:{{{connection_id}}}")
@@ -73,6 +78,7 @@ mod tests {
     #[test]
     fn a_connections_key_is_hash_tagged_on_its_id() {
         assert_eq!(connection_key("conn_abc"), "conn:{conn_abc}");
+        assert!(is_connection_key(&connection_key("conn_abc")) && !is_connection_key(&lease_key("conn_abc")));
         assert_eq!(lease_key("conn_abc"), "lease:{conn_abc}");
         // Keys of other records carry no braces, so Redis Cluster hashes them whole.
         for key in [
