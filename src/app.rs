@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::approval::PendingApprovals;
+use crate::approval::{ApprovalService, ApprovalServiceParts, ApprovalSettings, PendingApprovals};
 use crate::clock::SystemClock;
-use crate::config::{Config, ConnectorConfig, StoreConfig};
+use crate::config::{Config, ConnectorConfig, Connectors, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
 use crate::flow::{EntraSignIn, FlowService, FlowServiceParts, FlowSettings};
@@ -50,7 +50,7 @@ pub struct App {
     /// The validated configuration.
     pub config: Config,
     /// Connectors by id.
-    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
+    pub connectors: Connectors,
     /// Typed store access.
     pub records: Records,
     /// Entra HTTP client.
@@ -61,8 +61,8 @@ pub struct App {
     pub tokens: Arc<TokenService>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
-    /// This broker's approval pages still waiting for an admin (the `pending_approvals` gauge).
-    pub pending_approvals: Arc<PendingApprovals>,
+    /// Approval pages and the admin-consent round trip.
+    pub approval: Arc<ApprovalService>,
     /// Rate limiters (`[limits]`), shared with the flow service for its start limit.
     pub limits: Arc<Limiters>,
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
@@ -105,9 +105,9 @@ impl AppState {
         let now = time::OffsetDateTime::now_utc();
         for connector in &config.connectors {
             let credential = &connector.credential;
-            crate::entra::credential::log_expiry(&connector.id, credential, now);
+            crate::entra::credential::log_expiry(connector.id.as_str(), credential, now);
             if let Some(at) = credential.expires_at() {
-                metrics.credential_expires_at(&connector.id, credential.kind(), at.unix_timestamp());
+                metrics.credential_expires_at(connector.id.as_str(), credential.kind(), at.unix_timestamp());
             }
         }
         let connectors: Arc<HashMap<_, _>> =
@@ -137,13 +137,22 @@ impl AppState {
             metrics: metrics.clone(),
             background: background.clone(),
         }));
+        let approval = Arc::new(ApprovalService::new(ApprovalServiceParts {
+            records: records.clone(),
+            entra: Arc::new(entra.clone()),
+            connectors: connectors.clone(),
+            pending: pending_approvals.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            settings: ApprovalSettings::from_config(&config),
+        }));
         Ok(Self(Arc::new(App {
             records,
             entra,
             connectors,
             flow,
+            approval,
             tokens,
-            pending_approvals,
             metrics,
             background,
             limits,
@@ -152,7 +161,11 @@ impl AppState {
     }
 
     /// A connector by id.
-    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+    pub fn connector<Q>(&self, id: &Q) -> Option<&ConnectorConfig>
+    where
+        Q: std::hash::Hash + Eq + ?Sized,
+        crate::ids::ConnectorId: std::borrow::Borrow<Q>,
+    {
         self.connectors.get(id)
     }
 

@@ -10,6 +10,12 @@ use time::format_description::well_known::Rfc3339;
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now_unix(&self) -> i64;
+
+    /// Milliseconds since the Unix epoch (approvals are ordered against it, often within the
+    /// same second).
+    fn now_millis(&self) -> i64 {
+        self.now_unix() * 1000
+    }
 }
 
 /// The system's clock.
@@ -19,6 +25,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_unix(&self) -> i64 {
         now_unix()
+    }
+
+    fn now_millis(&self) -> i64 {
+        now_millis()
     }
 }
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::config::KeepaliveConfig;
+use crate::ids::ConnectionId;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::records::{Connection, ConnectionStatus, Records};
@@ -72,7 +73,7 @@ impl KeepAlive {
     pub fn next_due(&self, conn: &Connection) -> i64 {
         let idle = self.settings.idle_after.as_secs();
         let spread = (idle / 10).max(1);
-        let digest = Sha256::digest(conn.id.as_bytes());
+        let digest = Sha256::digest(conn.id.as_str().as_bytes());
         let jitter = u64::from_le_bytes(digest[..8].try_into().unwrap_or_default()) % spread;
         conn.refreshed_at.saturating_add((idle + jitter) as i64)
     }
@@ -118,7 +119,7 @@ impl KeepAlive {
         }
     }
 
-    async fn visit(&self, member: &str, id: &str, now: i64, round: &mut Round) -> Result<Next, StoreError> {
+    async fn visit(&self, member: &str, id: &ConnectionId, now: i64, round: &mut Round) -> Result<Next, StoreError> {
         let Some((conn, version)) = self.records.connection(id).await? else {
             self.records.unschedule_keepalive(member).await?;
             return Ok(Next::Go);
@@ -133,11 +134,11 @@ impl KeepAlive {
             return Ok(Next::Go);
         }
         round.due += 1;
-        self.metrics.keepalive_due(&conn.connector);
+        self.metrics.keepalive_due(conn.connector.as_str());
         let failure = match self.tokens.keep_alive(&conn.connector, id, version).await {
             Ok(t) if t.served == Served::Refreshed => {
                 round.refreshed += 1;
-                self.metrics.keepalive_refreshed(&conn.connector);
+                self.metrics.keepalive_refreshed(conn.connector.as_str());
                 let refreshed = match self.records.connection(id).await? {
                     Some((c, _)) => self.next_due(&c),
                     None => now + self.settings.idle_after.as_secs() as i64,
@@ -161,7 +162,7 @@ impl KeepAlive {
             }
         };
         round.failed += 1;
-        self.metrics.keepalive_failed(&conn.connector, failure.category);
+        self.metrics.keepalive_failed(conn.connector.as_str(), failure.category);
         match failure.after {
             After::Never => self.records.unschedule_keepalive(member).await?,
             After::In(wait) => {
@@ -260,7 +261,7 @@ mod tests {
         assert!((NOW + IDLE as i64..NOW + IDLE as i64 + IDLE as i64 / 10).contains(&due));
         assert_eq!(
             r.records.keepalive_due(i64::MAX, 10).await.unwrap(),
-            [(crate::store::records::keepalive_member(due, "c1"), "c1".to_string())],
+            [(crate::store::records::keepalive_member(due, "c1"), "c1".into())],
             "filed once, under its next due time"
         );
         assert_eq!(ka.round().await.unwrap(), Round::default(), "nothing due until then");
@@ -272,7 +273,7 @@ mod tests {
         let r = rig(Scripted::new(vec![]));
         let mut conn = r.connection("c1", 3600).await;
         // A caller refreshed it a minute ago; its entry (from the sign-in) comes due anyway.
-        let (_, version) = r.records.connection("c1").await.unwrap().unwrap();
+        let (_, version) = r.records.connection(&"c1".into()).await.unwrap().unwrap();
         conn.refreshed_at = NOW - 60;
         r.records.update_connection(&conn, version).await.unwrap();
         let ka = keepalive(&r);
@@ -331,7 +332,7 @@ mod tests {
         let mut dues = std::collections::HashSet::new();
         for i in 0..200 {
             let mut c = conn.clone();
-            c.id = format!("conn_{i}");
+            c.id = format!("conn_{i}").into();
             let due = ka.next_due(&c);
             assert_eq!(due, ka.next_due(&c), "fixed per connection");
             assert!((0..IDLE as i64 / 10).contains(&(due - c.refreshed_at - IDLE as i64)));

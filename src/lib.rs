@@ -11,6 +11,7 @@ pub mod demo;
 pub mod entra;
 pub mod flow;
 pub mod http;
+pub mod ids;
 pub mod keepalive;
 pub mod metrics;
 pub mod ratelimit;

@@ -16,7 +16,7 @@ pub(crate) async fn purge_loop(state: AppState) {
     loop {
         tick.tick().await;
         state.limits.forget_idle();
-        crate::approval::settle_pending(&state).await;
+        state.approval.settle_pending().await;
         match state.records.store().purge_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "purged expired records"),

@@ -11,6 +11,7 @@ use url::Url;
 use super::Invalid;
 use super::values::{is_loopback_url, is_tenant_segment, read_secret};
 use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredential};
+use crate::ids::ConnectorId;
 
 // A connector has required keys (id, display_name, client_id), so its one non-trivial default,
 // `tenant`, is a function rather than an `impl Default`.
@@ -42,11 +43,14 @@ fn default_tenant() -> String {
     "organizations".into()
 }
 
+/// Every configured connector by id, shared by the services.
+pub type Connectors = std::sync::Arc<std::collections::HashMap<ConnectorId, ConnectorConfig>>;
+
 /// A registered connector.
 #[derive(Debug, Clone)]
 pub struct ConnectorConfig {
     /// Stable id used in the API.
-    pub id: String,
+    pub id: ConnectorId,
     /// Name shown to users.
     pub display_name: String,
     /// Entra application (client) id.
@@ -123,7 +127,7 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
             ));
         }
         connectors.push(ConnectorConfig {
-            id: c.id,
+            id: ConnectorId::new(c.id),
             display_name: c.display_name,
             client_id: c.client_id.to_ascii_lowercase(),
             credential,

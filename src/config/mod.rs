@@ -39,7 +39,7 @@ mod tokens;
 mod values;
 
 pub use self::redis::{RedisConfig, SentinelConfig, redact_redis_url};
-pub use connectors::ConnectorConfig;
+pub use connectors::{ConnectorConfig, Connectors};
 pub use entra::{BreakerConfig, EntraConfig, RetryConfig};
 pub use flow::FlowConfig;
 pub use keepalive::KeepaliveConfig;

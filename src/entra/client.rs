@@ -18,6 +18,7 @@ use super::resilience::{Answer, CallFailure, Resilient};
 use super::tenants::TenantCache;
 use crate::config::EntraConfig;
 use crate::crypto::Sensitive;
+use crate::ids::TenantId;
 use crate::metrics::Metrics;
 
 /// The scope of the app-only token that verifies an admin consent. Microsoft Graph has a service
@@ -389,7 +390,11 @@ impl EntraClient {
     /// The tenant GUID for a tenant segment: a GUID as is; a domain via its OpenID metadata
     /// (whose issuer names the GUID); `None` for `organizations`/`common`/`consumers` or when the
     /// lookup fails (callers then show the domain and match approvals on the callback's GUID).
-    pub async fn resolve_tenant(&self, tenant: &str) -> Option<String> {
+    pub async fn resolve_tenant(&self, tenant: &str) -> Option<TenantId> {
+        self.resolve_tenant_text(tenant).await.map(TenantId::new)
+    }
+
+    async fn resolve_tenant_text(&self, tenant: &str) -> Option<String> {
         if uuid::Uuid::parse_str(tenant).is_ok() {
             return Some(tenant.to_ascii_lowercase());
         }

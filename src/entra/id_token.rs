@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::client::EntraClient;
 use crate::crypto::ct_eq;
+use crate::ids::TenantId;
 
 /// Why an id_token was refused. Messages never include the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,8 +50,8 @@ pub enum IdTokenError {
 /// The claims the broker keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdClaims {
-    /// Tenant GUID.
-    pub tid: String,
+    /// Tenant GUID, lowercase.
+    pub tid: TenantId,
     /// User object id.
     pub oid: String,
     /// Display name.
@@ -213,7 +214,7 @@ pub async fn validate(cache: &KeyCache, token: &str, expected: &Expected<'_>) ->
         .filter(|o| !o.is_empty())
         .ok_or_else(|| IdTokenError::Malformed("oid is missing (request the profile scope)".into()))?;
     Ok(IdClaims {
-        tid,
+        tid: TenantId::new(tid),
         oid,
         name: claims.name,
         preferred_username: claims.preferred_username,

@@ -13,6 +13,7 @@ use super::{FlowError, FlowService, return_url};
 use crate::config::ConnectorConfig;
 use crate::crypto::Sensitive;
 use crate::entra::{Classification, EntraError, classify};
+use crate::ids::ConnectionId;
 use crate::store::records::{Flow, SessionStatus};
 
 /// Parameters Entra sends to the callback (unknown ones are ignored).
@@ -82,7 +83,7 @@ pub enum CallbackOutcome {
         /// Seconds the code stays valid.
         expires_in: u64,
         /// The connection made or renewed.
-        connection_id: String,
+        connection_id: ConnectionId,
     },
     /// Entra reported an error; the user sees who can fix it.
     Failed(FailedFlow),
@@ -169,7 +170,7 @@ impl FlowService {
                 &self.records,
                 self.entra.as_ref(),
                 &self.pending_approvals,
-                self.now(),
+                self.clock.now_millis(),
                 &flow,
                 &failed.classification,
             )
@@ -185,13 +186,13 @@ impl FlowService {
     fn count_outcome(&self, flow: &Flow, result: &Result<CallbackOutcome, FlowError>) {
         let m = &self.metrics;
         match result {
-            Ok(CallbackOutcome::Completed { .. }) => m.flow_completed(&flow.connector),
+            Ok(CallbackOutcome::Completed { .. }) => m.flow_completed(flow.connector.as_str()),
             Ok(CallbackOutcome::Failed(f)) => {
                 let c = &f.classification;
-                m.flow_failed(&flow.connector, c.category.as_str());
+                m.flow_failed(flow.connector.as_str(), c.category.as_str());
                 m.entra_error(c.primary_code());
             }
-            Err(e) => m.flow_failed(&flow.connector, e.category().as_str()),
+            Err(e) => m.flow_failed(flow.connector.as_str(), e.category().as_str()),
         }
     }
 

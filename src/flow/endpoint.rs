@@ -7,6 +7,7 @@ use url::Url;
 use crate::entra::EntraClient;
 use crate::entra::client::{AuthorizeRequest, ClientAuth, TokenError, TokenResponse};
 use crate::entra::id_token::{self, Expected, IdClaims, IdTokenError, KeyCache};
+use crate::ids::TenantId;
 
 /// Entra as a sign-in sees it: the authorize URL, the code exchange, the id_token's signature
 /// and claims, and tenant lookups for approval pages.
@@ -30,7 +31,7 @@ pub trait SignInEndpoint: Send + Sync {
     async fn validate_id_token(&self, token: &str, expected: &Expected<'_>) -> Result<IdClaims, IdTokenError>;
 
     /// The tenant GUID of a domain or GUID, when Entra knows it.
-    async fn resolve_tenant(&self, tenant: &str) -> Option<String>;
+    async fn resolve_tenant(&self, tenant: &str) -> Option<TenantId>;
 }
 
 /// Entra itself: its HTTP client and the cache of its signing keys.
@@ -70,7 +71,7 @@ impl SignInEndpoint for EntraSignIn {
         id_token::validate(&self.keys, token, expected).await
     }
 
-    async fn resolve_tenant(&self, tenant: &str) -> Option<String> {
+    async fn resolve_tenant(&self, tenant: &str) -> Option<TenantId> {
         self.client.resolve_tenant(tenant).await
     }
 }

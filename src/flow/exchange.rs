@@ -6,10 +6,11 @@ use url::Url;
 use super::callback::{CallbackOutcome, fail};
 use super::{FlowError, FlowService, return_url};
 use crate::config::ConnectorConfig;
-use crate::crypto::{Sensitive, random_id};
+use crate::crypto::Sensitive;
 use crate::entra::client::ClientAuth;
 use crate::entra::id_token::{self, IdTokenError};
 use crate::entra::{Category, Classification, TokenError, classify};
+use crate::ids::ConnectionId;
 use crate::store::records::{Connection, ConnectionStatus, ConnectionUser, Flow, TokenIdentity};
 
 impl FlowService {
@@ -39,7 +40,7 @@ impl FlowService {
             Err(TokenError::Rejected(err)) => {
                 let c = classify(&err);
                 if c.category == Category::ClientCredentialInvalid {
-                    self.metrics.credential_error(&flow.connector, c.primary_code());
+                    self.metrics.credential_error(flow.connector.as_str(), c.primary_code());
                 }
                 return Ok(fail(flow, connector, c));
             }
@@ -102,7 +103,7 @@ impl FlowService {
         let connection = Connection {
             id: existing
                 .as_ref()
-                .map_or_else(|| random_id("conn"), |(c, _)| c.id.clone()),
+                .map_or_else(ConnectionId::generate, |(c, _)| c.id.clone()),
             connector: flow.connector.clone(),
             end_user: end_user.or_else(|| existing.as_ref().and_then(|(c, _)| c.end_user.clone())),
             tenant_id: claims.tid.clone(),

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{FlowError, FlowService};
 use crate::crypto::random_token;
+use crate::ids::{ConnectionId, ConnectorId};
 use crate::store::records::{Connection, Flow, Handoff};
 
 /// What `POST /v1/handoff/redeem` returns.
@@ -16,7 +17,7 @@ pub struct Redeemed {
 
 impl FlowService {
     /// Redeems a handoff code for the calling connector (single use).
-    pub async fn redeem_handoff(&self, caller: &str, code: &str) -> Result<Option<Redeemed>, FlowError> {
+    pub async fn redeem_handoff(&self, caller: &ConnectorId, code: &str) -> Result<Option<Redeemed>, FlowError> {
         if code.is_empty() || code.len() > 128 {
             return Ok(None);
         }
@@ -24,7 +25,7 @@ impl FlowService {
             return Ok(None);
         };
         match self.records.connection(&handoff.connection_id).await? {
-            Some((connection, _)) if connection.connector == caller => Ok(Some(Redeemed {
+            Some((connection, _)) if connection.connector == *caller => Ok(Some(Redeemed {
                 connection,
                 state: handoff.state,
             })),
@@ -36,7 +37,7 @@ impl FlowService {
     pub(super) async fn issue_handoff(
         &self,
         flow: &Flow,
-        connection_id: &str,
+        connection_id: &ConnectionId,
         ttl: Duration,
     ) -> Result<String, FlowError> {
         let code = random_token();
@@ -45,7 +46,7 @@ impl FlowService {
                 &flow.connector,
                 &code,
                 &Handoff {
-                    connection_id: connection_id.to_string(),
+                    connection_id: connection_id.clone(),
                     state: flow.connector_state.clone(),
                 },
                 ttl,

@@ -21,7 +21,6 @@ mod start;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,9 +28,10 @@ use url::Url;
 
 use crate::approval::PendingApprovals;
 use crate::clock::Clock;
-use crate::config::{Config, ConnectorConfig};
+use crate::config::{Config, ConnectorConfig, Connectors};
 use crate::entra::Category;
 use crate::entra::id_token::IdTokenError;
+use crate::ids::ConnectorId;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::store::StoreError;
@@ -162,7 +162,7 @@ impl FlowSettings {
 pub struct FlowService {
     records: Records,
     entra: Arc<dyn SignInEndpoint>,
-    connectors: Arc<HashMap<String, ConnectorConfig>>,
+    connectors: Connectors,
     settings: FlowSettings,
     limits: Arc<Limiters>,
     clock: Arc<dyn Clock>,
@@ -178,7 +178,7 @@ pub struct FlowServiceParts {
     /// Entra (or a scripted endpoint in tests).
     pub entra: Arc<dyn SignInEndpoint>,
     /// Connectors by id.
-    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
+    pub connectors: Connectors,
     /// Lifetimes, URLs and Entra defaults.
     pub settings: FlowSettings,
     /// The broker's limiters; a flow checks its start against them.
@@ -213,7 +213,7 @@ impl FlowService {
         self.clock.now_unix()
     }
 
-    fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+    fn connector(&self, id: &ConnectorId) -> Option<&ConnectorConfig> {
         self.connectors.get(id)
     }
 }

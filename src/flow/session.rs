@@ -7,6 +7,7 @@ use super::hints::{check_text, validate_hints};
 use super::{FlowError, FlowService, return_url};
 use crate::crypto::{Sensitive, random_id, random_token};
 use crate::http::api_types::SessionState;
+use crate::ids::ConnectorId;
 use crate::store::records::{ConnectSession, Connection, ReconnectLink, SessionStatus};
 
 /// How long a session record is kept after it stops being usable, so polls can say "expired".
@@ -45,8 +46,12 @@ pub struct CreatedSession {
 
 impl FlowService {
     /// Creates a connect session for a connector's user.
-    pub async fn create_session(&self, caller: &str, req: &SessionRequest) -> Result<CreatedSession, FlowError> {
-        if req.connector != caller {
+    pub async fn create_session(
+        &self,
+        caller: &ConnectorId,
+        req: &SessionRequest,
+    ) -> Result<CreatedSession, FlowError> {
+        if req.connector != caller.as_str() {
             return Err(FlowError::UnknownConnector);
         }
         let connector = self.connector(caller).ok_or(FlowError::UnknownConnector)?;
@@ -89,7 +94,7 @@ impl FlowService {
     /// The reconnect URL for a connection that needs a new sign-in: the one handed out before while
     /// its session is pending and has time left, else a new session's (so a backend polling the
     /// token endpoint does not fill the store with sessions).
-    pub async fn reconnect_url(&self, caller: &str, conn: &Connection) -> Result<String, FlowError> {
+    pub async fn reconnect_url(&self, caller: &ConnectorId, conn: &Connection) -> Result<String, FlowError> {
         let now = self.now();
         if let Some(link) = self.records.reconnect_link(&conn.id).await?
             && link.expires_at - now > RECONNECT_MIN_LEFT
@@ -114,7 +119,7 @@ impl FlowService {
                         .clone()
                         .filter(|u| return_url::check(&connector.return_urls, u).is_some()),
                     state: None,
-                    tenant: Some(conn.tenant_id.clone()),
+                    tenant: Some(conn.tenant_id.to_string()),
                     login_hint: conn
                         .user
                         .preferred_username

@@ -10,8 +10,9 @@ use super::binding::Binding;
 use super::hints::{Hints, validate_hints};
 use super::{FlowError, FlowService, return_url};
 use crate::config::ConnectorConfig;
-use crate::crypto::{Sensitive, random_id, random_token};
+use crate::crypto::{Sensitive, random_token};
 use crate::entra::client::AuthorizeRequest;
+use crate::ids::FlowId;
 use crate::ratelimit::StartKey;
 use crate::store::records::{Approval, Flow, SessionStatus};
 
@@ -107,7 +108,10 @@ impl FlowService {
             Some(raw) => Some(return_url::check(&connector.return_urls, raw).ok_or(FlowError::ReturnUrlNotAllowed)?),
             None => None,
         };
-        let tenant = approval.tenant_id.clone().unwrap_or_else(|| approval.tenant.clone());
+        let tenant = approval
+            .tenant_id
+            .as_ref()
+            .map_or_else(|| approval.tenant.clone(), ToString::to_string);
         self.start(
             connector,
             approval.session_id.clone(),
@@ -137,7 +141,7 @@ impl FlowService {
             field: "connector",
             message: "is required",
         })?;
-        let connector = self.connector(id).ok_or(FlowError::UnknownConnector)?;
+        let connector = self.connectors.get(id).ok_or(FlowError::UnknownConnector)?;
         let return_url = q.return_url.as_deref().ok_or(FlowError::InvalidParameter {
             field: "return_url",
             message: "is required",
@@ -174,7 +178,7 @@ impl FlowService {
         });
         self.limits
             .check_start(
-                start_key(&connector.id, named_tenant, session_id.as_deref(), client),
+                start_key(connector.id.as_str(), named_tenant, session_id.as_deref(), client),
                 &self.metrics,
             )
             .map_err(|l| FlowError::RateLimited {
@@ -207,7 +211,7 @@ impl FlowService {
             })
             .map_err(FlowError::EntraProtocol)?;
         let flow = Flow {
-            id: random_id("fl"),
+            id: FlowId::generate(),
             connector: connector.id.clone(),
             session_id,
             return_url: hints.return_url.map(|u| u.to_string()),
@@ -224,7 +228,7 @@ impl FlowService {
             .put_flow(&state_value, &flow, self.settings.state_ttl)
             .await?;
         tracing::info!(flow = %flow.id, connector = %flow.connector, "flow started");
-        self.metrics.flow_started(&flow.connector);
+        self.metrics.flow_started(flow.connector.as_str());
         Ok(url)
     }
 }

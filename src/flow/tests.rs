@@ -98,7 +98,7 @@ impl SignInEndpoint for ScriptedEntra {
         })
     }
 
-    async fn resolve_tenant(&self, _tenant: &str) -> Option<String> {
+    async fn resolve_tenant(&self, _tenant: &str) -> Option<crate::ids::TenantId> {
         Some(TENANT.into())
     }
 }
@@ -164,9 +164,9 @@ fn rig(entra: Arc<ScriptedEntra>) -> Rig {
 fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
     let records = Records::new(Arc::new(MemoryStore::new()));
     let clock = Arc::new(ManualClock::at(NOW));
-    let connectors = Arc::new(HashMap::from([
-        ("files".to_string(), connector("files")),
-        ("crm".to_string(), connector("crm")),
+    let connectors = Arc::new(std::collections::HashMap::from([
+        ("files".into(), connector("files")),
+        ("crm".into(), connector("crm")),
     ]));
     let metrics = Arc::new(Metrics::for_connectors(&["files", "crm"], None));
     let service = Arc::new(FlowService::new(FlowServiceParts {
@@ -321,10 +321,10 @@ async fn handoff_code_redeems_once_and_only_for_its_connector() {
     };
     let code = handoff_code.expose();
 
-    assert!(r.service.redeem_handoff("crm", code).await.unwrap().is_none());
+    assert!(r.service.redeem_handoff(&"crm".into(), code).await.unwrap().is_none());
     let redeemed = r
         .service
-        .redeem_handoff("files", code)
+        .redeem_handoff(&"files".into(), code)
         .await
         .unwrap()
         .expect("redeemed");
@@ -332,7 +332,7 @@ async fn handoff_code_redeems_once_and_only_for_its_connector() {
     assert_eq!(redeemed.connection.status, ConnectionStatus::Active);
     assert_eq!(redeemed.state.as_deref(), Some("backend-state"));
     assert!(
-        r.service.redeem_handoff("files", code).await.unwrap().is_none(),
+        r.service.redeem_handoff(&"files".into(), code).await.unwrap().is_none(),
         "single use"
     );
 }
@@ -356,7 +356,7 @@ async fn expired_handoff_code_is_refused() {
     tokio::time::sleep(Duration::from_millis(80)).await;
     assert!(
         r.service
-            .redeem_handoff("files", handoff_code.expose())
+            .redeem_handoff(&"files".into(), handoff_code.expose())
             .await
             .unwrap()
             .is_none()
@@ -373,7 +373,10 @@ async fn return_urls_off_the_list_or_with_reserved_parameters_are_refused() {
         ("https://app.test/done?handoff=x", true),
         ("https://app.test/done?state=x", true),
     ] {
-        let session = r.service.create_session("files", &session_request(Some(url))).await;
+        let session = r
+            .service
+            .create_session(&"files".into(), &session_request(Some(url)))
+            .await;
         let start = r.service.start_from_authorize(&authorize_query(url), &b, None).await;
         for result in [session.err(), start.err()] {
             match (result, reserved) {
@@ -390,7 +393,7 @@ async fn return_urls_off_the_list_or_with_reserved_parameters_are_refused() {
     }
     assert!(
         r.service
-            .create_session("files", &session_request(Some(RETURN_URL)))
+            .create_session(&"files".into(), &session_request(Some(RETURN_URL)))
             .await
             .is_ok()
     );
@@ -399,7 +402,11 @@ async fn return_urls_off_the_list_or_with_reserved_parameters_are_refused() {
 #[tokio::test]
 async fn connect_link_stops_at_its_session_expiry() {
     let r = rig(ScriptedEntra::answering(vec![]));
-    let created = r.service.create_session("files", &session_request(None)).await.unwrap();
+    let created = r
+        .service
+        .create_session(&"files".into(), &session_request(None))
+        .await
+        .unwrap();
     assert!(created.connect_url.starts_with("https://broker.test/v1/connect/"));
     let token = connect_token(&created.connect_url);
     let url = r.service.start_from_connect_token(token, &browser("a")).await.unwrap();
@@ -409,7 +416,12 @@ async fn connect_link_stops_at_its_session_expiry() {
     r.clock.advance(settings().session_ttl);
     let result = r.service.start_from_connect_token(token, &browser("a")).await;
     assert!(matches!(result, Err(FlowError::UnknownSession)), "{:?}", result.err());
-    let session = r.records.session("files", &created.session.id).await.unwrap().unwrap();
+    let session = r
+        .records
+        .session(&"files".into(), &created.session.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.service.session_status(&session), SessionState::Expired);
 }
 
@@ -417,7 +429,11 @@ async fn connect_link_stops_at_its_session_expiry() {
 async fn completed_connect_link_cannot_start_again() {
     let r = rig(ScriptedEntra::answering(vec![issued()]));
     let b = browser("a");
-    let created = r.service.create_session("files", &session_request(None)).await.unwrap();
+    let created = r
+        .service
+        .create_session(&"files".into(), &session_request(None))
+        .await
+        .unwrap();
     let token = connect_token(&created.connect_url);
     let url = r.service.start_from_connect_token(token, &b).await.unwrap();
     let outcome = r
@@ -435,9 +451,14 @@ async fn completed_connect_link_cannot_start_again() {
     };
     assert!(redirect.is_none(), "no return URL: out-of-band");
 
-    let session = r.records.session("files", &created.session.id).await.unwrap().unwrap();
+    let session = r
+        .records
+        .session(&"files".into(), &created.session.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(session.status, SessionStatus::Completed);
-    assert_eq!(session.connection_id.as_deref(), Some(connection_id.as_str()));
+    assert_eq!(session.connection_id.as_ref(), Some(&connection_id));
     assert_eq!(session.end_user, "user-1");
     let again = r.service.start_from_connect_token(token, &b).await;
     assert!(matches!(again, Err(FlowError::SessionCompleted)), "{:?}", again.err());
@@ -455,13 +476,13 @@ async fn reconnect_link_is_reused_until_it_is_about_to_expire() {
     };
     let (conn, _) = r.records.connection(&connection_id).await.unwrap().unwrap();
 
-    let first = r.service.reconnect_url("files", &conn).await.unwrap();
-    let second = r.service.reconnect_url("files", &conn).await.unwrap();
+    let first = r.service.reconnect_url(&"files".into(), &conn).await.unwrap();
+    let second = r.service.reconnect_url(&"files".into(), &conn).await.unwrap();
     assert_eq!(first, second, "a polling backend gets the same link");
 
     // Less than RECONNECT_MIN_LEFT left on the link: a new one.
     r.clock.advance(settings().session_ttl - Duration::from_secs(200));
-    let third = r.service.reconnect_url("files", &conn).await.unwrap();
+    let third = r.service.reconnect_url(&"files".into(), &conn).await.unwrap();
     assert_ne!(third, first);
     let url = r
         .service
@@ -475,7 +496,11 @@ async fn reconnect_link_is_reused_until_it_is_about_to_expire() {
 async fn approval_page_continues_only_in_its_browser_while_alive() {
     let r = rig(ScriptedEntra::answering(vec![]));
     let owner = browser("owner");
-    let created = r.service.create_session("files", &session_request(None)).await.unwrap();
+    let created = r
+        .service
+        .create_session(&"files".into(), &session_request(None))
+        .await
+        .unwrap();
     let url = r
         .service
         .start_from_connect_token(connect_token(&created.connect_url), &owner)
@@ -491,10 +516,20 @@ async fn approval_page_continues_only_in_its_browser_while_alive() {
     };
     let path = failed.approval_path.expect("an approval page");
     let flow_id = path.rsplit('/').next().unwrap();
-    let approval = r.records.approval(flow_id).await.unwrap().expect("approval recorded");
-    let session = r.records.session("files", &created.session.id).await.unwrap().unwrap();
+    let approval = r
+        .records
+        .approval(&flow_id.into())
+        .await
+        .unwrap()
+        .expect("approval recorded");
+    let session = r
+        .records
+        .session(&"files".into(), &created.session.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(session.status, SessionStatus::ApprovalRequired);
-    assert_eq!(session.approval_flow.as_deref(), Some(flow_id));
+    assert_eq!(session.approval_flow.as_ref().map(|f| f.as_str()), Some(flow_id));
 
     for other in [Some(browser("it-admin")), None] {
         let result = r.service.start_for_approval(&approval, other.as_ref(), None).await;
@@ -521,7 +556,11 @@ async fn approval_page_continues_only_in_its_browser_while_alive() {
 async fn entra_outage_at_the_exchange_is_recorded_as_transient() {
     let r = rig(ScriptedEntra::answering(vec![outage()]));
     let b = browser("a");
-    let created = r.service.create_session("files", &session_request(None)).await.unwrap();
+    let created = r
+        .service
+        .create_session(&"files".into(), &session_request(None))
+        .await
+        .unwrap();
     let url = r
         .service
         .start_from_connect_token(connect_token(&created.connect_url), &b)
@@ -535,7 +574,12 @@ async fn entra_outage_at_the_exchange_is_recorded_as_transient() {
         Err(FlowError::EntraUnavailable { retry_after }) => assert_eq!(retry_after, Duration::from_secs(7)),
         other => panic!("{:?}", other.err()),
     }
-    let session = r.records.session("files", &created.session.id).await.unwrap().unwrap();
+    let session = r
+        .records
+        .session(&"files".into(), &created.session.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(session.status, SessionStatus::Failed);
     assert_eq!(session.category, Some(Category::Transient));
 }
@@ -557,7 +601,7 @@ async fn id_token_that_fails_its_check_stores_no_connection() {
     );
     assert!(
         r.records
-            .connection_for_user("files", TENANT, "oid-ada")
+            .connection_for_user(&"files".into(), &TENANT.into(), "oid-ada")
             .await
             .unwrap()
             .is_none()

@@ -17,11 +17,12 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::crypto::{ct_eq, sha256_hex};
+use crate::ids::{ConnectionId, ConnectorId};
 use crate::store::records::Connection;
 use crate::tokens::TokenServiceError;
 
 /// The connector whose API key authenticated the request.
-pub struct Caller(pub String);
+pub struct Caller(pub ConnectorId);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -37,7 +38,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized)?;
         let digest = sha256_hex(key);
         // Compare against every hash without stopping early, so timing says nothing about which.
-        let mut found: Option<&str> = None;
+        let mut found: Option<&ConnectorId> = None;
         for connector in state.connectors.values() {
             for hash in &connector.api_key_hashes {
                 if ct_eq(hash.as_bytes(), digest.as_bytes()) {
@@ -47,8 +48,8 @@ impl FromRequestParts<AppState> for Caller {
         }
         let id = found.ok_or(ApiError::Unauthorized)?;
         // After authentication, so nobody can spend a connector's budget without its key.
-        state.limits.check_connector(id, &state.metrics)?;
-        Ok(Caller(id.to_string()))
+        state.limits.check_connector(id.as_str(), &state.metrics)?;
+        Ok(Caller(id.clone()))
     }
 }
 
@@ -131,7 +132,7 @@ pub async fn get_session(
     Ok(Json(SessionOutcome {
         approval_url: session
             .approval_flow
-            .as_deref()
+            .as_ref()
             .map(|id| state.public(&crate::approval::page_path(id))),
         connection_id: if status == SessionState::Completed {
             session.connection_id
@@ -186,9 +187,13 @@ pub async fn redeem(
     }))
 }
 
-async fn owned_connection(state: &AppState, caller: &str, id: &str) -> Result<(Connection, u64), ApiError> {
+async fn owned_connection(
+    state: &AppState,
+    caller: &ConnectorId,
+    id: &ConnectionId,
+) -> Result<(Connection, u64), ApiError> {
     match state.records.connection(id).await? {
-        Some((c, v)) if c.connector == caller => Ok((c, v)),
+        Some((c, v)) if c.connector == *caller => Ok((c, v)),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -200,12 +205,12 @@ const LIST_DEFAULT: usize = 100;
 /// The cursor of a listing: the connector it was issued to and the list member to continue
 /// after, base64url so that it is opaque and URL-safe. Naming the connector is what lets one
 /// connector's cursor be refused to another (it could only ever page the caller's own list).
-fn encode_cursor(connector: &str, member: &str) -> String {
+fn encode_cursor(connector: &ConnectorId, member: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{connector}\n{member}"))
 }
 
-fn decode_cursor(caller: &str, cursor: &str) -> Result<String, ApiError> {
+fn decode_cursor(caller: &ConnectorId, cursor: &str) -> Result<String, ApiError> {
     use base64::Engine as _;
     let invalid = || {
         ApiError::bad_request(
@@ -222,7 +227,7 @@ fn decode_cursor(caller: &str, cursor: &str) -> Result<String, ApiError> {
         .split_once(':')
         .is_some_and(|(time, id)| time.len() == 19 && time.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty())
         && !member.chars().any(char::is_control);
-    if !well_formed || !ct_eq(connector.as_bytes(), caller.as_bytes()) {
+    if !well_formed || !ct_eq(connector.as_bytes(), caller.as_str().as_bytes()) {
         return Err(invalid());
     }
     Ok(member.to_string())
@@ -262,7 +267,7 @@ pub async fn list_connections(
         q.status.is_none_or(|s| ConnectionState::from(c.status) == s)
             && q.tenant_id
                 .as_deref()
-                .is_none_or(|t| c.tenant_id.eq_ignore_ascii_case(t))
+                .is_none_or(|t| c.tenant_id.as_str().eq_ignore_ascii_case(t))
             && q.end_user.as_deref().is_none_or(|u| c.end_user.as_deref() == Some(u))
     };
     let (page, next) = state
@@ -295,7 +300,7 @@ pub async fn list_connections(
 pub async fn get_connection(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConnectionId>,
 ) -> Result<Json<ConnectionInfo>, ApiError> {
     let (c, _) = owned_connection(&state, &caller, &id).await?;
     Ok(Json(ConnectionInfo::from(&c)))
@@ -321,7 +326,7 @@ pub async fn get_connection(
 pub async fn delete_connection(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
     // First, and whatever the store says: this broker must not go on serving the token from
     // memory during a store outage once its connection was asked to go.
@@ -364,7 +369,7 @@ const MAX_MIN_TTL: u64 = 86_400;
 pub async fn token(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ConnectionId>,
     ApiQuery(q): ApiQuery<TokenQuery>,
 ) -> Result<Response, ApiError> {
     let min_ttl = match q.min_ttl {

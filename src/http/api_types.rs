@@ -18,6 +18,7 @@ pub use crate::flow::{AuthorizeQuery, SessionRequest};
 
 use crate::clock::rfc3339;
 use crate::entra::explain::Explanation;
+use crate::ids::{ConnectionId, ConnectorId, TenantId};
 use crate::store::records::{
     ConnectSession, Connection, ConnectionStatus, ConnectionUser, ReauthReason, SessionStatus,
 };
@@ -177,7 +178,7 @@ pub struct SessionOutcome {
     pub approval_url: Option<String>,
     /// The connection, once (and only once) the session completed.
     #[schema(required = true)]
-    pub connection_id: Option<String>,
+    pub connection_id: Option<ConnectionId>,
     /// When the session expires (RFC 3339).
     #[schema(format = DateTime)]
     pub expires_at: String,
@@ -217,11 +218,11 @@ pub struct RedeemRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HandoffRedeemed {
     /// The connection's id, for the token and connection calls.
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// The connector it belongs to (the caller).
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The user's tenant (GUID).
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Who signed in.
     pub user: UserInfo,
     /// The delegated scopes Entra granted.
@@ -273,11 +274,11 @@ impl From<&ReauthReason> for ReauthInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionInfo {
     /// The connection's id.
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// The connector it belongs to (the caller).
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The user's tenant (GUID).
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Who signed in.
     pub user: UserInfo,
     /// The connector's own id for its user, from the connect session (null for `/v1/authorize`).
@@ -466,7 +467,7 @@ pub struct ApprovalStatusBody {
     pub status: ApprovalState,
     /// The tenant waiting for approval (GUID), when Entra named it.
     #[schema(required = true)]
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     /// Broker URL that starts the sign-in again ("try again").
     pub retry_url: String,
 }

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::approval::{self, ConsentOutcome, Diagnosis, Status, Unconfirmed, permissions};
 use crate::entra::{Category, aadsts};
 use crate::flow::{self, FlowError};
+use crate::ids::{ConnectorId, FlowId};
 use crate::store::records::Approval;
 
 /// One permission row.
@@ -62,7 +63,7 @@ async fn load(state: &AppState, flow_id: &str) -> Result<Option<Approval>, crate
     if flow_id.is_empty() || flow_id.len() > 64 {
         return Ok(None);
     }
-    state.records.approval(flow_id).await
+    state.approval.approval(&FlowId::new(flow_id)).await
 }
 
 fn not_found(lang: Lang) -> PageError {
@@ -106,7 +107,7 @@ pub async fn page(
         .ok_or_else(|| not_found(lang))?;
     let connector = state.connector(&approval.connector).ok_or_else(|| not_found(lang))?;
     let name = connector.display_name.as_str();
-    let status = approval::status(&state, &approval).await.map_err(FlowError::from)?;
+    let status = state.approval.status(&approval).await.map_err(FlowError::from)?;
     let cookie = BrowserCookie::read(&headers, state.secure_cookies());
     let own = cookie
         .as_ref()
@@ -159,12 +160,14 @@ pub async fn page(
         Status::Pending if requested => t.status_requested.to_string(),
         Status::Pending => fill(t.status_pending, &[("connector", name)]),
     };
-    let admin_link = approval::admin_link(&state, &approval);
+    let admin_link = state.approval.admin_link(&approval);
     let reference = match approval.aadsts {
         Some(code) => format!("AADSTS{code}, {}", approval.flow_id),
-        None => approval.flow_id.clone(),
+        None => approval.flow_id.to_string(),
     };
-    let diagnosis = approval::diagnose(&state, &approval)
+    let diagnosis = state
+        .approval
+        .diagnose(&approval)
         .await
         .map_err(FlowError::from)?
         .map(|d| match d {
@@ -186,9 +189,9 @@ pub async fn page(
         details.push(("Error code", format!("AADSTS{code}")));
     }
     if let Some(tid) = &approval.tenant_id {
-        details.push(("Tenant ID", tid.clone()));
+        details.push(("Tenant ID", tid.to_string()));
     }
-    details.push(("Reference", approval.flow_id.clone()));
+    details.push(("Reference", approval.flow_id.to_string()));
 
     let page = ApprovalPage {
         lang: lang.code(),
@@ -266,7 +269,7 @@ pub async fn status(
     Path(flow_id): Path<String>,
 ) -> Result<Json<ApprovalStatusBody>, ApiError> {
     let approval = load(&state, &flow_id).await?.ok_or(ApiError::NotFound)?;
-    let status = approval::status(&state, &approval).await?;
+    let status = state.approval.status(&approval).await?;
     Ok(Json(ApprovalStatusBody {
         status: status.into(),
         retry_url: state.public(&format!("{}/continue", approval::page_path(&approval.flow_id))),
@@ -362,7 +365,10 @@ pub async fn admin_consent_start(
         field: "tenant",
         message: "is required",
     })?;
-    let url = approval::admin_consent_start(&state, connector, tenant, q.flow.as_deref()).await?;
+    let url = state
+        .approval
+        .admin_consent_start(connector, tenant, q.flow.as_deref())
+        .await?;
     Ok(found(url.as_str()))
 }
 
@@ -396,7 +402,11 @@ pub async fn admin_consent_callback(
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
     let t = lang.texts();
-    let outcome = match approval::admin_consent_callback(&state, raw.as_deref().unwrap_or("")).await {
+    let outcome = match state
+        .approval
+        .admin_consent_callback(raw.as_deref().unwrap_or(""))
+        .await
+    {
         Err(FlowError::InvalidState) => {
             return Err(PageError {
                 status: StatusCode::BAD_REQUEST,
@@ -409,7 +419,7 @@ pub async fn admin_consent_callback(
         }
         other => other?,
     };
-    let name = |id: &str| {
+    let name = |id: &ConnectorId| {
         state
             .connector(id)
             .map_or_else(|| id.to_string(), |c| c.display_name.clone())
@@ -424,7 +434,7 @@ pub async fn admin_consent_callback(
             let n = name(&connector);
             let mut page = PageContent::message(
                 &fill(t.thanks_title, &[("connector", &n)]),
-                fill(t.thanks_body, &[("connector", &n), ("tenant", &tenant_id)]),
+                fill(t.thanks_body, &[("connector", &n), ("tenant", tenant_id.as_str())]),
             );
             if let Some(f) = flow_id {
                 page.action = Some((t.continue_label.to_string(), state.public(&approval::page_path(&f))));
@@ -464,9 +474,11 @@ pub async fn admin_consent_callback(
             let mut page = PageContent::message(t.consent_unconfirmed_title, fill(body, &values));
             page.action = Some((
                 t.try_again.to_string(),
-                approval::start_link(&state, &connector, &tenant_id, flow_id.as_deref()),
+                state
+                    .approval
+                    .start_link(&connector, tenant_id.as_str(), flow_id.as_ref()),
             ));
-            page.details.push(("Tenant ID".into(), tenant_id));
+            page.details.push(("Tenant ID".into(), tenant_id.to_string()));
             (status, page)
         }
         ConsentOutcome::Failed { classification, .. } => {

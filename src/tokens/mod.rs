@@ -21,7 +21,6 @@ mod single_flight;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +32,11 @@ pub use served::ServedTokens;
 pub use single_flight::SingleFlight;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConnectorConfig};
+use crate::config::{Config, ConnectorConfig, Connectors};
 use crate::crypto::Sensitive;
 use crate::entra::client::ClientAuth;
 use crate::entra::{Category, Classification, TokenError, classify};
+use crate::ids::{ConnectionId, ConnectorId};
 use crate::metrics::{Metrics, TokenOutcome};
 use crate::ratelimit::RefreshBudget;
 use crate::store::{CasOutcome, StoreError, records::*};
@@ -151,7 +151,7 @@ impl RefreshSettings {
 pub struct TokenService {
     records: Records,
     endpoint: Arc<dyn TokenEndpoint>,
-    connectors: Arc<HashMap<String, ConnectorConfig>>,
+    connectors: Connectors,
     settings: RefreshSettings,
     budget: RefreshBudget,
     clock: Arc<dyn Clock>,
@@ -168,7 +168,7 @@ pub struct TokenServiceParts {
     /// Entra's token endpoint (or a scripted one in tests).
     pub endpoint: Arc<dyn TokenEndpoint>,
     /// Connectors by id.
-    pub connectors: Arc<HashMap<String, ConnectorConfig>>,
+    pub connectors: Connectors,
     /// Lease, wait and floor settings.
     pub settings: RefreshSettings,
     /// Refreshes per minute allowed per connector (`[tokens] max_refreshes_per_minute`).
@@ -205,7 +205,7 @@ impl TokenService {
     }
 
     /// Forgets this broker's memory copy of a connector's connection (DELETE).
-    pub fn forget_owned(&self, connector: &str, connection_id: &str) {
+    pub fn forget_owned(&self, connector: &ConnectorId, connection_id: &ConnectionId) {
         self.served.forget_owned(connector, connection_id);
     }
 
@@ -213,7 +213,7 @@ impl TokenService {
         self.clock.now_unix()
     }
 
-    fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+    fn connector(&self, id: &ConnectorId) -> Option<&ConnectorConfig> {
         self.connectors.get(id)
     }
 
@@ -225,8 +225,8 @@ impl TokenService {
     /// one, the store error stands (503). A store error never changes a connection.
     pub async fn access_token(
         self: &Arc<Self>,
-        connector: &str,
-        connection_id: &str,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
     ) -> Result<AccessToken, TokenServiceError> {
         let mut result = self.answer(connector, connection_id, min_ttl).await;
@@ -234,7 +234,7 @@ impl TokenService {
         if let Ok(token) = &mut result {
             token.min_ttl_unmet = token.expires_at - self.now() < min_ttl.as_secs() as i64;
             if token.min_ttl_unmet && known {
-                self.metrics.min_ttl_unmet(connector);
+                self.metrics.min_ttl_unmet(connector.as_str());
             }
         }
         let outcome = match &result {
@@ -255,15 +255,15 @@ impl TokenService {
         };
         // An unknown connector id is a caller's typo, not a bounded label: it is not counted.
         if known {
-            self.metrics.token_request(connector, outcome);
+            self.metrics.token_request(connector.as_str(), outcome);
         }
         result
     }
 
     async fn answer(
         self: &Arc<Self>,
-        connector: &str,
-        connection_id: &str,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
     ) -> Result<AccessToken, TokenServiceError> {
         match self.serve(connector, connection_id, min_ttl).await {
@@ -298,8 +298,8 @@ impl TokenService {
 
     async fn serve(
         self: &Arc<Self>,
-        connector: &str,
-        connection_id: &str,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
     ) -> Result<AccessToken, TokenServiceError> {
         let (conn, seen_version) = self.load(connector, connection_id).await?;
@@ -319,8 +319,8 @@ impl TokenService {
     /// lease, fencing and refresh budget as a caller's refresh, on its own task.
     pub async fn keep_alive(
         self: &Arc<Self>,
-        connector: &str,
-        connection_id: &str,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
         seen_version: u64,
     ) -> Result<AccessToken, TokenServiceError> {
         self.refresh_detached(connector, connection_id, KEEPALIVE_MIN_TTL, seen_version)
@@ -333,19 +333,19 @@ impl TokenService {
     /// only copy of it.
     async fn refresh_detached(
         self: &Arc<Self>,
-        connector: &str,
-        connection_id: &str,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
         seen_version: u64,
     ) -> Result<AccessToken, TokenServiceError> {
         let this = self.clone();
-        let (connector, id) = (connector.to_string(), connection_id.to_string());
+        let (connector, id) = (connector.clone(), connection_id.clone());
         // In the caller's span, so its lines keep the request id, and its dispatcher (see
         // `server::in_current_dispatcher`).
         let refresh = self.background.spawn(
             async move {
                 this.refreshes
-                    .run(&id, this.refresh_leased(&connector, &id, min_ttl, seen_version))
+                    .run(id.as_str(), this.refresh_leased(&connector, &id, min_ttl, seen_version))
                     .await
             }
             .in_current_span()
@@ -359,16 +359,20 @@ impl TokenService {
         })
     }
 
-    async fn load(&self, connector: &str, id: &str) -> Result<(Connection, u64), TokenServiceError> {
+    async fn load(&self, connector: &ConnectorId, id: &ConnectionId) -> Result<(Connection, u64), TokenServiceError> {
         match self.records.connection(id).await? {
-            Some((c, v)) if c.connector == connector => Ok((c, v)),
+            Some((c, v)) if c.connector == *connector => Ok((c, v)),
             _ => Err(TokenServiceError::NotFound),
         }
     }
 
     /// What the connection's tokens must have been issued for to be served now: its tenant and
     /// the connector's current client id and scopes.
-    fn expected_identity(&self, connector: &str, conn: &Connection) -> Result<TokenIdentity, TokenServiceError> {
+    fn expected_identity(
+        &self,
+        connector: &ConnectorId,
+        conn: &Connection,
+    ) -> Result<TokenIdentity, TokenServiceError> {
         let connector = self.connector(connector).ok_or(TokenServiceError::NotFound)?;
         Ok(TokenIdentity::new(
             &conn.tenant_id,
@@ -425,8 +429,8 @@ impl TokenService {
     /// without it.
     async fn refresh_leased(
         &self,
-        connector_id: &str,
-        connection_id: &str,
+        connector_id: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
         seen_version: u64,
     ) -> Result<AccessToken, TokenServiceError> {
@@ -477,7 +481,7 @@ impl TokenService {
     /// `seen_version` (someone refreshed it) and its token is still valid.
     fn refreshed_meanwhile(
         &self,
-        connector_id: &str,
+        connector_id: &ConnectorId,
         conn: &Connection,
         version: u64,
         min_ttl: Duration,
@@ -492,7 +496,7 @@ impl TokenService {
     /// Renews a held lease every third of its lifetime while the refresh runs; never returns (the
     /// refresh finishing ends it). When renewal fails the lease may be lost: the refresh goes on,
     /// and the compare-and-swap of its result decides whether it may be written.
-    async fn keep_lease(&self, lease: &mut Lease, connection_id: &str) -> std::convert::Infallible {
+    async fn keep_lease(&self, lease: &mut Lease, connection_id: &ConnectionId) -> std::convert::Infallible {
         if self.settings.renew {
             loop {
                 tokio::time::sleep(self.settings.lease / 3).await;
@@ -513,8 +517,8 @@ impl TokenService {
 
     async fn refresh_locked(
         &self,
-        connector_id: &str,
-        connection_id: &str,
+        connector_id: &ConnectorId,
+        connection_id: &ConnectionId,
         min_ttl: Duration,
         seen_version: u64,
     ) -> Result<AccessToken, TokenServiceError> {
@@ -538,9 +542,9 @@ impl TokenService {
         }
         // The connector's refresh budget, last before Entra: past it, the stored token while it is
         // valid, else 503; Entra never sees the burst.
-        if let Err(limited) = self.budget.check(connector_id, &self.metrics) {
+        if let Err(limited) = self.budget.check(connector_id.as_str(), &self.metrics) {
             tracing::warn!(connection = %connection_id, connector = %connector_id, "refresh budget of the connector used up; not calling Entra");
-            self.metrics.refresh_budget_exhausted(connector_id);
+            self.metrics.refresh_budget_exhausted(connector_id.as_str());
             return self
                 .usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)?
                 .ok_or(TokenServiceError::Unavailable {
@@ -551,7 +555,7 @@ impl TokenService {
         let result = self
             .endpoint
             .refresh(
-                &conn.tenant_id,
+                conn.tenant_id.as_str(),
                 &ClientAuth {
                     client_id: &connector.client_id,
                     credential: &connector.credential,
@@ -603,7 +607,7 @@ impl TokenService {
                 let c = classify(&err);
                 self.metrics.entra_error(c.primary_code());
                 if c.category == Category::ClientCredentialInvalid {
-                    self.metrics.credential_error(connector_id, c.primary_code());
+                    self.metrics.credential_error(connector_id.as_str(), c.primary_code());
                 }
                 tracing::warn!(
                     connection = %connection_id,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{AccessToken, Served};
+use crate::ids::{ConnectionId, ConnectorId};
 
 /// Most connections whose last served token [`ServedTokens`] keeps; past it, the entry that
 /// expires first makes room.
@@ -14,12 +15,18 @@ const SERVED_TOKENS_CAPACITY: usize = 10_000;
 /// token expires.
 #[derive(Default)]
 pub struct ServedTokens {
-    entries: Mutex<HashMap<String, (String, AccessToken)>>,
+    entries: Mutex<HashMap<ConnectionId, (ConnectorId, AccessToken)>>,
 }
 
 impl ServedTokens {
     /// Remembers a token served for a connector's connection.
-    pub(super) fn remember(&self, connector: &str, connection_id: &str, token: &AccessToken, now: i64) {
+    pub(super) fn remember(
+        &self,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
+        token: &AccessToken,
+        now: i64,
+    ) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SERVED_TOKENS_CAPACITY && !map.contains_key(connection_id) {
             map.retain(|_, (_, t)| t.expires_at > now);
@@ -32,11 +39,16 @@ impl ServedTokens {
                 map.remove(&first);
             }
         }
-        map.insert(connection_id.to_string(), (connector.to_string(), token.clone()));
+        map.insert(connection_id.clone(), (connector.clone(), token.clone()));
     }
 
     /// The remembered token of a connector's connection, while it is still valid.
-    pub(super) fn recall(&self, connector: &str, connection_id: &str, now: i64) -> Option<AccessToken> {
+    pub(super) fn recall(
+        &self,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
+        now: i64,
+    ) -> Option<AccessToken> {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(connection_id) {
             Some((owner, t)) if owner == connector && t.expires_at > now => Some(AccessToken {
@@ -48,7 +60,7 @@ impl ServedTokens {
     }
 
     /// Forgets a connection (it needs a new sign-in, or is gone).
-    pub(super) fn forget(&self, connection_id: &str) {
+    pub(super) fn forget(&self, connection_id: &ConnectionId) {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -56,7 +68,7 @@ impl ServedTokens {
     }
 
     /// Forgets a connection's token if `connector` owns it (DELETE).
-    pub fn forget_owned(&self, connector: &str, connection_id: &str) {
+    pub fn forget_owned(&self, connector: &ConnectorId, connection_id: &ConnectionId) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(connection_id).is_some_and(|(owner, _)| owner == connector) {
             map.remove(connection_id);
@@ -90,28 +102,65 @@ mod tests {
             min_ttl_unmet: false,
         };
         let now = 1_700_000_000;
-        cache.remember("files", "c1", &token(now + 60), now);
+        cache.remember(
+            &ConnectorId::new("files"),
+            &ConnectionId::new("c1"),
+            &token(now + 60),
+            now,
+        );
         assert_eq!(
-            cache.recall("files", "c1", now).map(|t| t.served),
+            cache
+                .recall(&ConnectorId::new("files"), &ConnectionId::new("c1"), now)
+                .map(|t| t.served),
             Some(Served::FromMemory)
         );
-        assert!(cache.recall("crm", "c1", now).is_none(), "only for its connector");
-        cache.remember("files", "c2", &token(now - 1), now);
-        assert!(cache.recall("files", "c2", now).is_none(), "never an expired token");
-        cache.forget("c1");
-        assert!(cache.recall("files", "c1", now).is_none());
+        assert!(
+            cache
+                .recall(&ConnectorId::new("crm"), &ConnectionId::new("c1"), now)
+                .is_none(),
+            "only for its connector"
+        );
+        cache.remember(
+            &ConnectorId::new("files"),
+            &ConnectionId::new("c2"),
+            &token(now - 1),
+            now,
+        );
+        assert!(
+            cache
+                .recall(&ConnectorId::new("files"), &ConnectionId::new("c2"), now)
+                .is_none(),
+            "never an expired token"
+        );
+        cache.forget(&ConnectionId::new("c1"));
+        assert!(
+            cache
+                .recall(&ConnectorId::new("files"), &ConnectionId::new("c1"), now)
+                .is_none()
+        );
 
         for i in 0..SERVED_TOKENS_CAPACITY + 10 {
-            cache.remember("files", &format!("n{i}"), &token(now + 60 + i as i64), now);
+            cache.remember(
+                &ConnectorId::new("files"),
+                &ConnectionId::new(format!("n{i}")),
+                &token(now + 60 + i as i64),
+                now,
+            );
         }
         assert_eq!(cache.len(), SERVED_TOKENS_CAPACITY, "bounded");
         assert!(
-            cache.recall("files", "n0", now).is_none(),
+            cache
+                .recall(&ConnectorId::new("files"), &ConnectionId::new("n0"), now)
+                .is_none(),
             "the soonest to expire made room"
         );
         assert!(
             cache
-                .recall("files", &format!("n{}", SERVED_TOKENS_CAPACITY + 9), now)
+                .recall(
+                    &ConnectorId::new("files"),
+                    &ConnectionId::new(format!("n{}", SERVED_TOKENS_CAPACITY + 9)),
+                    now
+                )
                 .is_some()
         );
     }

@@ -250,7 +250,10 @@ fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
     let records = Records::new(store.clone());
     let clock = Arc::new(ManualClock::at(NOW));
     let metrics = Arc::new(Metrics::for_connectors(&["files"], None));
-    let connectors = Arc::new(HashMap::from([("files".to_string(), connector(&opts.scopes))]));
+    let connectors = Arc::new(std::collections::HashMap::from([(
+        "files".into(),
+        connector(&opts.scopes),
+    )]));
     let service = Arc::new(TokenService::new(TokenServiceParts {
         records: records.clone(),
         endpoint: endpoint.clone(),
@@ -299,19 +302,23 @@ impl Rig {
             status: ConnectionStatus::Active,
             reauth: None,
             return_url: None,
-            token_identity: Some(TokenIdentity::new(TENANT, CLIENT_ID, &["Files.Read.All".to_string()])),
+            token_identity: Some(TokenIdentity::new(
+                &TENANT.into(),
+                CLIENT_ID,
+                &["Files.Read.All".to_string()],
+            )),
         };
         self.records.put_connection(&conn).await.unwrap();
         conn
     }
 
     pub(crate) async fn stored(&self, id: &str) -> Connection {
-        self.records.connection(id).await.unwrap().expect("stored").0
+        self.records.connection(&id.into()).await.unwrap().expect("stored").0
     }
 
     async fn token(&self, id: &str, min_ttl: u64) -> Result<AccessToken, TokenServiceError> {
         self.service
-            .access_token("files", id, Duration::from_secs(min_ttl))
+            .access_token(&"files".into(), &id.into(), Duration::from_secs(min_ttl))
             .await
     }
 }
@@ -374,7 +381,11 @@ async fn concurrent_callers_share_one_refresh() {
     let callers: Vec<_> = (0..50)
         .map(|_| {
             let service = r.service.clone();
-            tokio::spawn(async move { service.access_token("files", "c1", Duration::from_secs(300)).await })
+            tokio::spawn(async move {
+                service
+                    .access_token(&"files".into(), &"c1".into(), Duration::from_secs(300))
+                    .await
+            })
         })
         .collect();
     endpoint.entered.notified().await;
@@ -393,7 +404,11 @@ async fn a_caller_that_leaves_mid_refresh_does_not_cancel_the_write() {
     r.connection("c1", 0).await;
     let caller = {
         let service = r.service.clone();
-        tokio::spawn(async move { service.access_token("files", "c1", Duration::ZERO).await })
+        tokio::spawn(async move {
+            service
+                .access_token(&"files".into(), &"c1".into(), Duration::ZERO)
+                .await
+        })
     };
     endpoint.entered.notified().await;
     caller.abort();
@@ -410,7 +425,7 @@ async fn another_brokers_lease_makes_callers_wait_and_never_call_entra() {
     r.connection("c1", 30).await;
     let lease = r
         .records
-        .try_lease("c1", Duration::from_secs(30))
+        .try_lease(&"c1".into(), Duration::from_secs(30))
         .await
         .unwrap()
         .unwrap();
@@ -434,11 +449,15 @@ async fn a_write_meanwhile_wins_over_the_refresh_result() {
     r.connection("c1", 0).await;
     let caller = {
         let service = r.service.clone();
-        tokio::spawn(async move { service.access_token("files", "c1", Duration::ZERO).await })
+        tokio::spawn(async move {
+            service
+                .access_token(&"files".into(), &"c1".into(), Duration::ZERO)
+                .await
+        })
     };
     endpoint.entered.notified().await;
     // A sign-in (or a refresher that took over a lost lease) writes while Entra answers us.
-    let (mut theirs, version) = r.records.connection("c1").await.unwrap().unwrap();
+    let (mut theirs, version) = r.records.connection(&"c1".into()).await.unwrap().unwrap();
     theirs.access_token = Sensitive::new("at-theirs");
     theirs.access_expires_at = NOW + 3600;
     theirs.refresh_token = Some(Sensitive::new("rt-theirs"));
@@ -535,7 +554,7 @@ async fn a_store_outage_serves_this_brokers_last_token_while_valid() {
     );
     r.store.down.store(false, Ordering::SeqCst);
     assert!(
-        r.records.connection("c2").await.unwrap().is_some(),
+        r.records.connection(&"c2".into()).await.unwrap().is_some(),
         "nothing was deleted"
     );
 }
@@ -545,7 +564,7 @@ async fn a_forgotten_connection_is_not_served_from_memory() {
     let r = rig(Scripted::new(vec![]));
     r.connection("c1", 600).await;
     r.token("c1", 0).await.unwrap();
-    r.service.forget_owned("files", "c1");
+    r.service.forget_owned(&"files".into(), &"c1".into());
     r.store.down.store(true, Ordering::SeqCst);
     assert!(matches!(r.token("c1", 0).await, Err(TokenServiceError::Store(_))));
 }
@@ -617,7 +636,7 @@ async fn changed_scopes_refresh_and_a_changed_client_id_needs_a_sign_in() {
     );
 
     let mut conn = r.connection("c2", 3600).await;
-    conn.token_identity = Some(TokenIdentity::new(TENANT, "another-client", &conn.scopes));
+    conn.token_identity = Some(TokenIdentity::new(&TENANT.into(), "another-client", &conn.scopes));
     r.records.put_connection(&conn).await.unwrap();
     assert!(matches!(
         r.token("c2", 0).await,
@@ -631,7 +650,9 @@ async fn another_connectors_or_a_missing_connection_is_not_found() {
     let r = rig(Scripted::new(vec![]));
     r.connection("c1", 3600).await;
     assert!(matches!(
-        r.service.access_token("crm", "c1", Duration::ZERO).await,
+        r.service
+            .access_token(&"crm".into(), &"c1".into(), Duration::ZERO)
+            .await,
         Err(TokenServiceError::NotFound)
     ));
     assert!(matches!(r.token("nope", 0).await, Err(TokenServiceError::NotFound)));

@@ -200,7 +200,7 @@ impl World {
         self.broker
             .state
             .records
-            .connection_for_user("files", tenant_id, &self.oid(name))
+            .connection_for_user(&"files".into(), &tenant_id.into(), &self.oid(name))
             .await
             .expect("store answers")
             .is_some()

@@ -7,3 +7,8 @@ pub mod flows;
 pub mod redis;
 pub mod scrape;
 pub mod sim;
+
+/// A connection id from the text an API answer carried, for the store's typed lookups.
+pub fn cid(id: &str) -> consent_broker::ids::ConnectionId {
+    consent_broker::ids::ConnectionId::new(id)
+}

@@ -287,7 +287,7 @@ async fn a_callback_for_another_tenant_than_asked_is_refused() {
         w.broker
             .state
             .records
-            .tenant_approval("files", CONTOSO_TID)
+            .tenant_approval(&"files".into(), &CONTOSO_TID.into())
             .await
             .unwrap()
             .is_none()
@@ -296,7 +296,7 @@ async fn a_callback_for_another_tenant_than_asked_is_refused() {
         w.broker
             .state
             .records
-            .tenant_approval("files", FABRIKAM_TID)
+            .tenant_approval(&"files".into(), &FABRIKAM_TID.into())
             .await
             .unwrap()
             .is_none()
@@ -481,8 +481,14 @@ async fn verifications(w: &World, outcome: &str) -> f64 {
 /// Nothing is recorded for Fabrikam: no tenant approval, nothing in the approved-tenant index.
 async fn assert_nothing_recorded(w: &World) {
     let records = &w.broker.state.records;
-    assert!(records.tenant_approval("files", FABRIKAM_TID).await.unwrap().is_none());
-    assert!(records.approved_tenants("files").await.unwrap().is_empty());
+    assert!(
+        records
+            .tenant_approval(&"files".into(), &FABRIKAM_TID.into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(records.approved_tenants(&"files".into()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -548,8 +554,14 @@ async fn real_admin_consent_is_verified_and_recorded() {
     assert_eq!(w.sim.token_grants("client_credentials").await, 1);
     assert_eq!(verifications(&w, "verified").await, 1.0);
     let records = &w.broker.state.records;
-    assert!(records.tenant_approval("files", FABRIKAM_TID).await.unwrap().is_some());
-    assert_eq!(records.approved_tenants("files").await.unwrap(), [FABRIKAM_TID]);
+    assert!(
+        records
+            .tenant_approval(&"files".into(), &FABRIKAM_TID.into())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(records.approved_tenants(&"files".into()).await.unwrap(), [FABRIKAM_TID]);
     let logs = w.broker.logs();
     assert!(!logs.contains(crate::common::sim::APP_A_SECRET));
 }

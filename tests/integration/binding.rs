@@ -196,11 +196,11 @@ async fn approval_continue_after_the_page_or_its_session_expired_starts_nothing(
     let page = approval_page(&w).await;
     let id = page.rsplit('/').next().unwrap().to_string();
     let records = &w.broker.state.records;
-    let mut approval = records.approval(&id).await.unwrap().expect("stored");
+    let mut approval = records.approval(&id.as_str().into()).await.unwrap().expect("stored");
 
     // The connect session behind it ended: completed elsewhere.
     let session_id = approval.session_id.clone().expect("a connect-link flow");
-    let mut session = records.session("files", &session_id).await.unwrap().unwrap();
+    let mut session = records.session(&"files".into(), &session_id).await.unwrap().unwrap();
     session.status = consent_broker::store::records::SessionStatus::Completed;
     records
         .save_session(&session, std::time::Duration::from_secs(60))

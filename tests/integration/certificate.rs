@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::common::broker::{Broker, BrokerOptions, RETURN_A, Reserved};
 use crate::common::certs::TestCert;
+use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::sim::APP_A_SECRET;
 
@@ -115,7 +116,7 @@ async fn an_expired_certificate_stops_refreshes_without_flipping_the_connection(
     assert_eq!(body["category"], "client_credential_invalid");
     assert_eq!(body["aadsts"], 700027);
     // The user can do nothing about it: the connection stays active for when the operator fixes it.
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert!(stored.reauth.is_none(), "{:?}", stored.reauth);
     assert_eq!(
         metric(&w.broker, CREDENTIAL_ERRORS, "connector=\"files\",code=\"700027\""),

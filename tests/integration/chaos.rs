@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::broker::{BrokerOptions, KEY_A};
+use crate::common::cid;
 use crate::common::flows::{World, handoff_code_in};
 use crate::common::sim::{APP_A_CLIENT_ID, NORTHWIND_TID};
 
@@ -16,7 +17,7 @@ async fn intact(w: &World, conn: &str) -> String {
         .broker
         .state
         .records
-        .connection(conn)
+        .connection(&cid(conn))
         .await
         .unwrap()
         .expect("the connection is kept");
@@ -196,7 +197,7 @@ async fn shutdown_waits_for_a_refresh_whose_caller_left() {
     let World { broker, sim, .. } = w;
     let records = broker.state.clone();
     broker.stop().await;
-    let (stored, _) = records.records.connection(&conn).await.unwrap().expect("kept");
+    let (stored, _) = records.records.connection(&cid(&conn)).await.unwrap().expect("kept");
     assert_ne!(
         stored.refresh_token.expect("a refresh token").expose(),
         before,

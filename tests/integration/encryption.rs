@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved};
+use crate::common::cid;
 use crate::common::flows::{World, param};
 use crate::common::redis::{RedisCluster, RedisServer};
 
@@ -127,7 +128,7 @@ async fn served(w: &World, conns: &[String]) -> Vec<Value> {
 async fn token_values(w: &World, conns: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for conn in conns {
-        let (c, _) = w.broker.state.records.connection(conn).await.unwrap().unwrap();
+        let (c, _) = w.broker.state.records.connection(&cid(conn)).await.unwrap().unwrap();
         out.push(c.access_token.expose().to_string());
         out.push(c.refresh_token.expect("a refresh token").expose().to_string());
     }

@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::common::broker::{KEY_A, RETURN_A};
+use crate::common::cid;
 use crate::common::flows::{World, param};
 use crate::common::sim::CONTOSO_TID;
 
@@ -127,7 +128,7 @@ async fn out_of_band_flow_end_to_end() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(
-        w.broker.state.records.connection(&conn).await.unwrap().is_none(),
+        w.broker.state.records.connection(&cid(&conn)).await.unwrap().is_none(),
         "tokens are gone from the store"
     );
     let (status, body) = w.token(&conn, None).await;
@@ -189,7 +190,7 @@ async fn refresh_when_below_min_ttl_rotates_and_returns_new_token() {
     let w = World::new().await;
     let conn = w.connect(&w.upn("alice")).await;
     let (_, first) = w.token(&conn, None).await;
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     let old_rt = stored.refresh_token.clone().unwrap();
 
     // Entra's access tokens live about an hour: asking for two hours forces a refresh.
@@ -198,7 +199,7 @@ async fn refresh_when_below_min_ttl_rotates_and_returns_new_token() {
     assert_ne!(first["access_token"], second["access_token"]);
     assert_eq!(w.sim.token_grants("refresh_token").await, 1);
 
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_ne!(
         stored.refresh_token.unwrap(),
         old_rt,

@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::common::broker::{BrokerOptions, KEY_A, KEY_B, RETURN_A};
+use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
 use crate::common::scrape::sample;
@@ -157,7 +158,7 @@ async fn a_request_past_the_request_timeout_gets_503_and_its_refresh_still_lands
     )
     .await;
     let conn = w.connect(&w.upn("alice")).await;
-    let before = w.broker.state.records.connection(&conn).await.unwrap().unwrap().1;
+    let before = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap().1;
     w.sim
         .fault(json!({"endpoint": "token", "grant_type": "refresh_token", "kind": "latency", "latency_ms": 2_500, "count": 1}))
         .await;
@@ -174,7 +175,7 @@ async fn a_request_past_the_request_timeout_gets_503_and_its_refresh_still_lands
     assert_eq!(body["error"], "timeout", "{body}");
     // The refresh was not cut short with the request: its result is written and served.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while w.broker.state.records.connection(&conn).await.unwrap().unwrap().1 == before {
+    while w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap().1 == before {
         assert!(Instant::now() < deadline, "the refresh never landed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved};
+use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::sim::{CONTOSO_TID, FABRIKAM_TID, Sim, standard_config};
 
@@ -270,7 +271,7 @@ async fn reconnect_falls_back_to_out_of_band_when_the_return_url_was_unregistere
     let code = crate::common::flows::param(&back, "handoff").unwrap();
     let (_, redeemed) = w.redeem(&code).await;
     let conn = redeemed["connection_id"].as_str().unwrap().to_string();
-    let (mut stored, version) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (mut stored, version) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     stored.return_url = Some("https://unregistered.example.com/cb".into());
     w.broker
         .state

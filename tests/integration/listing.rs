@@ -10,6 +10,7 @@ use serde_json::Value;
 use consent_broker::store::records::{Connection, ConnectionStatus, ReauthReason};
 
 use crate::common::broker::{BrokerOptions, KEY_A, KEY_B};
+use crate::common::cid;
 use crate::common::flows::World;
 
 const OTHER_TENANT: &str = "9b1c2d3e-0000-4000-8000-00000000abcd";
@@ -21,7 +22,7 @@ async fn seed(w: &World, template: &Connection, count: usize) -> Vec<Connection>
     let mut made = Vec::new();
     for i in 0..count {
         let mut c = template.clone();
-        c.id = format!("conn_seed_{i:03}");
+        c.id = format!("conn_seed_{i:03}").into();
         c.created_at = template.created_at - 1 - (i / 3) as i64;
         c.user.oid = format!("oid-{i}");
         if i % 5 == 0 {
@@ -85,7 +86,7 @@ async fn listing_on(store: String) -> World {
     .await;
     // One connection through a real sign-in, 249 written the way a sign-in writes them.
     let real = w.connect(&w.upn("alice")).await;
-    let (template, _) = w.broker.state.records.connection(&real).await.unwrap().unwrap();
+    let (template, _) = w.broker.state.records.connection(&cid(&real)).await.unwrap().unwrap();
     let seeded = seed(&w, &template, 249).await;
 
     // Page 1: the newest 100, newest first.
@@ -104,7 +105,7 @@ async fn listing_on(store: String) -> World {
     let cursor = first["next_cursor"].as_str().expect("more pages").to_string();
 
     // While the client pages: one connection it has not reached yet is deleted, one is added.
-    let doomed = &seeded[200].id;
+    let doomed = &seeded[200].id.to_string();
     let (status, _) = w
         .api(Method::DELETE, &format!("/v1/connections/{doomed}"), Some(KEY_A), None)
         .await;
@@ -127,7 +128,7 @@ async fn listing_on(store: String) -> World {
     assert_eq!(unique.len(), seen.len(), "no connection twice");
     let throughout: HashSet<String> = seeded
         .iter()
-        .map(|c| c.id.clone())
+        .map(|c| c.id.to_string())
         .chain([real.clone()])
         .filter(|id| id != doomed)
         .collect();
@@ -147,20 +148,23 @@ async fn listing_on(store: String) -> World {
     let reauth = all(&w, "status=reauth_required").await;
     let expected: HashSet<String> = seeded
         .iter()
-        .filter(|c| c.status == ConnectionStatus::ReauthRequired && &c.id != doomed)
-        .map(|c| c.id.clone())
+        .filter(|c| c.status == ConnectionStatus::ReauthRequired && c.id != doomed.as_str())
+        .map(|c| c.id.to_string())
         .collect();
     assert_eq!(reauth.iter().cloned().collect::<HashSet<_>>(), expected);
     let other_tenant = all(&w, &format!("tenant_id={OTHER_TENANT}")).await;
     let expected = seeded
         .iter()
-        .filter(|c| c.tenant_id == OTHER_TENANT && &c.id != doomed)
+        .filter(|c| c.tenant_id == OTHER_TENANT && c.id != doomed.as_str())
         .count();
     assert_eq!(other_tenant.len(), expected);
     let even_active = all(&w, "end_user=even&status=active").await;
     assert!(!even_active.is_empty());
     for id in &even_active {
-        let c = seeded.iter().find(|c| &c.id == id).expect("a seeded even connection");
+        let c = seeded
+            .iter()
+            .find(|c| c.id == id.as_str())
+            .expect("a seeded even connection");
         assert_eq!(
             (c.end_user.as_deref(), c.status),
             (Some("even"), ConnectionStatus::Active)

@@ -247,7 +247,7 @@ async fn pages_whose_tenant_approved_through_another_broker_leave_the_pending_ga
         .state
         .records
         .put_tenant_approval(
-            "files",
+            &"files".into(),
             &consent_broker::store::records::TenantApproval {
                 tenant_id: crate::common::sim::FABRIKAM_TID.into(),
                 scopes: vec!["Files.Read.All".into()],

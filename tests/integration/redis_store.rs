@@ -10,6 +10,7 @@ use consent_broker::store::{CasOutcome, RedisStore, Store, StoreError, conforman
 use reqwest::StatusCode;
 
 use crate::common::broker::BrokerOptions;
+use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::redis::{RedisCluster, RedisSentinel, RedisServer};
 
@@ -357,7 +358,14 @@ async fn redis_outage_serves_valid_tokens_from_memory_and_loses_nothing() {
         "every call during the outage was answered with the valid token: {answers:?}"
     );
     for conn in [&served, &unserved] {
-        let (stored, _) = w.broker.state.records.connection(conn).await.unwrap().expect("kept");
+        let (stored, _) = w
+            .broker
+            .state
+            .records
+            .connection(&cid(conn))
+            .await
+            .unwrap()
+            .expect("kept");
         assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
         let (status, body) = w.token(conn, Some(7_200)).await;
         assert_eq!(status, StatusCode::OK, "a refresh works again: {body}");
@@ -562,7 +570,14 @@ async fn broker_on_sentinel_follows_a_failover_without_a_restart() {
     // Every connection made before the failover is intact, and a forced refresh (a
     // compare-and-swap on the new master) works.
     for conn in [&served, &unserved] {
-        let (stored, _) = w.broker.state.records.connection(conn).await.unwrap().expect("kept");
+        let (stored, _) = w
+            .broker
+            .state
+            .records
+            .connection(&cid(conn))
+            .await
+            .unwrap()
+            .expect("kept");
         assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
         let (status, body) = w.token(conn, Some(7_200)).await;
         assert_eq!(status, StatusCode::OK, "a refresh works after the failover: {body}");

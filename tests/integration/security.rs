@@ -4,6 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::broker::{BrokerOptions, KEY_A, KEY_B, RETURN_A};
+use crate::common::cid;
 use crate::common::flows::{World, param, with_param};
 use crate::common::sim::CONTOSO_TID;
 use crate::happy::urlencode;
@@ -41,7 +42,7 @@ async fn replayed_state_is_refused_and_stores_nothing_more() {
         .broker
         .state
         .records
-        .connection_for_user("files", CONTOSO_TID, &w.oid("alice"))
+        .connection_for_user(&"files".into(), &CONTOSO_TID.into(), &w.oid("alice"))
         .await
         .unwrap();
     let (status, body) = get(&w, cb.as_str()).await;
@@ -51,7 +52,7 @@ async fn replayed_state_is_refused_and_stores_nothing_more() {
         .broker
         .state
         .records
-        .connection_for_user("files", CONTOSO_TID, &w.oid("alice"))
+        .connection_for_user(&"files".into(), &CONTOSO_TID.into(), &w.oid("alice"))
         .await
         .unwrap();
     assert_eq!(
@@ -548,10 +549,10 @@ async fn no_secret_reaches_the_logs() {
     let (_, redeemed) = w.redeem(&handoff).await;
     let conn = redeemed["connection_id"].as_str().unwrap().to_string();
     let (_, first) = w.token(&conn, None).await;
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     let first_rt = stored.refresh_token.unwrap().expose().to_string();
     let (_, second) = w.token(&conn, Some(7_200)).await;
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     // A refused refresh and a failed sign-in log their errors too.
     w.sim.revoke_user(&w.upn("alice")).await;
     let (status, _) = w.token(&conn, Some(7_200)).await;

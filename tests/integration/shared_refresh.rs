@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client};
+use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
 use crate::common::sim::{Sim, standard_config};
@@ -87,7 +88,7 @@ async fn three_brokers_on_one_redis_refresh_once_for_300_callers() {
         before["access_token"].as_str().unwrap(),
         "and it is the new one"
     );
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_eq!(stored.access_token.expose(), tokens[0]);
 
     // The lease is released once the refresh is done; the connection's key is the only one left.
@@ -135,14 +136,14 @@ async fn lost_lease(rotation_grace_secs: u64) {
     let (status, second) = token_at(&w.http, &others[0].url, &conn, 7_200).await;
     assert_eq!(status, StatusCode::OK, "{second}");
     let newest = second["access_token"].as_str().unwrap().to_string();
-    let (after_second, version) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (after_second, version) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_eq!(after_second.access_token.expose(), newest);
 
     // Broker 1's late answer is not written over it: its caller gets what is stored.
     let (status, first) = slow.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["access_token"], newest.as_str());
-    let (stored, stored_version) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, stored_version) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_eq!(stored_version, version, "nothing was written after broker 2's rotation");
     assert_eq!(stored.access_token.expose(), newest);
     assert_eq!(
@@ -156,7 +157,7 @@ async fn lost_lease(rotation_grace_secs: u64) {
     let (status, third) = token_at(&w.http, &others[1].url, &conn, 7_200).await;
     assert_eq!(status, StatusCode::OK, "{third}");
     assert_ne!(third["access_token"], newest.as_str());
-    let (stored, _) = w.broker.state.records.connection(&conn).await.unwrap().unwrap();
+    let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_eq!(stored.status, consent_broker::store::records::ConnectionStatus::Active);
 }
 
@@ -165,7 +166,7 @@ async fn a_token_is_served_only_for_the_identity_it_was_issued_for() {
     let w = World::new().await;
     let conn = w.connect(&w.upn("alice")).await;
     let records = &w.broker.state.records;
-    let (stored, version) = records.connection(&conn).await.unwrap().unwrap();
+    let (stored, version) = records.connection(&cid(&conn)).await.unwrap().unwrap();
     let identity = stored.token_identity.clone().expect("the sign-in records the identity");
     assert_eq!(identity.scopes, ["files.read.all", "sites.read.all"], "sorted");
     let (status, first) = w.token(&conn, None).await;
@@ -181,7 +182,7 @@ async fn a_token_is_served_only_for_the_identity_it_was_issued_for() {
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_ne!(second["access_token"], first["access_token"]);
     assert_eq!(w.sim.token_grants("refresh_token").await, 1);
-    let (stored, version) = records.connection(&conn).await.unwrap().unwrap();
+    let (stored, version) = records.connection(&cid(&conn)).await.unwrap().unwrap();
     assert_eq!(stored.token_identity.as_ref(), Some(&identity));
 
     // A record from before identities were kept is refreshed once, then served.
@@ -196,7 +197,7 @@ async fn a_token_is_served_only_for_the_identity_it_was_issued_for() {
 
     // Tokens of another client id (the connector's app registration changed) are never served
     // or refreshed: the user must sign in again.
-    let (stored, version) = records.connection(&conn).await.unwrap().unwrap();
+    let (stored, version) = records.connection(&cid(&conn)).await.unwrap().unwrap();
     let mut foreign = stored.clone();
     foreign.token_identity.as_mut().unwrap().client_id = "00000000-0000-4000-8000-000000000000".into();
     records.update_connection(&foreign, version).await.unwrap();
@@ -247,7 +248,7 @@ async fn callers_never_call_entra_without_the_lease_and_wait_a_bounded_time() {
         .broker
         .state
         .records
-        .try_lease(&conn, Duration::from_secs(60))
+        .try_lease(&cid(&conn), Duration::from_secs(60))
         .await
         .unwrap()
         .expect("free");

@@ -5,15 +5,16 @@ use std::time::Duration;
 use super::keys::*;
 use super::{Records, encode};
 use crate::entra::Category;
+use crate::ids::{ConnectorId, FlowId, TenantId};
 use crate::store::{CasOutcome, StoreError};
 
 /// A flow that needs the tenant's approval, kept for the approval page.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Approval {
     /// The failed flow's id (the page's id).
-    pub flow_id: String,
+    pub flow_id: FlowId,
     /// Connector.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The connect session, for "continue".
     pub session_id: Option<String>,
     /// Return URL, for "continue".
@@ -25,7 +26,7 @@ pub struct Approval {
     /// Tenant segment the flow used (GUID, domain or `organizations`).
     pub tenant: String,
     /// Tenant GUID, when it could be resolved.
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     /// What to call the tenant on the page (a domain or GUID).
     pub tenant_label: Option<String>,
     /// Category of the error.
@@ -41,11 +42,19 @@ pub struct Approval {
     pub browser: String,
 }
 
+impl Approval {
+    /// The tenant as the admin-consent link and the pending-approvals gauge name it: its GUID
+    /// when resolved, else the segment the flow used.
+    pub fn tenant_key(&self) -> &str {
+        self.tenant_id.as_ref().map_or(self.tenant.as_str(), TenantId::as_str)
+    }
+}
+
 /// A tenant's recorded admin consent for a connector.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TenantApproval {
     /// Tenant GUID.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// Scopes the admin granted, as Entra reported them.
     pub scopes: Vec<String>,
     /// Unix milliseconds.
@@ -56,13 +65,13 @@ pub struct TenantApproval {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AdminConsentState {
     /// Connector.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// Tenant segment sent to Entra.
     pub tenant: String,
     /// Tenant GUID the callback must report, when known in advance.
-    pub expected_tenant_id: Option<String>,
+    pub expected_tenant_id: Option<TenantId>,
     /// The approval page that started it.
-    pub flow_id: Option<String>,
+    pub flow_id: Option<FlowId>,
 }
 
 /// At most this many tenants are listed in a connector's approved-tenant index. The index is one
@@ -74,9 +83,9 @@ pub const APPROVED_TENANTS_INDEX_CAP: usize = 1_000;
 
 /// The index after `tenant_id` approved: listed last (the most recent), once, and the oldest
 /// entries dropped beyond [`APPROVED_TENANTS_INDEX_CAP`].
-fn with_latest_approval(mut ids: Vec<String>, tenant_id: &str) -> Vec<String> {
+fn with_latest_approval(mut ids: Vec<TenantId>, tenant_id: &TenantId) -> Vec<TenantId> {
     ids.retain(|t| t != tenant_id);
-    ids.push(tenant_id.to_string());
+    ids.push(tenant_id.clone());
     let excess = ids.len().saturating_sub(APPROVED_TENANTS_INDEX_CAP);
     ids.drain(..excess);
     ids
@@ -88,7 +97,7 @@ impl Records {
         let ttl = (approval.expires_at - crate::clock::now_unix()).max(0) as u64 + retention.as_secs();
         self.store
             .put(
-                &approval_key(&approval.flow_id),
+                &approval_key(approval.flow_id.as_str()),
                 encode(approval),
                 Some(Duration::from_secs(ttl)),
             )
@@ -97,24 +106,28 @@ impl Records {
     }
 
     /// An approval page's record.
-    pub async fn approval(&self, flow_id: &str) -> Result<Option<Approval>, StoreError> {
-        Ok(self.get(&approval_key(flow_id)).await?.map(|(a, _)| a))
+    pub async fn approval(&self, flow_id: &FlowId) -> Result<Option<Approval>, StoreError> {
+        Ok(self.get(&approval_key(flow_id.as_str())).await?.map(|(a, _)| a))
     }
 
     /// Records (or replaces) a tenant's admin consent for a connector.
-    pub async fn put_tenant_approval(&self, connector: &str, approval: &TenantApproval) -> Result<(), StoreError> {
+    pub async fn put_tenant_approval(
+        &self,
+        connector: &ConnectorId,
+        approval: &TenantApproval,
+    ) -> Result<(), StoreError> {
         self.store
             .put(
-                &tenant_approval_key(connector, &approval.tenant_id),
+                &tenant_approval_key(connector.as_str(), approval.tenant_id.as_str()),
                 encode(approval),
                 None,
             )
             .await?;
         // The index lists which tenants approved, oldest approval first, for "you approved a
         // different tenant" hints. Concurrent approvals retry on conflict, so none is lost.
-        let index = tenant_approvals_index_key(connector);
+        let index = tenant_approvals_index_key(connector.as_str());
         loop {
-            match self.get::<Vec<String>>(&index).await? {
+            match self.get::<Vec<TenantId>>(&index).await? {
                 Some((ids, _)) if ids.last() == Some(&approval.tenant_id) => return Ok(()),
                 Some((ids, version)) => {
                     let ids = with_latest_approval(ids, &approval.tenant_id);
@@ -138,20 +151,20 @@ impl Records {
     /// A tenant's recorded admin consent for a connector.
     pub async fn tenant_approval(
         &self,
-        connector: &str,
-        tenant_id: &str,
+        connector: &ConnectorId,
+        tenant_id: &TenantId,
     ) -> Result<Option<TenantApproval>, StoreError> {
         Ok(self
-            .get(&tenant_approval_key(connector, tenant_id))
+            .get(&tenant_approval_key(connector.as_str(), tenant_id.as_str()))
             .await?
             .map(|(a, _)| a))
     }
 
     /// Tenants that approved a connector, oldest approval first; at most
     /// [`APPROVED_TENANTS_INDEX_CAP`], the most recent ones.
-    pub async fn approved_tenants(&self, connector: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn approved_tenants(&self, connector: &ConnectorId) -> Result<Vec<TenantId>, StoreError> {
         Ok(self
-            .get(&tenant_approvals_index_key(connector))
+            .get(&tenant_approvals_index_key(connector.as_str()))
             .await?
             .map(|(ids, _)| ids)
             .unwrap_or_default())
@@ -188,7 +201,8 @@ mod tests {
     #[tokio::test]
     async fn the_approved_tenant_index_keeps_the_most_recent_approvals_up_to_its_cap() {
         let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
-        let approve = |tenant: String| {
+        let files = ConnectorId::new("files");
+        let approve = |tenant: TenantId| {
             let records = records.clone();
             async move {
                 let approval = TenantApproval {
@@ -196,39 +210,46 @@ mod tests {
                     scopes: vec!["Files.Read.All".into()],
                     approved_at_ms: 1,
                 };
-                records.put_tenant_approval("files", &approval).await.unwrap();
+                records
+                    .put_tenant_approval(&ConnectorId::new("files"), &approval)
+                    .await
+                    .unwrap();
             }
         };
-        let tenant = |i: usize| format!("00000000-0000-4000-8000-{i:012}");
+        let tenant = |i: usize| TenantId::new(format!("00000000-0000-4000-8000-{i:012}"));
         let total = APPROVED_TENANTS_INDEX_CAP + 5;
         for i in 0..total {
             approve(tenant(i)).await;
         }
-        let ids = records.approved_tenants("files").await.unwrap();
+        let ids = records.approved_tenants(&files).await.unwrap();
         assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
         assert_eq!(ids.first(), Some(&tenant(5)), "the five oldest left the index");
         assert_eq!(ids.last(), Some(&tenant(total - 1)), "the newest is kept");
-        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        let unique: std::collections::HashSet<&TenantId> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "no tenant twice");
         assert!(
-            records.tenant_approval("files", &tenant(0)).await.unwrap().is_some(),
+            records.tenant_approval(&files, &tenant(0)).await.unwrap().is_some(),
             "an approval that left the index is still recorded"
         );
 
         // Approving again makes a tenant the most recent one: the oldest other one leaves.
         approve(tenant(5)).await;
-        let ids = records.approved_tenants("files").await.unwrap();
+        let ids = records.approved_tenants(&files).await.unwrap();
         assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
         assert_eq!(ids.last(), Some(&tenant(5)));
         assert_eq!(ids.first(), Some(&tenant(6)));
         // A tenant that was evicted and approves again comes back as the newest.
         approve(tenant(0)).await;
-        let ids = records.approved_tenants("files").await.unwrap();
+        let ids = records.approved_tenants(&files).await.unwrap();
         assert_eq!(ids.len(), APPROVED_TENANTS_INDEX_CAP);
         assert_eq!(ids.last(), Some(&tenant(0)));
         assert!(!ids.contains(&tenant(6)));
         assert!(
-            records.approved_tenants("crm").await.unwrap().is_empty(),
+            records
+                .approved_tenants(&ConnectorId::new("crm"))
+                .await
+                .unwrap()
+                .is_empty(),
             "per connector"
         );
     }
@@ -241,20 +262,23 @@ mod tests {
                 let records = records.clone();
                 tokio::spawn(async move {
                     let approval = TenantApproval {
-                        tenant_id: format!("t{i}"),
+                        tenant_id: TenantId::new(format!("t{i}")),
                         scopes: Vec::new(),
                         approved_at_ms: 1,
                     };
-                    records.put_tenant_approval("files", &approval).await.unwrap();
+                    records
+                        .put_tenant_approval(&ConnectorId::new("files"), &approval)
+                        .await
+                        .unwrap();
                 })
             })
             .collect();
         for t in tasks {
             t.await.unwrap();
         }
-        let mut ids = records.approved_tenants("files").await.unwrap();
+        let mut ids = records.approved_tenants(&ConnectorId::new("files")).await.unwrap();
         ids.sort();
-        let mut expected: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        let mut expected: Vec<TenantId> = (0..20).map(|i| TenantId::new(format!("t{i}"))).collect();
         expected.sort();
         assert_eq!(ids, expected);
     }

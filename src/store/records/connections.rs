@@ -12,6 +12,7 @@ pub const LIST_EXAMINE_MAX: usize = 5_000;
 use super::{ReconnectLink, Records, encode};
 use crate::crypto::Sensitive;
 use crate::entra::Category;
+use crate::ids::{ConnectionId, ConnectorId, TenantId};
 use crate::store::{CasOutcome, StoreError};
 
 /// Connection status (contract values).
@@ -48,13 +49,13 @@ pub struct ReauthReason {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Connection {
     /// `conn_...`
-    pub id: String,
+    pub id: ConnectionId,
     /// Owning connector.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The connector's user id from the session, when known.
     pub end_user: Option<String>,
     /// Tenant GUID (`tid`).
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The user.
     pub user: ConnectionUser,
     /// Granted scopes as Entra reported them.
@@ -87,7 +88,7 @@ pub struct Connection {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenIdentity {
     /// Tenant GUID.
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// The connector's Entra application (client) id.
     pub client_id: String,
     /// The resource scopes requested, sorted and without duplicates (compared as sets).
@@ -96,12 +97,12 @@ pub struct TokenIdentity {
 
 impl TokenIdentity {
     /// The identity for a tenant, client id and requested scopes (in any order, any case).
-    pub fn new(tenant_id: &str, client_id: &str, scopes: &[String]) -> Self {
+    pub fn new(tenant_id: &TenantId, client_id: &str, scopes: &[String]) -> Self {
         let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
         scopes.sort();
         scopes.dedup();
         Self {
-            tenant_id: tenant_id.to_ascii_lowercase(),
+            tenant_id: TenantId::new(tenant_id.as_str().to_ascii_lowercase()),
             client_id: client_id.to_ascii_lowercase(),
             scopes,
         }
@@ -118,25 +119,25 @@ pub struct Lease {
 
 impl Records {
     /// A connection with its version (for compare-and-swap).
-    pub async fn connection(&self, id: &str) -> Result<Option<(Connection, u64)>, StoreError> {
-        self.get(&connection_key(id)).await
+    pub async fn connection(&self, id: &ConnectionId) -> Result<Option<(Connection, u64)>, StoreError> {
+        self.get(&connection_key(id.as_str())).await
     }
 
     /// The existing connection for this connector, tenant and user, if any.
     pub async fn connection_for_user(
         &self,
-        connector: &str,
-        tenant_id: &str,
+        connector: &ConnectorId,
+        tenant_id: &TenantId,
         oid: &str,
     ) -> Result<Option<(Connection, u64)>, StoreError> {
         let Some((id, _)) = self
-            .get::<String>(&connection_index_key(connector, tenant_id, oid))
+            .get::<ConnectionId>(&connection_index_key(connector.as_str(), tenant_id.as_str(), oid))
             .await?
         else {
             return Ok(None);
         };
         match self.connection(&id).await? {
-            Some((c, v)) if c.connector == connector => Ok(Some((c, v))),
+            Some((c, v)) if c.connector == *connector => Ok(Some((c, v))),
             _ => Ok(None),
         }
     }
@@ -147,18 +148,20 @@ impl Records {
     pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
         self.store
             .index_add(
-                &connection_list_index(&conn.connector),
-                &connection_list_member(conn.created_at, &conn.id),
+                &connection_list_index(conn.connector.as_str()),
+                &connection_list_member(conn.created_at, conn.id.as_str()),
             )
             .await?;
         // Due at once: keep-alive then files it under its real time (see `crate::keepalive`).
         self.store
-            .index_add(KEEPALIVE_INDEX, &keepalive_member(conn.refreshed_at, &conn.id))
+            .index_add(KEEPALIVE_INDEX, &keepalive_member(conn.refreshed_at, conn.id.as_str()))
             .await?;
-        self.store.put(&connection_key(&conn.id), encode(conn), None).await?;
+        self.store
+            .put(&connection_key(conn.id.as_str()), encode(conn), None)
+            .await?;
         self.store
             .put(
-                &connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid),
+                &connection_index_key(conn.connector.as_str(), conn.tenant_id.as_str(), &conn.user.oid),
                 encode(&conn.id),
                 None,
             )
@@ -169,7 +172,7 @@ impl Records {
     /// Replaces a connection only if nobody wrote it since `version` was read.
     pub async fn update_connection(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
         self.store
-            .compare_and_swap(&connection_key(&conn.id), version, encode(conn), None)
+            .compare_and_swap(&connection_key(conn.id.as_str()), version, encode(conn), None)
             .await
     }
 
@@ -179,12 +182,12 @@ impl Records {
     /// can give a short page that still has a cursor.
     pub async fn connections_page(
         &self,
-        connector: &str,
+        connector: &ConnectorId,
         after: Option<&str>,
         limit: usize,
         keep: impl Fn(&Connection) -> bool,
     ) -> Result<(Vec<Connection>, Option<String>), StoreError> {
-        let index = connection_list_index(connector);
+        let index = connection_list_index(connector.as_str());
         let limit = limit.max(1);
         let mut page = Vec::new();
         let mut cursor = after.map(str::to_string);
@@ -200,8 +203,8 @@ impl Records {
                 };
                 // An entry whose record is gone (a crash mid-write, a delete in progress) is
                 // skipped, not removed: a create may be about to write its record.
-                if let Some((conn, _)) = self.connection(id).await?
-                    && conn.connector == connector
+                if let Some((conn, _)) = self.connection(&ConnectionId::new(id)).await?
+                    && conn.connector == *connector
                     && keep(&conn)
                 {
                     page.push(conn);
@@ -221,22 +224,22 @@ impl Records {
 
     /// Up to `limit` entries of the keep-alive index due at `now` or earlier, earliest first:
     /// (member, connection id).
-    pub async fn keepalive_due(&self, now: i64, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn keepalive_due(&self, now: i64, limit: usize) -> Result<Vec<(String, ConnectionId)>, StoreError> {
         let members = self.store.index_range(KEEPALIVE_INDEX, None, limit).await?;
         Ok(members
             .into_iter()
             .filter_map(|m| {
                 let (due, id) = m.split_once(':')?;
                 let due: i64 = due.parse().ok()?;
-                (due <= now).then(|| (m.clone(), id.to_string()))
+                (due <= now).then(|| (m.clone(), ConnectionId::new(id)))
             })
             .collect())
     }
 
     /// Files a connection under `due` in the keep-alive index and removes its entry `old`, in
     /// that order, so that a crash in between leaves it filed twice (harmless), never not at all.
-    pub async fn reschedule_keepalive(&self, old: &str, id: &str, due: i64) -> Result<(), StoreError> {
-        let new = keepalive_member(due, id);
+    pub async fn reschedule_keepalive(&self, old: &str, id: &ConnectionId, due: i64) -> Result<(), StoreError> {
+        let new = keepalive_member(due, id.as_str());
         if new != old {
             self.store.index_add(KEEPALIVE_INDEX, &new).await?;
             self.store.index_remove(KEEPALIVE_INDEX, old).await?;
@@ -266,12 +269,12 @@ impl Records {
                     Ok(Some((c, _))) => {
                         self.store
                             .index_add(
-                                &connection_list_index(&c.connector),
-                                &connection_list_member(c.created_at, &c.id),
+                                &connection_list_index(c.connector.as_str()),
+                                &connection_list_member(c.created_at, c.id.as_str()),
                             )
                             .await?;
                         self.store
-                            .index_add(KEEPALIVE_INDEX, &keepalive_member(c.refreshed_at, &c.id))
+                            .index_add(KEEPALIVE_INDEX, &keepalive_member(c.refreshed_at, c.id.as_str()))
                             .await?;
                         listed += 1;
                     }
@@ -292,8 +295,8 @@ impl Records {
     /// Takes the refresh lease of a connection for `ttl` when nobody holds it; `None` when
     /// another holder does. The lease names a random owner, so only its taker can renew or
     /// release it.
-    pub async fn try_lease(&self, connection_id: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        let key = lease_key(connection_id);
+    pub async fn try_lease(&self, connection_id: &ConnectionId, ttl: Duration) -> Result<Option<Lease>, StoreError> {
+        let key = lease_key(connection_id.as_str());
         let owner = crate::crypto::random_token();
         if !self.store.insert_new(&key, encode(&owner), Some(ttl)).await? {
             return Ok(None);
@@ -351,25 +354,25 @@ impl Records {
 
     /// Deletes a connection and its index; true when it existed.
     pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
-        let existed = self.store.delete(&connection_key(&conn.id)).await?;
+        let existed = self.store.delete(&connection_key(conn.id.as_str())).await?;
         self.store
             .index_remove(
-                &connection_list_index(&conn.connector),
-                &connection_list_member(conn.created_at, &conn.id),
+                &connection_list_index(conn.connector.as_str()),
+                &connection_list_member(conn.created_at, conn.id.as_str()),
             )
             .await?;
-        let index = connection_index_key(&conn.connector, &conn.tenant_id, &conn.user.oid);
-        if let Some((id, _)) = self.get::<String>(&index).await?
+        let index = connection_index_key(conn.connector.as_str(), conn.tenant_id.as_str(), &conn.user.oid);
+        if let Some((id, _)) = self.get::<ConnectionId>(&index).await?
             && id == conn.id
         {
             self.store.delete(&index).await?;
         }
         // A reconnect link handed out for it must not bring it back: its session goes too.
-        if let Some((link, _)) = self.get::<ReconnectLink>(&reconnect_key(&conn.id)).await? {
+        if let Some((link, _)) = self.get::<ReconnectLink>(&reconnect_key(conn.id.as_str())).await? {
             self.store
-                .delete(&session_key(&conn.connector, &link.session_id))
+                .delete(&session_key(conn.connector.as_str(), &link.session_id))
                 .await?;
-            self.store.delete(&reconnect_key(&conn.id)).await?;
+            self.store.delete(&reconnect_key(conn.id.as_str())).await?;
         }
         Ok(existed)
     }
@@ -384,12 +387,12 @@ mod tests {
     fn token_identities_compare_scopes_as_sets() {
         let scopes = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            TokenIdentity::new("T", "C", &scopes(&["b", "A", "a"])),
-            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+            TokenIdentity::new(&TenantId::new("T"), "C", &scopes(&["b", "A", "a"])),
+            TokenIdentity::new(&TenantId::new("t"), "c", &scopes(&["a", "b"]))
         );
         assert_ne!(
-            TokenIdentity::new("t", "c", &scopes(&["a"])),
-            TokenIdentity::new("t", "c", &scopes(&["a", "b"]))
+            TokenIdentity::new(&TenantId::new("t"), "c", &scopes(&["a"])),
+            TokenIdentity::new(&TenantId::new("t"), "c", &scopes(&["a", "b"]))
         );
     }
 
@@ -397,29 +400,55 @@ mod tests {
     async fn a_lease_has_one_holder_and_only_it_renews_or_releases() {
         let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
         let ttl = Duration::from_secs(60);
-        let mut first = records.try_lease("c1", ttl).await.unwrap().expect("free");
-        assert!(records.try_lease("c1", ttl).await.unwrap().is_none(), "held");
-        assert!(records.try_lease("c2", ttl).await.unwrap().is_some(), "per connection");
+        let mut first = records
+            .try_lease(&ConnectionId::new("c1"), ttl)
+            .await
+            .unwrap()
+            .expect("free");
+        assert!(
+            records
+                .try_lease(&ConnectionId::new("c1"), ttl)
+                .await
+                .unwrap()
+                .is_none(),
+            "held"
+        );
+        assert!(
+            records
+                .try_lease(&ConnectionId::new("c2"), ttl)
+                .await
+                .unwrap()
+                .is_some(),
+            "per connection"
+        );
         assert!(records.renew_lease(&mut first, ttl).await.unwrap());
         records.release_lease(first).await.unwrap();
-        let mut second = records.try_lease("c1", ttl).await.unwrap().expect("released");
+        let mut second = records
+            .try_lease(&ConnectionId::new("c1"), ttl)
+            .await
+            .unwrap()
+            .expect("released");
 
         // A lease that expired and was taken by someone else is not theirs to renew or release.
         let mut stale = records
-            .try_lease("c3", Duration::from_millis(20))
+            .try_lease(&ConnectionId::new("c3"), Duration::from_millis(20))
             .await
             .unwrap()
             .expect("free");
         tokio::time::sleep(Duration::from_millis(40)).await;
         let taker = records
-            .try_lease("c3", ttl)
+            .try_lease(&ConnectionId::new("c3"), ttl)
             .await
             .unwrap()
             .expect("expired, free again");
         assert!(!records.renew_lease(&mut stale, ttl).await.unwrap());
         records.release_lease(stale).await.unwrap();
         assert!(
-            records.try_lease("c3", ttl).await.unwrap().is_none(),
+            records
+                .try_lease(&ConnectionId::new("c3"), ttl)
+                .await
+                .unwrap()
+                .is_none(),
             "still the taker's"
         );
         records.release_lease(taker).await.unwrap();
@@ -445,7 +474,7 @@ mod tests {
             assert!(
                 records
                     .store
-                    .index_remove(&list, &connection_list_member(c.created_at, &c.id))
+                    .index_remove(&list, &connection_list_member(c.created_at, c.id.as_str()))
                     .await
                     .unwrap()
             );
@@ -453,14 +482,17 @@ mod tests {
         }
         assert!(
             records
-                .connections_page("files", None, 10, |_| true)
+                .connections_page(&ConnectorId::new("files"), None, 10, |_| true)
                 .await
                 .unwrap()
                 .0
                 .is_empty()
         );
         assert_eq!(records.list_unlisted_connections().await.unwrap(), 3);
-        let (page, _) = records.connections_page("files", None, 10, |_| true).await.unwrap();
+        let (page, _) = records
+            .connections_page(&ConnectorId::new("files"), None, 10, |_| true)
+            .await
+            .unwrap();
         let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["conn_old_2", "conn_old_1", "conn_old_0"], "newest first");
         assert_eq!(records.list_unlisted_connections().await.unwrap(), 0, "once per store");

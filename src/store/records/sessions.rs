@@ -6,6 +6,7 @@ use super::keys::*;
 use super::{Records, encode};
 use crate::crypto::Sensitive;
 use crate::entra::Category;
+use crate::ids::{ConnectionId, ConnectorId, FlowId};
 use crate::store::StoreError;
 
 /// Status of a connect session's latest flow (contract values).
@@ -28,7 +29,7 @@ pub struct ConnectSession {
     /// `cs_...`
     pub id: String,
     /// Owning connector.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The connector's opaque id for its user.
     pub end_user: String,
     /// Where the flow ends; `None` means out-of-band (copy-the-code page).
@@ -50,17 +51,17 @@ pub struct ConnectSession {
     /// AADSTS code of the latest failed flow.
     pub aadsts: Option<u32>,
     /// Set once a flow completed.
-    pub connection_id: Option<String>,
+    pub connection_id: Option<ConnectionId>,
     /// The approval page of the latest flow, when it needs the tenant's approval.
     #[serde(default)]
-    pub approval_flow: Option<String>,
+    pub approval_flow: Option<FlowId>,
 }
 
 /// Where a connect token points.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnectTokenTarget {
     /// Owning connector.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The session.
     pub session_id: String,
 }
@@ -69,9 +70,9 @@ pub struct ConnectTokenTarget {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Flow {
     /// `fl_...`
-    pub id: String,
+    pub id: FlowId,
     /// Connector running the flow.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The connect session it belongs to (none for `/v1/authorize` starts).
     pub session_id: Option<String>,
     /// Validated return URL, or `None` for out-of-band.
@@ -113,7 +114,7 @@ pub struct ReconnectLink {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Handoff {
     /// The connection made by the flow.
-    pub connection_id: String,
+    pub connection_id: ConnectionId,
     /// The connector's state, echoed on redeem.
     pub state: Option<String>,
 }
@@ -134,7 +135,7 @@ impl Records {
         };
         self.store
             .put(
-                &session_key(&session.connector, &session.id),
+                &session_key(session.connector.as_str(), &session.id),
                 encode(session),
                 Some(ttl + retention),
             )
@@ -146,8 +147,8 @@ impl Records {
     }
 
     /// A connector's session.
-    pub async fn session(&self, connector: &str, id: &str) -> Result<Option<ConnectSession>, StoreError> {
-        Ok(self.get(&session_key(connector, id)).await?.map(|(s, _)| s))
+    pub async fn session(&self, connector: &ConnectorId, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        Ok(self.get(&session_key(connector.as_str(), id)).await?.map(|(s, _)| s))
     }
 
     /// Rewrites a session, keeping its expiry (plus `retention`).
@@ -158,7 +159,7 @@ impl Records {
         }
         self.store
             .put(
-                &session_key(&session.connector, &session.id),
+                &session_key(session.connector.as_str(), &session.id),
                 encode(session),
                 Some(Duration::from_secs(remaining as u64)),
             )
@@ -183,19 +184,23 @@ impl Records {
     }
 
     /// The reconnect link last handed out for a connection, if any is still stored.
-    pub async fn reconnect_link(&self, connection_id: &str) -> Result<Option<ReconnectLink>, StoreError> {
-        Ok(self.get(&reconnect_key(connection_id)).await?.map(|(r, _)| r))
+    pub async fn reconnect_link(&self, connection_id: &ConnectionId) -> Result<Option<ReconnectLink>, StoreError> {
+        Ok(self.get(&reconnect_key(connection_id.as_str())).await?.map(|(r, _)| r))
     }
 
     /// Stores a connection's reconnect link until its session's link expires.
-    pub async fn put_reconnect_link(&self, connection_id: &str, link: &ReconnectLink) -> Result<(), StoreError> {
+    pub async fn put_reconnect_link(
+        &self,
+        connection_id: &ConnectionId,
+        link: &ReconnectLink,
+    ) -> Result<(), StoreError> {
         let left = link.expires_at - crate::clock::now_unix();
         if left <= 0 {
             return Ok(());
         }
         self.store
             .put(
-                &reconnect_key(connection_id),
+                &reconnect_key(connection_id.as_str()),
                 encode(link),
                 Some(Duration::from_secs(left as u64)),
             )
@@ -216,19 +221,19 @@ impl Records {
     /// Stores a handoff code.
     pub async fn put_handoff(
         &self,
-        connector: &str,
+        connector: &ConnectorId,
         code: &str,
         handoff: &Handoff,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         self.store
-            .put(&handoff_key(connector, code), encode(handoff), Some(ttl))
+            .put(&handoff_key(connector.as_str(), code), encode(handoff), Some(ttl))
             .await?;
         Ok(())
     }
 
     /// Takes a connector's handoff code: a code works once, and only for its connector.
-    pub async fn take_handoff(&self, connector: &str, code: &str) -> Result<Option<Handoff>, StoreError> {
-        self.take(&handoff_key(connector, code)).await
+    pub async fn take_handoff(&self, connector: &ConnectorId, code: &str) -> Result<Option<Handoff>, StoreError> {
+        self.take(&handoff_key(connector.as_str(), code)).await
     }
 }
