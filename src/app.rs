@@ -19,6 +19,7 @@ use crate::store::{
     EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
 };
 use crate::tokens::{RefreshSettings, TokenService, TokenServiceParts};
+use crate::webhooks::{LifecycleEvents, Outbox};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ pub enum StartError {
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     /// The HTTP client could not be built (TLS roots).
-    #[error("cannot build the Entra HTTP client: {0}")]
+    #[error("cannot build an HTTP client (Entra, webhooks): {0}")]
     HttpClient(#[from] reqwest::Error),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -59,6 +60,8 @@ pub struct App {
     pub flow: Arc<FlowService>,
     /// Serves and refreshes access tokens.
     pub tokens: Arc<TokenService>,
+    /// Builds webhook events (and wakes the deliverer when one is stored).
+    pub outbox: Arc<Outbox>,
     /// Prometheus metrics (`GET /metrics`), built once with the state.
     pub metrics: Arc<Metrics>,
     /// Approval pages and the admin-consent round trip.
@@ -114,16 +117,7 @@ impl AppState {
             Arc::new(config.connectors.iter().map(|c| (c.id.clone(), c.clone())).collect());
         let records = Records::new(store);
         let background = tokio_util::task::TaskTracker::new();
-        let tokens = Arc::new(TokenService::new(TokenServiceParts {
-            records: records.clone(),
-            endpoint: Arc::new(entra.clone()),
-            connectors: connectors.clone(),
-            settings: RefreshSettings::from_config(&config),
-            budget: RefreshBudget::new(config.tokens.max_refreshes_per_minute),
-            clock: Arc::new(SystemClock),
-            metrics: metrics.clone(),
-            background: background.clone(),
-        }));
+        let outbox = Arc::new(Outbox::new(connectors.clone(), Arc::new(SystemClock)));
         let limits = Arc::new(Limiters::new(&config.limits, config.trusted_proxy_header.clone()));
         let pending_approvals = Arc::new(PendingApprovals::new(metrics.clone()));
         let flow = Arc::new(FlowService::new(FlowServiceParts {
@@ -135,6 +129,18 @@ impl AppState {
             limits: limits.clone(),
             clock: Arc::new(SystemClock),
             metrics: metrics.clone(),
+            outbox: outbox.clone(),
+            background: background.clone(),
+        }));
+        let tokens = Arc::new(TokenService::new(TokenServiceParts {
+            records: records.clone(),
+            endpoint: Arc::new(entra.clone()),
+            connectors: connectors.clone(),
+            settings: RefreshSettings::from_config(&config),
+            budget: RefreshBudget::new(config.tokens.max_refreshes_per_minute),
+            clock: Arc::new(SystemClock),
+            metrics: metrics.clone(),
+            events: Arc::new(LifecycleEvents::new(outbox.clone(), flow.clone())),
             background: background.clone(),
         }));
         let approval = Arc::new(ApprovalService::new(ApprovalServiceParts {
@@ -144,6 +150,7 @@ impl AppState {
             pending: pending_approvals.clone(),
             clock: Arc::new(SystemClock),
             metrics: metrics.clone(),
+            outbox: outbox.clone(),
             settings: ApprovalSettings::from_config(&config),
         }));
         Ok(Self(Arc::new(App {
@@ -153,6 +160,7 @@ impl AppState {
             flow,
             approval,
             tokens,
+            outbox,
             metrics,
             background,
             limits,

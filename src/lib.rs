@@ -20,6 +20,7 @@ pub mod store;
 mod tasks;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;
 
 pub use app::{AppState, StartError};
 pub use config::Config;

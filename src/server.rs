@@ -91,6 +91,15 @@ impl Application {
             .run()
             .with_current_subscriber(),
         );
+        let deliverer = crate::webhooks::Deliverer::new(
+            state.records.clone(),
+            state.connectors.clone(),
+            state.config.webhooks.clone(),
+            std::sync::Arc::new(crate::clock::SystemClock),
+            state.metrics.clone(),
+            state.outbox.wake(),
+        )?;
+        let webhooks = tokio::spawn(deliverer.run().with_current_subscriber());
         let router = in_current_dispatcher(crate::http::router(state.clone()));
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
@@ -166,6 +175,9 @@ impl Application {
         backfill.abort();
         // Its refreshes run on `background`, which was waited for above.
         keepalive.abort();
+        // An attempt cut off here is not recorded; the event stays due and is sent again
+        // (delivery is at least once), by this broker after a restart or by another one.
+        webhooks.abort();
         let _ = purge.await;
         let _ = probe.await;
         if let Some(m) = metrics_server {

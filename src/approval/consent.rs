@@ -327,14 +327,16 @@ impl ApprovalService {
                 });
             }
         }
+        let event = self.outbox.approval_granted(&connector, &tenant_id, &scopes);
         self.records
-            .put_tenant_approval(
+            .put_tenant_approval_with(
                 &connector,
                 &TenantApproval {
                     tenant_id: tenant_id.clone(),
                     scopes,
                     approved_at_ms: self.now_ms(),
                 },
+                event.as_ref(),
             )
             .await?;
         tracing::info!(connector = %connector, tenant = %tenant_id, "tenant approved the connector");

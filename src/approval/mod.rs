@@ -32,6 +32,7 @@ use crate::ids::{ConnectorId, FlowId, TenantId};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::records::{Approval, Flow, Records};
+use crate::webhooks::Outbox;
 
 /// How long an approval page waits for the approval.
 pub const APPROVAL_TTL: Duration = Duration::from_secs(24 * 3_600);
@@ -71,49 +72,77 @@ fn is_generic_tenant(t: &str) -> bool {
     matches!(t, "organizations" | "common" | "consumers")
 }
 
-/// Records an approval page for a flow Entra refused for want of approval, at `now_ms` (Unix
-/// milliseconds); `entra` resolves the organization's tenant id.
-pub async fn record(
-    records: &Records,
-    entra: &dyn SignInEndpoint,
-    pending: &PendingApprovals,
-    now_ms: i64,
-    flow: &Flow,
-    c: &Classification,
-) -> Result<FlowId, StoreError> {
-    // Which organization: the flow's own tenant when it named one, else the user's domain.
-    let named = (!is_generic_tenant(&flow.tenant)).then(|| flow.tenant.clone());
-    let label = named.clone().or_else(|| hint_domain(flow.login_hint.as_deref()));
-    let tenant_id = match &label {
-        Some(t) => entra.resolve_tenant(t).await,
-        None => None,
-    };
-    let approval = Approval {
-        flow_id: flow.id.clone(),
-        connector: flow.connector.clone(),
-        session_id: flow.session_id.clone(),
-        return_url: flow.return_url.clone(),
-        connector_state: flow.connector_state.clone(),
-        login_hint: flow.login_hint.clone(),
-        tenant: named
-            .or_else(|| tenant_id.as_ref().map(ToString::to_string))
-            .unwrap_or_else(|| flow.tenant.clone()),
-        tenant_id,
-        tenant_label: label,
-        category: c.category,
-        aadsts: c.primary_code(),
-        created_at_ms: now_ms,
-        expires_at: now_ms / 1000 + APPROVAL_TTL.as_secs() as i64,
-        browser: flow.browser.clone(),
-    };
-    records.put_approval(&approval, RETENTION).await?;
-    pending.opened(
-        approval.connector.as_str(),
-        approval.tenant_key(),
-        approval.created_at_ms,
-    );
-    tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_ref().map_or("?", |t| t.as_str()), "approval page opened");
-    Ok(flow.id.clone())
+/// What recording an approval page touches: the store, Entra (to resolve the tenant), this
+/// broker's pending-approvals gauge and the outbox (`approval.pending`).
+pub struct Recorder<'a> {
+    /// Typed store access.
+    pub records: &'a Records,
+    /// Resolves the organization's tenant id.
+    pub entra: &'a dyn SignInEndpoint,
+    /// The gauge of open pages.
+    pub pending: &'a PendingApprovals,
+    /// Where `approval.pending` is raised.
+    pub outbox: &'a Outbox,
+}
+
+impl Recorder<'_> {
+    /// Records an approval page, at `page_url`, for a flow Entra refused for want of approval, at
+    /// `now_ms` (Unix milliseconds).
+    pub async fn record(
+        &self,
+        page_url: &str,
+        now_ms: i64,
+        flow: &Flow,
+        c: &Classification,
+    ) -> Result<FlowId, StoreError> {
+        let (records, entra, pending, outbox) = (self.records, self.entra, self.pending, self.outbox);
+        // Which organization: the flow's own tenant when it named one, else the user's domain.
+        let named = (!is_generic_tenant(&flow.tenant)).then(|| flow.tenant.clone());
+        let label = named.clone().or_else(|| hint_domain(flow.login_hint.as_deref()));
+        let tenant_id = match &label {
+            Some(t) => entra.resolve_tenant(t).await,
+            None => None,
+        };
+        let approval = Approval {
+            flow_id: flow.id.clone(),
+            connector: flow.connector.clone(),
+            session_id: flow.session_id.clone(),
+            return_url: flow.return_url.clone(),
+            connector_state: flow.connector_state.clone(),
+            login_hint: flow.login_hint.clone(),
+            tenant: named
+                .or_else(|| tenant_id.as_ref().map(ToString::to_string))
+                .unwrap_or_else(|| flow.tenant.clone()),
+            tenant_id,
+            tenant_label: label,
+            category: c.category,
+            aadsts: c.primary_code(),
+            created_at_ms: now_ms,
+            expires_at: now_ms / 1000 + APPROVAL_TTL.as_secs() as i64,
+            browser: flow.browser.clone(),
+        };
+        records.put_approval(&approval, RETENTION).await?;
+        // `approval.pending` once per tenant until it approves; a tenant nobody could name (no hint,
+        // `organizations`) is told each time, having no key to remember it by.
+        if let Some(event) = outbox.approval_pending(&approval, page_url) {
+            let tenant = approval
+                .tenant_id
+                .as_ref()
+                .map(|t| t.as_str())
+                .or(approval.tenant_label.as_deref());
+            match tenant {
+                Some(t) => records.note_pending_approval(&approval.connector, t, &event).await?,
+                None => records.raise(&event).await?,
+            }
+        }
+        pending.opened(
+            approval.connector.as_str(),
+            approval.tenant_key(),
+            approval.created_at_ms,
+        );
+        tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_ref().map_or("?", |t| t.as_str()), "approval page opened");
+        Ok(flow.id.clone())
+    }
 }
 
 /// What the approval service needs from the configuration.
@@ -152,6 +181,8 @@ pub struct ApprovalServiceParts {
     pub clock: Arc<dyn Clock>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Where `approval.granted` is raised.
+    pub outbox: Arc<Outbox>,
     /// Settings.
     pub settings: ApprovalSettings,
 }
@@ -164,6 +195,7 @@ pub struct ApprovalService {
     pending: Arc<PendingApprovals>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    outbox: Arc<Outbox>,
     settings: ApprovalSettings,
 }
 
@@ -177,6 +209,7 @@ impl ApprovalService {
             pending: parts.pending,
             clock: parts.clock,
             metrics: parts.metrics,
+            outbox: parts.outbox,
             settings: parts.settings,
         }
     }

@@ -116,11 +116,15 @@ fn rig(verdict: Verdict) -> Rig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        webhooks: Vec::new(),
     };
+    let connectors: crate::config::Connectors =
+        Arc::new(std::collections::HashMap::from([("files".into(), connector)]));
     let service = ApprovalService::new(ApprovalServiceParts {
         records: records.clone(),
         entra: entra.clone(),
-        connectors: Arc::new(std::collections::HashMap::from([("files".into(), connector)])),
+        outbox: Arc::new(crate::webhooks::Outbox::new(connectors.clone(), clock.clone())),
+        connectors,
         pending: Arc::new(PendingApprovals::new(metrics.clone())),
         clock: clock.clone(),
         metrics,

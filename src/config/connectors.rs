@@ -10,6 +10,7 @@ use url::Url;
 
 use super::Invalid;
 use super::values::{is_loopback_url, is_tenant_segment, read_secret};
+use super::webhooks::WebhookEndpoint;
 use crate::entra::credential::{CertificatePart, ClientCertificate, ClientCredential};
 use crate::ids::ConnectorId;
 
@@ -37,6 +38,8 @@ pub(super) struct RawConnector {
     tenant: String,
     #[serde(default)]
     publisher_verified: bool,
+    #[serde(default)]
+    webhooks: Vec<super::webhooks::RawWebhook>,
 }
 
 fn default_tenant() -> String {
@@ -68,6 +71,8 @@ pub struct ConnectorConfig {
     pub tenant: String,
     /// Whether the app's publisher is verified by Microsoft (changes what the approval page says).
     pub publisher_verified: bool,
+    /// Where the connector's lifecycle events are delivered (none: no events are kept).
+    pub webhooks: Vec<WebhookEndpoint>,
 }
 
 /// Validates every connector; keys are named `connectors[i].field`.
@@ -126,6 +131,7 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
                 "must be \"organizations\", \"common\", a tenant GUID or a domain".into(),
             ));
         }
+        let webhooks = super::webhooks::validate(c.webhooks, &|j, field| key(&format!("webhooks[{j}].{field}")))?;
         connectors.push(ConnectorConfig {
             id: ConnectorId::new(c.id),
             display_name: c.display_name,
@@ -136,6 +142,7 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
             api_key_hashes,
             tenant: c.tenant,
             publisher_verified: c.publisher_verified,
+            webhooks,
         });
     }
     Ok(connectors)

@@ -12,7 +12,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::{RawConfig, connectors, encryption, entra, flow, keepalive, limits, log, server, store, tokens};
+use super::{RawConfig, connectors, encryption, entra, flow, keepalive, limits, log, server, store, tokens, webhooks};
 
 const EXAMPLE: &str = include_str!("../../config/example.toml");
 
@@ -41,6 +41,8 @@ fn tables() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("limits", fields_of::<limits::RawLimits>()),
         ("tokens", fields_of::<tokens::RawTokens>()),
         ("keepalive", fields_of::<keepalive::RawKeepalive>()),
+        ("connectors.webhooks", fields_of::<webhooks::RawWebhook>()),
+        ("webhooks", fields_of::<webhooks::RawWebhooks>()),
     ])
 }
 

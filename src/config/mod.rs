@@ -37,6 +37,7 @@ mod store;
 mod testing;
 mod tokens;
 mod values;
+mod webhooks;
 
 pub use self::redis::{RedisConfig, SentinelConfig, redact_redis_url};
 pub use connectors::{ConnectorConfig, Connectors};
@@ -49,6 +50,7 @@ pub use server::{HttpLimits, TlsConfig};
 pub use store::{RefreshConfig, StoreConfig};
 pub use tokens::TokensConfig;
 pub use values::{is_loopback_url, is_tenant_segment};
+pub use webhooks::{WebhookEndpoint, WebhookSecret, WebhooksConfig};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,8 @@ struct RawConfig {
     tokens: tokens::RawTokens,
     #[serde(default)]
     keepalive: keepalive::RawKeepalive,
+    #[serde(default)]
+    webhooks: webhooks::RawWebhooks,
 }
 
 /// The validated configuration the broker runs with.
@@ -157,6 +161,8 @@ pub struct Config {
     pub tokens: TokensConfig,
     /// Refreshing connections nobody refreshed for a while (`[keepalive]`).
     pub keepalive: KeepaliveConfig,
+    /// How webhook deliveries are retried (`[webhooks]`).
+    pub webhooks: WebhooksConfig,
     /// Lifetimes of flows, sessions and codes.
     pub flow: FlowConfig,
     /// Log output.
@@ -229,6 +235,7 @@ impl Config {
         let connectors = connectors::validate(raw.connectors).map_err(in_file)?;
         let limits = raw.limits.validate().map_err(in_file)?;
         let keepalive = raw.keepalive.validate().map_err(in_file)?;
+        let webhooks = raw.webhooks.validate().map_err(in_file)?;
         Ok(Config {
             listen: server.listen,
             public_url: server.public_url,
@@ -245,6 +252,7 @@ impl Config {
             refresh,
             tokens: raw.tokens.validate(),
             keepalive,
+            webhooks,
             flow,
             log,
             connectors,

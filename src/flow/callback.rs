@@ -166,15 +166,20 @@ impl FlowService {
         if let Ok(CallbackOutcome::Failed(failed)) = &mut result
             && crate::approval::needs_approval_page(failed.classification.category)
         {
-            let id = crate::approval::record(
-                &self.records,
-                self.entra.as_ref(),
-                &self.pending_approvals,
-                self.clock.now_millis(),
-                &flow,
-                &failed.classification,
-            )
-            .await?;
+            let recorder = crate::approval::Recorder {
+                records: &self.records,
+                entra: self.entra.as_ref(),
+                pending: &self.pending_approvals,
+                outbox: &self.outbox,
+            };
+            let id = recorder
+                .record(
+                    &self.settings.public(&crate::approval::page_path(&flow.id)),
+                    self.clock.now_millis(),
+                    &flow,
+                    &failed.classification,
+                )
+                .await?;
             failed.approval_path = Some(crate::approval::page_path(&id));
         }
         self.record_outcome(&flow, &result).await;

@@ -118,8 +118,12 @@ impl FlowService {
             reauth: None,
             return_url: flow.return_url.clone(),
             token_identity: Some(TokenIdentity::new(&claims.tid, &connector.client_id, &connector.scopes)),
+            failing: None,
         };
-        self.records.put_connection(&connection).await?;
+        let event = self
+            .outbox
+            .connection_created(&connection, flow.connector_state.as_deref());
+        self.records.put_connection_with(&connection, event.as_ref()).await?;
 
         let ttl = self.settings.handoff_ttl;
         let handoff_code = self.issue_handoff(flow, &connection.id, ttl).await?;

@@ -35,7 +35,8 @@ use crate::ids::ConnectorId;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::store::StoreError;
-use crate::store::records::Records;
+use crate::store::records::{Connection, Records};
+use crate::webhooks::{Outbox, ReconnectLinks};
 
 pub use callback::{CallbackOutcome, CallbackParams, FailedFlow};
 pub use endpoint::{EntraSignIn, SignInEndpoint};
@@ -158,6 +159,19 @@ impl FlowSettings {
     }
 }
 
+#[async_trait::async_trait]
+impl ReconnectLinks for FlowService {
+    async fn reconnect_url(&self, conn: &Connection) -> Option<String> {
+        match FlowService::reconnect_url(self, &conn.connector, conn).await {
+            Ok(url) => Some(url),
+            Err(e) => {
+                tracing::warn!(connection = %conn.id, error = %e, "no reconnect link for the event");
+                None
+            }
+        }
+    }
+}
+
 /// Runs sign-ins: connect sessions, starts, Entra's callback and the handoff.
 pub struct FlowService {
     records: Records,
@@ -168,6 +182,7 @@ pub struct FlowService {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     pending_approvals: Arc<PendingApprovals>,
+    outbox: Arc<Outbox>,
     background: tokio_util::task::TaskTracker,
 }
 
@@ -189,6 +204,8 @@ pub struct FlowServiceParts {
     pub metrics: Arc<Metrics>,
     /// The approval pages waiting for an admin, counted when a sign-in ends on one.
     pub pending_approvals: Arc<PendingApprovals>,
+    /// Where the events of sign-ins (`connection.created`, `approval.pending`) are raised.
+    pub outbox: Arc<Outbox>,
     /// Where code exchanges run, so shutdown can wait for them.
     pub background: tokio_util::task::TaskTracker,
 }
@@ -205,6 +222,7 @@ impl FlowService {
             clock: parts.clock,
             metrics: parts.metrics,
             pending_approvals: parts.pending_approvals,
+            outbox: parts.outbox,
             background: parts.background,
         }
     }

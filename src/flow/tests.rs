@@ -136,6 +136,7 @@ fn connector(id: &str) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        webhooks: Vec::new(),
     }
 }
 
@@ -164,7 +165,7 @@ fn rig(entra: Arc<ScriptedEntra>) -> Rig {
 fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
     let records = Records::new(Arc::new(MemoryStore::new()));
     let clock = Arc::new(ManualClock::at(NOW));
-    let connectors = Arc::new(std::collections::HashMap::from([
+    let connectors: crate::config::Connectors = Arc::new(std::collections::HashMap::from([
         ("files".into(), connector("files")),
         ("crm".into(), connector("crm")),
     ]));
@@ -172,6 +173,7 @@ fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
     let service = Arc::new(FlowService::new(FlowServiceParts {
         records: records.clone(),
         entra: entra.clone(),
+        outbox: Arc::new(crate::webhooks::Outbox::new(connectors.clone(), clock.clone())),
         connectors,
         settings,
         limits: Arc::new(Limiters::new(&LimitsConfig::default(), None)),

@@ -202,15 +202,15 @@ async fn owned_connection(
 const LIST_MAX: usize = 500;
 const LIST_DEFAULT: usize = 100;
 
-/// The cursor of a listing: the connector it was issued to and the list member to continue
-/// after, base64url so that it is opaque and URL-safe. Naming the connector is what lets one
+/// The cursor of a listing (connections, dead letters): the connector it was issued to and the
+/// list member to continue after, base64url so that it is opaque and URL-safe. Naming the connector is what lets one
 /// connector's cursor be refused to another (it could only ever page the caller's own list).
-fn encode_cursor(connector: &ConnectorId, member: &str) -> String {
+pub(super) fn encode_cursor(connector: &ConnectorId, member: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{connector}\n{member}"))
 }
 
-fn decode_cursor(caller: &ConnectorId, cursor: &str) -> Result<String, ApiError> {
+pub(super) fn decode_cursor(caller: &ConnectorId, cursor: &str) -> Result<String, ApiError> {
     use base64::Engine as _;
     let invalid = || {
         ApiError::bad_request(
@@ -332,7 +332,8 @@ pub async fn delete_connection(
     // memory during a store outage once its connection was asked to go.
     state.tokens.forget_owned(&caller, &id);
     let (c, _) = owned_connection(&state, &caller, &id).await?;
-    state.records.delete_connection(&c).await?;
+    let event = state.outbox.deleted(&c);
+    state.records.delete_connection_with(&c, event.as_ref()).await?;
     tracing::info!(connection = %c.id, connector = %c.connector, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

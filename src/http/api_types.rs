@@ -356,6 +356,66 @@ pub struct ConnectionList {
     pub next_cursor: Option<String>,
 }
 
+/// Query of `GET /v1/webhooks/dead-letters`; any other parameter is a 400.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterQuery {
+    /// Letters per page, 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One endpoint's part of a dead letter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadDelivery {
+    /// The endpoint.
+    pub url: String,
+    /// `dead` (given up), `pending` or `delivered` (another endpoint of the same event).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// What the last attempt met (`HTTP 503`, `no answer in time`, ...), never a body.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+}
+
+/// An event whose delivery was given up at one endpoint or more.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterInfo {
+    /// The event's `webhook-id`: re-sending keeps it, so receivers can tell a repeat.
+    pub event_id: String,
+    /// Its type (`connection.created`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it was raised (RFC 3339).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// How each endpoint's delivery ended.
+    pub deliveries: Vec<DeadDelivery>,
+}
+
+/// 200 answer of `GET /v1/webhooks/dead-letters`: the caller's dead letters, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// The page.
+    pub dead_letters: Vec<DeadLetterInfo>,
+    /// Pass as `cursor` for the next page; null on the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// 202 answer of `POST /v1/webhooks/dead-letters/{event_id}/retry`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterRetried {
+    /// The event, queued again for the endpoints that had given up.
+    pub event_id: String,
+    /// Always `queued`.
+    pub status: String,
+}
+
 /// The token type of every access token the broker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub enum TokenType {

@@ -6,6 +6,7 @@ pub mod approval;
 pub mod binding;
 pub mod browser;
 pub mod conn_limit;
+pub mod dead_letters;
 pub mod error;
 pub mod i18n;
 pub mod limits;
@@ -76,6 +77,16 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/connections/{connection_id}/token",
         per_ip_limit: false,
         handlers: || get(api::token),
+    },
+    Route {
+        path: "/v1/webhooks/dead-letters",
+        per_ip_limit: false,
+        handlers: || get(dead_letters::list),
+    },
+    Route {
+        path: "/v1/webhooks/dead-letters/{event_id}/retry",
+        per_ip_limit: false,
+        handlers: || post(dead_letters::retry),
     },
     // Polled every few seconds by an open approval page: cheap, and not worth a user's budget.
     Route {

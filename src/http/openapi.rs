@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, api_types, approval, browser};
+use super::{api, api_types, approval, browser, dead_letters};
 
 /// The document's structure: every path the broker serves, in the order of the contract.
 #[derive(OpenApi)]
@@ -30,6 +30,8 @@ with another method, 405.",
         api::list_connections,
         api::get_connection,
         api::delete_connection,
+        dead_letters::list,
+        dead_letters::retry,
         browser::connect,
         browser::authorize,
         browser::callback,
@@ -50,6 +52,7 @@ with another method, 405.",
         (name = "connect sessions", description = "Server to server: start a sign-in for one of the connector's users and follow its outcome."),
         (name = "connections", description = "Server to server: redeem the handoff code, then fetch fresh access tokens for the connection."),
         (name = "explain", description = "Server to server: classify an Entra error a user pasted."),
+        (name = "webhooks", description = "Server to server: the connector's webhook events whose delivery was given up, and sending them again."),
         (name = "browser", description = "Pages and redirects the user's browser follows: starting a sign-in and Entra's callback. Limited per client address."),
         (name = "approval", description = "The approval page for tenants whose administrator must approve the connector, and the admin-consent round trip."),
         (name = "operator", description = "Health, readiness and metrics."),

@@ -92,6 +92,41 @@ pub enum CasOutcome {
     Conflict,
 }
 
+/// One record write whose effect [`Store::write_with_event`] makes conditional.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Like [`Store::put`]: always applies.
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    /// Like [`Store::compare_and_swap`].
+    Cas {
+        key: String,
+        expected_version: u64,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    /// Like [`Store::insert_new`].
+    InsertNew {
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    /// Like [`Store::delete`].
+    Delete { key: String },
+}
+
+/// What [`Store::write_with_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Applied.
+    Applied(u64),
+    /// Not applied.
+    NotApplied,
+}
+
 /// The operations every backend provides. Keys are opaque strings built by [`records`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -160,6 +195,37 @@ pub trait Store: Send + Sync + 'static {
     /// first when `None`). Members added or removed meanwhile do not disturb the others, so a
     /// walk page by page meets every member that was there throughout exactly once.
     async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// PLACEHOLDER until the store-event branch lands (not atomic).
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let applied = match write {
+            Write::Put { key, value, ttl } => Some(self.put(&key, value, ttl).await?),
+            Write::Cas {
+                key,
+                expected_version,
+                value,
+                ttl,
+            } => match self.compare_and_swap(&key, expected_version, value, ttl).await? {
+                CasOutcome::Written(v) => Some(v),
+                CasOutcome::Conflict => None,
+            },
+            Write::InsertNew { key, value, ttl } => self.insert_new(&key, value, ttl).await?.then_some(1),
+            Write::Delete { key } => self.delete(&key).await?.then_some(0),
+        };
+        match applied {
+            Some(v) => {
+                self.put(event_key, event_value, event_ttl).await?;
+                Ok(WriteOutcome::Applied(v))
+            }
+            None => Ok(WriteOutcome::NotApplied),
+        }
+    }
 
     /// The encryption layer, when this store is one (`rotate-keys` needs it); `None` otherwise.
     fn encryption(&self) -> Option<&EncryptedStore> {

@@ -40,6 +40,7 @@ use crate::ids::{ConnectionId, ConnectorId};
 use crate::metrics::{Metrics, TokenOutcome};
 use crate::ratelimit::RefreshBudget;
 use crate::store::{CasOutcome, StoreError, records::*};
+use crate::webhooks::ConnectionEvents;
 
 /// How a token request was answered (for logs and, later, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +157,7 @@ pub struct TokenService {
     budget: RefreshBudget,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    events: Arc<dyn ConnectionEvents>,
     refreshes: SingleFlight,
     served: ServedTokens,
     background: tokio_util::task::TaskTracker,
@@ -177,6 +179,8 @@ pub struct TokenServiceParts {
     pub clock: Arc<dyn Clock>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// The lifecycle events refreshes raise (`connection.reauth_required`, `connection.recovered`).
+    pub events: Arc<dyn ConnectionEvents>,
     /// Where refreshes run, so shutdown can wait for them.
     pub background: tokio_util::task::TaskTracker,
 }
@@ -192,6 +196,7 @@ impl TokenService {
             budget: parts.budget,
             clock: parts.clock,
             metrics: parts.metrics,
+            events: parts.events,
             refreshes: SingleFlight::default(),
             served: ServedTokens::default(),
             background: parts.background,
@@ -579,7 +584,8 @@ impl TokenService {
                 }
                 updated.refreshed_at = now;
                 updated.token_identity = Some(identity);
-                match self.write_rotated(&updated, version).await? {
+                let recovered = updated.failing.take().and_then(|_| self.events.recovered(&updated));
+                match self.write_rotated(&updated, version, recovered.as_ref()).await? {
                     CasOutcome::Written(_) => {
                         // Where tests/integration/chaos.rs kills the broker: written, nobody answered.
                         fail::fail_point!("tokens::rotated_written");
@@ -639,6 +645,7 @@ impl TokenService {
                 };
                 let (trace_id, correlation_id) = e.entra_ids();
                 tracing::warn!(connection = %connection_id, connector = %connector_id, error = %e, trace_id, correlation_id, "refresh failed; Entra unavailable");
+                self.note_transient_failure(&conn, version).await;
                 match self.usable(&conn, &identity, Duration::ZERO, Served::StaleButValid)? {
                     Some(token) => Ok(token),
                     None => Err(TokenServiceError::Unavailable { retry_after }),
@@ -651,11 +658,16 @@ impl TokenService {
     /// answer: until this write lands, the rotated refresh token Entra just issued exists only
     /// here. A retry after a write that did land but whose answer was lost sees a conflict, and
     /// the caller then reads the record back, which is this write.
-    async fn write_rotated(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
+    async fn write_rotated(
+        &self,
+        conn: &Connection,
+        version: u64,
+        event: Option<&PendingEvent>,
+    ) -> Result<CasOutcome, StoreError> {
         let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.records.update_connection(conn, version).await {
+            match self.records.update_connection_with(conn, version, event).await {
                 Err(e) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::warn!(connection = %conn.id, error = %e, "writing the refreshed connection failed; retrying");
                     tokio::time::sleep(pause).await;
@@ -671,6 +683,28 @@ impl TokenService {
         }
     }
 
+    /// Records, once per run of failures, that refreshes of `conn` fail for a passing reason, so
+    /// that its next successful refresh raises `connection.recovered`. Best effort: a conflict
+    /// means someone wrote the connection meanwhile, and an unreachable store is why it failed.
+    async fn note_transient_failure(&self, conn: &Connection, version: u64) {
+        if conn.failing.is_some() || !self.events_wanted(conn) {
+            return;
+        }
+        let mut failing = conn.clone();
+        failing.failing = Some(TransientFailure {
+            since: self.now(),
+            category: Category::Transient,
+        });
+        if let Err(e) = self.records.update_connection(&failing, version).await {
+            tracing::debug!(connection = %conn.id, error = %e, "the transient failure was not recorded");
+        }
+    }
+
+    /// Whether `conn`'s connector keeps lifecycle events (else nothing about failures is written).
+    fn events_wanted(&self, conn: &Connection) -> bool {
+        self.connector(&conn.connector).is_some_and(|c| !c.webhooks.is_empty())
+    }
+
     async fn flip_to_reauth(
         &self,
         mut conn: Connection,
@@ -681,7 +715,13 @@ impl TokenService {
         let reason = ReauthReason { category, aadsts };
         conn.status = ConnectionStatus::ReauthRequired;
         conn.reauth = Some(reason.clone());
-        match self.records.update_connection(&conn, version).await? {
+        conn.failing = None;
+        let event = self.events.reauth_required(&conn, category, aadsts).await;
+        match self
+            .records
+            .update_connection_with(&conn, version, event.as_ref())
+            .await?
+        {
             CasOutcome::Written(_) => Err(TokenServiceError::ReauthRequired(reason)),
             // A concurrent sign-in or refresh replaced the record; answer from what is there now.
             CasOutcome::Conflict => {

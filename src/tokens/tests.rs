@@ -207,6 +207,7 @@ fn connector(scopes: &[&str]) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        webhooks: Vec::new(),
     }
 }
 
@@ -268,6 +269,7 @@ fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
         budget: RefreshBudget::new(opts.budget),
         clock: clock.clone(),
         metrics: metrics.clone(),
+        events: Arc::new(crate::webhooks::NoEvents),
         background: tokio_util::task::TaskTracker::new(),
     }));
     Rig {
@@ -307,6 +309,7 @@ impl Rig {
                 CLIENT_ID,
                 &["Files.Read.All".to_string()],
             )),
+            failing: None,
         };
         self.records.put_connection(&conn).await.unwrap();
         conn

@@ -26,6 +26,9 @@ pub const RETURN_B: &str = "https://app-b.example.com/return";
 /// section. Fixed, so that a broker restarted on the same embedded store can read it.
 pub const TEST_ENCRYPTION_KEY: &str = "6b1e0c9d2a4f87e35c0b19d6a2f4e87c3d5a1b9e0f2c4d6a8b7e9f1c3d5a7b9e";
 
+/// A change to a broker's validated config, made before it starts.
+pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// A port reserved for a broker before it starts (the simulator needs its redirect URI first).
 pub struct Reserved {
     listener: TcpListener,
@@ -90,6 +93,9 @@ pub struct BrokerOptions {
     pub encryption: Option<String>,
     /// Connector A's credential lines (e.g. a certificate's two files) instead of its secret file.
     pub credential_a: Option<String>,
+    /// Changes the validated config before the broker starts (typed settings, e.g. webhook
+    /// endpoints), after the TOML above is parsed.
+    pub configure: Option<Configure>,
 }
 
 impl Default for BrokerOptions {
@@ -104,6 +110,7 @@ impl Default for BrokerOptions {
             tls: None,
             encryption: None,
             credential_a: None,
+            configure: None,
         }
     }
 }
@@ -295,13 +302,17 @@ api_key_hashes = ["{hash_b}"]
 
 impl Broker {
     /// Starts a broker on `reserved`, talking to the simulator at `sim_url`.
-    pub async fn start(reserved: Reserved, sim_url: &str, opts: BrokerOptions) -> Broker {
+    pub async fn start(reserved: Reserved, sim_url: &str, mut opts: BrokerOptions) -> Broker {
         install_crypto_provider();
         install_global_logs();
         let logs = Logs::new(reserved.url.trim_start_matches("http://"));
         let secrets = tempfile::tempdir().expect("tempdir");
+        let configure = opts.configure.take();
         let toml = config_toml(&reserved.url, sim_url, opts, secrets.path());
-        let config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
+        let mut config = Config::from_toml_str(&toml, "test config").expect("test config is valid");
+        if let Some(configure) = configure {
+            configure(&mut config);
+        }
         // Start-up logs too (credential expiry warnings, the store's encryption).
         let state = AppState::build(config)
             .with_subscriber(logs.dispatch.clone())

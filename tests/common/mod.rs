@@ -7,6 +7,7 @@ pub mod flows;
 pub mod redis;
 pub mod scrape;
 pub mod sim;
+pub mod webhook;
 
 /// A connection id from the text an API answer carried, for the store's typed lookups.
 pub fn cid(id: &str) -> consent_broker::ids::ConnectionId {

@@ -11,7 +11,7 @@ use crate::common::scrape::{sample, scrape};
 use crate::common::sim::{CONTOSO_TID, FABRIKAM_TID, NORTHWIND_TID};
 
 /// Starts a flow for `who` and follows it to the approval page; returns (page URL, HTML).
-async fn approval_page(w: &World, who: &str) -> (String, String) {
+pub(crate) async fn approval_page(w: &World, who: &str) -> (String, String) {
     let s = w
         .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn(who)}))
         .await;
@@ -38,7 +38,7 @@ async fn status(w: &World, page: &str) -> Value {
 }
 
 /// Follows the page's one-click admin link through the simulator's admin consent; returns the final page.
-async fn approve_via_admin_link(
+pub(crate) async fn approve_via_admin_link(
     w: &World,
     html: &str,
     tweak: impl FnOnce(url::Url) -> url::Url,

@@ -10,6 +10,7 @@ use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client};
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
 use crate::common::sim::{Sim, standard_config};
+use crate::common::webhook::{Receiver, SECRET, endpoints};
 
 /// A connection is idle after 3 s; brokers look every second. (3 / 10 rounds to no jitter.)
 const KEEPALIVE: &str = "min_refresh_interval_secs = 0\n\n[keepalive]\nidle_after_secs = 3\ncheck_interval_secs = 1";
@@ -92,14 +93,13 @@ async fn idle_connections_are_refreshed_once_per_idle_period_across_two_brokers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_during_keepalive_flips_nothing_and_a_revoked_grant_flips_the_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let w = World::with(
-        |_| {},
-        opts(format!(
-            "backend = \"embedded\"\npath = \"{}\"",
-            dir.path().join("ka.redb").display()
-        )),
-    )
-    .await;
+    let receiver = Receiver::start().await;
+    let mut o = opts(format!(
+        "backend = \"embedded\"\npath = \"{}\"",
+        dir.path().join("ka.redb").display()
+    ));
+    o.configure = Some(endpoints(vec![receiver.url.clone()], &[SECRET], 60));
+    let w = World::with(|_| {}, o).await;
     let conn = w.connect(&w.upn("alice")).await;
 
     // Entra is down when the connection comes due: it stays active and is tried again later.
@@ -124,6 +124,13 @@ async fn an_outage_during_keepalive_flips_nothing_and_a_revoked_grant_flips_the_
     w.sim.reset_stats().await;
     refreshes_reach(&w, 1, 10).await;
     assert_eq!(status_of(&w, &conn).await, "active");
+    // The refresh after the outage announces the recovery, once.
+    let recovered = receiver.wait_for("connection.recovered", 1, 10).await;
+    assert_eq!(recovered[0].json()["data"]["connection_id"], conn.as_str());
+    assert!(
+        receiver.acknowledged("connection.reauth_required").is_empty(),
+        "the outage flipped nothing"
+    );
 
     // The user's grant is revoked: the next keep-alive finds it gone and flips the connection.
     w.sim.revoke_user(&w.upn("alice")).await;
@@ -137,6 +144,19 @@ async fn an_outage_during_keepalive_flips_nothing_and_a_revoked_grant_flips_the_
         (status, body["error"].as_str()),
         (StatusCode::CONFLICT, Some("reauth_required"))
     );
+    let reauth = receiver.wait_for("connection.reauth_required", 1, 10).await;
+    let data = &reauth[0].json()["data"];
+    assert_eq!(
+        (data["connection_id"].as_str(), data["aadsts"].as_u64()),
+        (Some(conn.as_str()), Some(50173))
+    );
+    assert!(
+        data["reconnect_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/v1/connect/"))
+    );
+    assert!(reauth.iter().all(|d| d.signed_with(SECRET)));
+    assert_eq!(receiver.acknowledged("connection.recovered").len(), 1, "recovered once");
     // A dead connection is not tried again.
     let attempts = w.sim.token_grants("refresh_token").await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;

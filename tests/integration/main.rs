@@ -28,3 +28,4 @@ mod resilience;
 mod security;
 mod shared_refresh;
 mod sim_wire;
+mod webhooks;

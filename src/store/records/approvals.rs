@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use super::keys::*;
-use super::{Records, encode};
+use super::{PendingEvent, Records, encode};
 use crate::entra::Category;
 use crate::ids::{ConnectorId, FlowId, TenantId};
-use crate::store::{CasOutcome, StoreError};
+use crate::store::{CasOutcome, StoreError, Write};
 
 /// A flow that needs the tenant's approval, kept for the approval page.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -74,6 +74,9 @@ pub struct AdminConsentState {
     pub flow_id: Option<FlowId>,
 }
 
+/// How long a tenant's pending approval is remembered (so announced once) when nobody approves.
+const PENDING_APPROVAL_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// At most this many tenants are listed in a connector's approved-tenant index. The index is one
 /// value, read and rewritten whole (compare-and-swap) on every approval, and it only feeds the
 /// "approved for another organization" hint, which needs some other tenant, not all of them; so
@@ -116,12 +119,25 @@ impl Records {
         connector: &ConnectorId,
         approval: &TenantApproval,
     ) -> Result<(), StoreError> {
+        self.put_tenant_approval_with(connector, approval, None).await
+    }
+
+    /// [`Records::put_tenant_approval`], storing `event` in the same operation; the tenant's
+    /// pending-approval note goes, so its users' next wait is announced again.
+    pub async fn put_tenant_approval_with(
+        &self,
+        connector: &ConnectorId,
+        approval: &TenantApproval,
+        event: Option<&PendingEvent>,
+    ) -> Result<(), StoreError> {
+        let write = Write::Put {
+            key: tenant_approval_key(connector.as_str(), approval.tenant_id.as_str()),
+            value: encode(approval),
+            ttl: None,
+        };
+        self.apply(write, event).await?;
         self.store
-            .put(
-                &tenant_approval_key(connector.as_str(), approval.tenant_id.as_str()),
-                encode(approval),
-                None,
-            )
+            .delete(&pending_approval_key(connector.as_str(), approval.tenant_id.as_str()))
             .await?;
         // The index lists which tenants approved, oldest approval first, for "you approved a
         // different tenant" hints. Concurrent approvals retry on conflict, so none is lost.
@@ -146,6 +162,22 @@ impl Records {
                 }
             }
         }
+    }
+
+    /// Records that users of `tenant` wait for `connector`'s approval, with `event`, unless
+    /// that is recorded already (then nothing is written: the event was raised before).
+    pub async fn note_pending_approval(
+        &self,
+        connector: &ConnectorId,
+        tenant: &str,
+        event: &PendingEvent,
+    ) -> Result<(), StoreError> {
+        let write = Write::InsertNew {
+            key: pending_approval_key(connector.as_str(), tenant),
+            value: encode(&event.event.created_at_ms),
+            ttl: Some(PENDING_APPROVAL_MEMORY),
+        };
+        self.apply(write, Some(event)).await.map(drop)
     }
 
     /// A tenant's recorded admin consent for a connector.

@@ -9,11 +9,11 @@ const LIST_BACKFILLED: &str = "connlist-backfilled:v1";
 
 /// Most list entries one page of [`Records::connections_page`] looks at.
 pub const LIST_EXAMINE_MAX: usize = 5_000;
-use super::{ReconnectLink, Records, encode};
+use super::{PendingEvent, ReconnectLink, Records, encode};
 use crate::crypto::Sensitive;
 use crate::entra::Category;
 use crate::ids::{ConnectionId, ConnectorId, TenantId};
-use crate::store::{CasOutcome, StoreError};
+use crate::store::{CasOutcome, StoreError, Write, WriteOutcome};
 
 /// Connection status (contract values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +80,20 @@ pub struct Connection {
     /// (their access token is then not served until a refresh records it).
     #[serde(default)]
     pub token_identity: Option<TokenIdentity>,
+    /// Set while refreshes fail for a reason that passes (Entra unavailable); cleared, with a
+    /// `connection.recovered` event, by the next successful refresh. Left out when unset, so a
+    /// connection that never failed is written exactly as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<TransientFailure>,
+}
+
+/// Refreshes of a connection have been failing transiently since `since`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransientFailure {
+    /// Unix seconds of the first failure in a row.
+    pub since: i64,
+    /// Its category (`transient`).
+    pub category: Category,
 }
 
 /// The whole identity a connection's tokens were issued for: a token is served only for exactly
@@ -146,6 +160,11 @@ impl Records {
     /// list. The list entry goes first: a crash in between leaves an entry without a record,
     /// which listing skips, never a connection that is not listed.
     pub async fn put_connection(&self, conn: &Connection) -> Result<(), StoreError> {
+        self.put_connection_with(conn, None).await
+    }
+
+    /// [`Records::put_connection`], storing `event` in the same operation as the record.
+    pub async fn put_connection_with(&self, conn: &Connection, event: Option<&PendingEvent>) -> Result<(), StoreError> {
         self.store
             .index_add(
                 &connection_list_index(conn.connector.as_str()),
@@ -156,9 +175,15 @@ impl Records {
         self.store
             .index_add(KEEPALIVE_INDEX, &keepalive_member(conn.refreshed_at, conn.id.as_str()))
             .await?;
-        self.store
-            .put(&connection_key(conn.id.as_str()), encode(conn), None)
-            .await?;
+        self.apply(
+            Write::Put {
+                key: connection_key(conn.id.as_str()),
+                value: encode(conn),
+                ttl: None,
+            },
+            event,
+        )
+        .await?;
         self.store
             .put(
                 &connection_index_key(conn.connector.as_str(), conn.tenant_id.as_str(), &conn.user.oid),
@@ -171,9 +196,26 @@ impl Records {
 
     /// Replaces a connection only if nobody wrote it since `version` was read.
     pub async fn update_connection(&self, conn: &Connection, version: u64) -> Result<CasOutcome, StoreError> {
-        self.store
-            .compare_and_swap(&connection_key(conn.id.as_str()), version, encode(conn), None)
-            .await
+        self.update_connection_with(conn, version, None).await
+    }
+
+    /// [`Records::update_connection`], storing `event` only if the connection is written.
+    pub async fn update_connection_with(
+        &self,
+        conn: &Connection,
+        version: u64,
+        event: Option<&PendingEvent>,
+    ) -> Result<CasOutcome, StoreError> {
+        let write = Write::Cas {
+            key: connection_key(conn.id.as_str()),
+            expected_version: version,
+            value: encode(conn),
+            ttl: None,
+        };
+        Ok(match self.apply(write, event).await? {
+            WriteOutcome::Applied(v) => CasOutcome::Written(v),
+            WriteOutcome::NotApplied => CasOutcome::Conflict,
+        })
     }
 
     /// One page of `connector`'s connections, newest first, that `keep` accepts: up to `limit`,
@@ -296,7 +338,11 @@ impl Records {
     /// another holder does. The lease names a random owner, so only its taker can renew or
     /// release it.
     pub async fn try_lease(&self, connection_id: &ConnectionId, ttl: Duration) -> Result<Option<Lease>, StoreError> {
-        let key = lease_key(connection_id.as_str());
+        self.try_lease_on(lease_key(connection_id.as_str()), ttl).await
+    }
+
+    /// Takes the lease record `key` for `ttl` when nobody holds it (see [`Records::try_lease`]).
+    pub(super) async fn try_lease_on(&self, key: String, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         let owner = crate::crypto::random_token();
         if !self.store.insert_new(&key, encode(&owner), Some(ttl)).await? {
             return Ok(None);
@@ -354,7 +400,25 @@ impl Records {
 
     /// Deletes a connection and its index; true when it existed.
     pub async fn delete_connection(&self, conn: &Connection) -> Result<bool, StoreError> {
-        let existed = self.store.delete(&connection_key(conn.id.as_str())).await?;
+        self.delete_connection_with(conn, None).await
+    }
+
+    /// [`Records::delete_connection`], storing `event` only if the connection existed.
+    pub async fn delete_connection_with(
+        &self,
+        conn: &Connection,
+        event: Option<&PendingEvent>,
+    ) -> Result<bool, StoreError> {
+        let existed = matches!(
+            self.apply(
+                Write::Delete {
+                    key: connection_key(conn.id.as_str())
+                },
+                event
+            )
+            .await?,
+            WriteOutcome::Applied(_)
+        );
         self.store
             .index_remove(
                 &connection_list_index(conn.connector.as_str()),

@@ -47,6 +47,10 @@ pub(super) fn tenant_approval_key(connector: &str, tenant_id: &str) -> String {
 pub(super) fn tenant_approvals_index_key(connector: &str) -> String {
     format!("tenantapprovals:{connector}")
 }
+/// `approvalpending:<connector>:<tenant>`: users of the tenant wait for its approval (announced).
+pub(super) fn pending_approval_key(connector: &str, tenant: &str) -> String {
+    format!("approvalpending:{connector}:{tenant}")
+}
 pub(super) fn admin_consent_key(state: &str) -> String {
     format!("adminconsent:{}", sha256_hex(state))
 }
@@ -69,6 +73,40 @@ pub(super) const KEEPALIVE_INDEX: &str = "keepalive";
 /// is time order, then the id.
 pub fn keepalive_member(due: i64, id: &str) -> String {
     format!("{:019}:{id}", due.max(0))
+}
+
+/// `outbox:{<tag>}:<event id>`: an event, under the hash tag of the record it is written with
+/// (a connection's id), so that both land in one Redis Cluster slot and one script writes them.
+pub(super) fn outbox_key(tag: &str, event_id: &str) -> String {
+    format!("outbox:{{{tag}}}:{event_id}")
+}
+
+/// `webhooks-due`: every outbox event under the time (Unix ms) its next delivery is due.
+pub(super) const WEBHOOK_DUE_INDEX: &str = "webhooks-due";
+
+/// An event's member in the due index: the due time zero-padded, then its record key.
+pub(super) fn due_member(due_ms: i64, key: &str) -> String {
+    format!("{:019}:{key}", due_ms.max(0))
+}
+
+/// `deadletter:<connector>:<event id>`: where a connector's dead letter is (its record key).
+pub(super) fn dead_letter_key(connector: &str, event_id: &str) -> String {
+    format!("deadletter:{connector}:{event_id}")
+}
+
+/// `webhooks-dead:<connector>`: a connector's dead letters, newest first.
+pub(super) fn dead_letter_index(connector: &str) -> String {
+    format!("webhooks-dead:{connector}")
+}
+
+/// A dead letter's member: its creation time counted down (newest first), then its id.
+pub(super) fn dead_letter_member(created_at_ms: i64, event_id: &str) -> String {
+    format!("{:019}:{event_id}", i64::MAX - created_at_ms.max(0))
+}
+
+/// `whlease:<event key>`: the lease of the broker attempting an event's deliveries.
+pub(super) fn delivery_lease_key(event_key: &str) -> String {
+    format!("whlease:{event_key}")
 }
 
 #[cfg(test)]

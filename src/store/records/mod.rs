@@ -13,6 +13,7 @@
 mod approvals;
 mod connections;
 mod keys;
+mod outbox;
 mod sessions;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use super::{Store, StoreError};
 pub use approvals::*;
 pub use connections::*;
 pub use keys::{connection_list_member, keepalive_member};
+pub use outbox::*;
 pub use sessions::*;
 
 /// Typed access to the broker's records.

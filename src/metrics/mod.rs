@@ -148,6 +148,8 @@ pub struct Metrics {
     keepalive_due: Family<ConnectorLabels, Counter>,
     keepalive_refreshed: Family<ConnectorLabels, Counter>,
     keepalive_failed: Family<FailureLabels, Counter>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_dead_letters: Family<ConnectorLabels, Counter>,
     consent_verifications: Family<OutcomeLabels, Counter>,
 }
 
@@ -489,6 +491,14 @@ impl Metrics {
                 "keepalive_failed",
                 "Keep-alive refreshes that failed, by category (transient ones are tried again later).",
             ),
+            webhook_deliveries: b.counters(
+                "webhook_deliveries",
+                "Webhook delivery attempts, by outcome (delivered: a 2xx answer; failed: anything else, retried).",
+            ),
+            webhook_dead_letters: b.counters(
+                "webhook_dead_letters",
+                "Webhook deliveries given up after [webhooks] retry_window_secs (re-send them with the dead-letters API).",
+            ),
             consent_verifications: b.counters(
                 "admin_consent_verifications",
                 "Admin-consent callbacks checked with Entra before recording the approval, by outcome.",
@@ -512,6 +522,15 @@ impl Metrics {
             let _ = m.refresh_budget_exhausted.get_or_create(&ConnectorLabels {
                 connector: connector.clone(),
             });
+            let _ = m.webhook_dead_letters.get_or_create(&ConnectorLabels {
+                connector: connector.clone(),
+            });
+            for outcome in ["delivered", "failed"] {
+                let _ = m.webhook_deliveries.get_or_create(&OutcomeLabels {
+                    connector: connector.clone(),
+                    outcome,
+                });
+            }
             for outcome in OUTCOMES {
                 let _ = m.token_requests.get_or_create(&OutcomeLabels {
                     connector: connector.clone(),
@@ -661,6 +680,25 @@ impl Metrics {
             .inc();
     }
 
+    /// A webhook delivery attempt for `connector` was acknowledged (`delivered`) or not.
+    pub fn webhook_attempt(&self, connector: &str, delivered: bool) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                connector: connector.to_string(),
+                outcome: if delivered { "delivered" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// A webhook delivery for `connector` became a dead letter.
+    pub fn webhook_dead_letter(&self, connector: &str) {
+        self.webhook_dead_letters
+            .get_or_create(&ConnectorLabels {
+                connector: connector.to_string(),
+            })
+            .inc();
+    }
+
     /// A connection was closed at accept: `server.max_connections` were open.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
@@ -788,87 +826,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_fold_into_a_bounded_label_set() {
-        assert_eq!(code_label(Some(90094)), "90094");
-        assert_eq!(code_label(Some(65004)), "65004");
-        assert_eq!(code_label(Some(4_000_000_001)), "other");
-        assert_eq!(code_label(None), "none");
-    }
-
-    #[test]
-    fn known_series_exist_at_zero_before_anything_is_counted() {
-        let text = Metrics::for_connectors(&["files"], Some("https://login.example")).render();
-        for line in [
-            "consent_broker_flows_started_total{connector=\"files\"} 0",
-            "consent_broker_token_requests_total{connector=\"files\",outcome=\"refreshed\"} 0",
-            "consent_broker_admin_consent_verifications_total{connector=\"files\",outcome=\"not_confirmed\"} 0",
-            "consent_broker_rate_limited_total{scope=\"tenant\"} 0",
-            "consent_broker_entra_requests_total{endpoint=\"token\",result=\"short_circuited\"} 0",
-            "consent_broker_entra_circuit_open{authority=\"https://login.example\"} 0",
-            "consent_broker_store_up 1",
-        ] {
-            assert!(text.lines().any(|l| l == line), "{line}: {text}");
-        }
-        assert!(text.ends_with("# EOF\n"));
-        assert!(text.contains(&format!(
-            "consent_broker_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        )));
-        assert!(!text.contains(".."), "one period after HELP texts: {text}");
-    }
-
-    #[test]
-    fn families_name_every_registered_family_as_its_samples_do() {
-        let m = Metrics::new();
-        m.flow_started("c");
-        m.flow_completed("c");
-        m.flow_failed("c", "user_declined");
-        m.token_request("c", TokenOutcome::CacheHit);
-        m.refresh_duration(Duration::from_millis(1));
-        m.circuit_open("a", true);
-        m.entra_error(Some(90094));
-        m.store_duration("get", Duration::from_millis(1));
-        m.pending_approvals_by("c", "t", 1);
-        m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
-        m.credential_expires_at("c", "secret", 1);
-        m.credential_error("c", Some(7000222));
-        m.admin_consent_verified("c", ConsentVerification::NotConfirmed);
-        m.min_ttl_unmet("c");
-        m.refresh_budget_exhausted("c");
-        m.keepalive_due("c");
-        m.keepalive_refreshed("c");
-        m.keepalive_failed("c", "transient");
-        let text = m.render();
-        let sampled: HashSet<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(['{', ' ']).next())
-            .collect();
-        let declared: HashSet<String> = m.families().iter().flat_map(FamilyInfo::sample_names).collect();
-        for name in &sampled {
-            assert!(declared.contains(*name), "{name} is exported but not in families()");
-        }
-        for name in &declared {
-            assert!(
-                sampled.contains(name.as_str()),
-                "{name} is in families() but has no sample"
-            );
-        }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let m = Metrics::new();
-        m.flow_started("a\"b\\c\nd");
-        assert!(
-            m.render()
-                .contains("consent_broker_flows_started_total{connector=\"a\\\"b\\\\c\\nd\"} 1"),
-            "{}",
-            m.render()
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,86 @@
+//! The metrics' names, labels and bounds.
+
+use super::*;
+
+#[test]
+fn codes_fold_into_a_bounded_label_set() {
+    assert_eq!(code_label(Some(90094)), "90094");
+    assert_eq!(code_label(Some(65004)), "65004");
+    assert_eq!(code_label(Some(4_000_000_001)), "other");
+    assert_eq!(code_label(None), "none");
+}
+
+#[test]
+fn known_series_exist_at_zero_before_anything_is_counted() {
+    let text = Metrics::for_connectors(&["files"], Some("https://login.example")).render();
+    for line in [
+        "consent_broker_flows_started_total{connector=\"files\"} 0",
+        "consent_broker_token_requests_total{connector=\"files\",outcome=\"refreshed\"} 0",
+        "consent_broker_admin_consent_verifications_total{connector=\"files\",outcome=\"not_confirmed\"} 0",
+        "consent_broker_rate_limited_total{scope=\"tenant\"} 0",
+        "consent_broker_entra_requests_total{endpoint=\"token\",result=\"short_circuited\"} 0",
+        "consent_broker_entra_circuit_open{authority=\"https://login.example\"} 0",
+        "consent_broker_store_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}: {text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains(&format!(
+        "consent_broker_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(!text.contains(".."), "one period after HELP texts: {text}");
+}
+
+#[test]
+fn families_name_every_registered_family_as_its_samples_do() {
+    let m = Metrics::new();
+    m.flow_started("c");
+    m.flow_completed("c");
+    m.flow_failed("c", "user_declined");
+    m.token_request("c", TokenOutcome::CacheHit);
+    m.refresh_duration(Duration::from_millis(1));
+    m.circuit_open("a", true);
+    m.entra_error(Some(90094));
+    m.store_duration("get", Duration::from_millis(1));
+    m.pending_approvals_by("c", "t", 1);
+    m.http_request("GET", "/healthz", 200, Duration::from_millis(1));
+    m.credential_expires_at("c", "secret", 1);
+    m.credential_error("c", Some(7000222));
+    m.admin_consent_verified("c", ConsentVerification::NotConfirmed);
+    m.min_ttl_unmet("c");
+    m.refresh_budget_exhausted("c");
+    m.keepalive_due("c");
+    m.keepalive_refreshed("c");
+    m.keepalive_failed("c", "transient");
+    m.webhook_attempt("c", true);
+    m.webhook_dead_letter("c");
+    let text = m.render();
+    let sampled: HashSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let declared: HashSet<String> = m.families().iter().flat_map(FamilyInfo::sample_names).collect();
+    for name in &sampled {
+        assert!(declared.contains(*name), "{name} is exported but not in families()");
+    }
+    for name in &declared {
+        assert!(
+            sampled.contains(name.as_str()),
+            "{name} is in families() but has no sample"
+        );
+    }
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let m = Metrics::new();
+    m.flow_started("a\"b\\c\nd");
+    assert!(
+        m.render()
+            .contains("consent_broker_flows_started_total{connector=\"a\\\"b\\\\c\\nd\"} 1"),
+        "{}",
+        m.render()
+    );
+}
