@@ -178,8 +178,13 @@ impl Application {
         // An attempt cut off here is not recorded; the event stays due and is sent again
         // (delivery is at least once), by this broker after a restart or by another one.
         webhooks.abort();
+        // Awaited, not only aborted: each holds the store, and a restart on the same embedded
+        // file needs it closed.
         let _ = purge.await;
         let _ = probe.await;
+        let _ = backfill.await;
+        let _ = keepalive.await;
+        let _ = webhooks.await;
         if let Some(m) = metrics_server {
             // The shared handle has already told it to stop; a scrape in flight may finish.
             let _ = m.await;

@@ -297,6 +297,21 @@ pub struct ConnectionInfo {
     /// Why it needs a new sign-in, when `status` is `reauth_required`; else null.
     #[schema(required = true)]
     pub reauth: Option<ReauthInfo>,
+    /// Set while its refreshes fail for a reason that passes (Entra unavailable; it stays
+    /// `active` and is served while its token is valid); null once it refreshes again. Recorded
+    /// for connectors with webhooks, which hear `connection.recovered` when it ends.
+    #[schema(required = true)]
+    pub transient_failure: Option<TransientFailureInfo>,
+}
+
+/// Since when a connection's refreshes have been failing transiently.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransientFailureInfo {
+    /// When the first failure in a row happened (RFC 3339).
+    #[schema(format = DateTime)]
+    pub since: String,
+    /// Its category (`transient`).
+    pub category: Category,
 }
 
 impl From<&Connection> for ConnectionInfo {
@@ -312,6 +327,10 @@ impl From<&Connection> for ConnectionInfo {
             refreshed_at: rfc3339(c.refreshed_at),
             status: c.status.into(),
             reauth: c.reauth.as_ref().map(Into::into),
+            transient_failure: c.failing.as_ref().map(|f| TransientFailureInfo {
+                since: rfc3339(f.since),
+                category: f.category,
+            }),
         }
     }
 }

@@ -18,6 +18,9 @@ pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A second secret, for rotation tests.
 pub const OTHER_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// How long a delivery scripted as 0 waits before answering.
+pub const HANG: Duration = Duration::from_secs(4);
+
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -87,16 +90,23 @@ impl Receiver {
                             .unwrap_or_default()
                             .to_string()
                     };
-                    let mut inner = state.lock().unwrap();
-                    let answered = inner.script.pop_front().unwrap_or(204);
-                    inner.deliveries.push(Delivery {
-                        id: header("webhook-id"),
-                        timestamp: header("webhook-timestamp"),
-                        signature: header("webhook-signature"),
-                        body,
-                        answered,
-                    });
-                    StatusCode::from_u16(answered).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                    let answered = {
+                        let mut inner = state.lock().unwrap();
+                        let answered = inner.script.pop_front().unwrap_or(204);
+                        inner.deliveries.push(Delivery {
+                            id: header("webhook-id"),
+                            timestamp: header("webhook-timestamp"),
+                            signature: header("webhook-signature"),
+                            body,
+                            answered,
+                        });
+                        answered
+                    };
+                    // 0 scripts a receiver that does not answer in time.
+                    if answered == 0 {
+                        tokio::time::sleep(HANG).await;
+                    }
+                    StatusCode::from_u16(answered).unwrap_or(StatusCode::NO_CONTENT)
                 }
             }),
         );
@@ -108,7 +118,7 @@ impl Receiver {
         Receiver { url, inner, task }
     }
 
-    /// The next answers, in order (then 204 again).
+    /// The next answers, in order (then 204 again); 0 answers only after [`HANG`].
     pub fn answer_next(&self, statuses: &[u16]) {
         self.inner.lock().unwrap().script.extend(statuses);
     }

@@ -162,6 +162,7 @@ async fn every_event_type_is_delivered_once_per_occurrence_and_verifies_with_the
         .api(Method::GET, &format!("/v1/connections/{carol}"), Some(KEY_A), None)
         .await;
     assert_eq!(meta["status"], "active", "a transient failure flips nothing");
+    assert_eq!(meta["transient_failure"]["category"], "transient", "{meta}");
     let (status, _) = w.token(&carol, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK);
     let recovered = receiver.wait_for("connection.recovered", 1, 10).await;
@@ -169,6 +170,10 @@ async fn every_event_type_is_delivered_once_per_occurrence_and_verifies_with_the
         recovered[0].json()["data"],
         json!({"connection_id": carol, "connector": "files", "tenant_id": CONTOSO_TID})
     );
+    let (_, meta) = w
+        .api(Method::GET, &format!("/v1/connections/{carol}"), Some(KEY_A), None)
+        .await;
+    assert!(meta["transient_failure"].is_null(), "{meta}");
     // Refreshing again is no recovery.
     let (status, _) = w.token(&carol, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK);
@@ -453,4 +458,35 @@ async fn an_event_past_its_retry_window_is_a_dead_letter_that_can_be_listed_and_
     assert!(body["dead_letters"].as_array().unwrap().is_empty(), "{body}");
     let (status, _) = w.api(Method::POST, &retry, Some(KEY_A), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a letter is re-sent once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_does_not_answer_in_time_is_retried() {
+    let receiver = Receiver::start().await;
+    receiver.answer_next(&[0]);
+    let mut o = opts(&receiver, 60);
+    let base = endpoints(vec![receiver.url.clone()], &[SECRET], 60);
+    o.configure = Some(std::sync::Arc::new(move |c: &mut consent_broker::Config| {
+        base(c);
+        c.webhooks.timeout = Duration::from_secs(1);
+    }));
+    let w = World::with(|_| {}, o).await;
+    let started = std::time::Instant::now();
+    w.connect(&w.upn("alice")).await;
+    let delivered = receiver.wait_for("connection.created", 1, 15).await;
+    assert!(
+        started.elapsed() < crate::common::webhook::HANG + Duration::from_secs(2),
+        "retried after the 1 s timeout, not after the receiver finally answered"
+    );
+    let all = receiver.deliveries();
+    assert!(all.len() >= 2 && all.iter().all(|d| d.id == delivered[0].id), "{all:?}");
+    let text = scrape(&w.http, &w.broker.url).await;
+    assert!(
+        sample(
+            &text,
+            "consent_broker_webhook_deliveries_total",
+            "connector=\"files\",outcome=\"failed\""
+        ) >= 1.0
+    );
+    assert!(w.broker.logs().contains("no answer in time"), "the log says why");
 }

@@ -356,3 +356,145 @@ impl Records {
         self.try_lease_on(delivery_lease_key(key), ttl).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn event(id: &str, urls: &[&str], now_ms: i64) -> OutboxEvent {
+        OutboxEvent {
+            id: id.into(),
+            connector: "files".into(),
+            kind: "connection.created".into(),
+            body: "{}".into(),
+            created_at_ms: now_ms,
+            window_from_ms: now_ms,
+            deliveries: urls
+                .iter()
+                .map(|u| Delivery {
+                    url: u.to_string(),
+                    state: DeliveryState::Pending,
+                    attempts: 0,
+                    next_at_ms: now_ms,
+                    last_error: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn pending(tag: &str, e: OutboxEvent) -> PendingEvent {
+        PendingEvent::new(tag, e, Arc::new(tokio::sync::Notify::new()))
+    }
+
+    #[tokio::test]
+    async fn an_event_is_filed_only_when_its_write_applies() {
+        let records = Records::new(Arc::new(MemoryStore::new()));
+        let p = pending("conn_1", event("evt_1", &["https://a.example/"], 1_000));
+        let put = Write::Put {
+            key: "conn:{conn_1}".into(),
+            value: b"x".to_vec(),
+            ttl: None,
+        };
+        assert_eq!(records.apply(put, Some(&p)).await.unwrap(), WriteOutcome::Applied(1));
+        let due = records.due_events(1_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].key, p.key);
+        assert!(p.key.contains("{conn_1}"), "under the connection's hash tag: {}", p.key);
+        assert_eq!(records.outbox_event(&p.key).await.unwrap().unwrap().0, p.event);
+
+        // A stale compare-and-swap writes neither the record nor the event, nor leaves a due entry.
+        let q = pending("conn_1", event("evt_2", &["https://a.example/"], 1_000));
+        let stale = Write::Cas {
+            key: "conn:{conn_1}".into(),
+            expected_version: 7,
+            value: b"y".to_vec(),
+            ttl: None,
+        };
+        assert_eq!(records.apply(stale, Some(&q)).await.unwrap(), WriteOutcome::NotApplied);
+        assert!(records.outbox_event(&q.key).await.unwrap().is_none());
+        assert_eq!(records.due_events(i64::MAX, 10).await.unwrap().len(), 1);
+        assert!(
+            records.due_events(999, 10).await.unwrap().is_empty(),
+            "not due before its time"
+        );
+    }
+
+    #[tokio::test]
+    async fn settling_reschedules_finishes_or_dead_letters_and_a_dead_letter_is_resent_once() {
+        let records = Records::new(Arc::new(MemoryStore::new()));
+        let files: ConnectorId = "files".into();
+        let p = pending(
+            "evt_1",
+            event("evt_1", &["https://a.example/", "https://b.example/"], 1_000),
+        );
+        records.raise(&p).await.unwrap();
+        let due = records.due_events(1_000, 10).await.unwrap().remove(0);
+        let (mut e, v) = records.outbox_event(&due.key).await.unwrap().unwrap();
+
+        // One endpoint acknowledged, the other retries later: filed under the later time only.
+        e.deliveries[0].state = DeliveryState::Delivered;
+        e.deliveries[1].next_at_ms = 6_000;
+        assert!(records.settle_event(&due.key, &e, v, &due.member).await.unwrap());
+        assert!(records.due_events(5_999, 10).await.unwrap().is_empty());
+        let due = records.due_events(6_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "the old entry is gone");
+        let due = due[0].clone();
+        assert!(
+            !records.settle_event(&due.key, &e, v, &due.member).await.unwrap(),
+            "a stale version changes nothing"
+        );
+
+        // The window ends: a dead letter of its connector, out of the due index.
+        let (mut e, v) = records.outbox_event(&due.key).await.unwrap().unwrap();
+        e.deliveries[1].state = DeliveryState::Dead;
+        e.deliveries[1].last_error = Some("HTTP 503".into());
+        assert!(records.settle_event(&due.key, &e, v, &due.member).await.unwrap());
+        assert!(records.due_events(i64::MAX, 10).await.unwrap().is_empty());
+        let (letters, next) = records.dead_letters(&files, None, 10).await.unwrap();
+        assert_eq!((letters.len(), next), (1, None));
+        assert!(
+            records.dead_letter(&"crm".into(), "evt_1").await.unwrap().is_none(),
+            "only its connector's"
+        );
+
+        // Re-sent: due again with a fresh window, only the dead delivery pending, the letter gone.
+        let (e, v, key) = records.dead_letter(&files, "evt_1").await.unwrap().unwrap();
+        assert!(records.resend_dead_letter(e, v, &key, 9_000).await.unwrap());
+        let (e, _) = records.outbox_event(&key).await.unwrap().unwrap();
+        assert_eq!(e.window_from_ms, 9_000);
+        assert_eq!(
+            e.deliveries.iter().map(|d| d.state).collect::<Vec<_>>(),
+            [DeliveryState::Delivered, DeliveryState::Pending]
+        );
+        assert_eq!(records.due_events(9_000, 10).await.unwrap().len(), 1);
+        assert!(records.dead_letter(&files, "evt_1").await.unwrap().is_none());
+        assert!(records.dead_letters(&files, None, 10).await.unwrap().0.is_empty());
+
+        // Delivered everywhere: the event is gone.
+        let due = records.due_events(9_000, 10).await.unwrap().remove(0);
+        let (mut e, v) = records.outbox_event(&due.key).await.unwrap().unwrap();
+        e.deliveries[1].state = DeliveryState::Delivered;
+        assert!(records.settle_event(&due.key, &e, v, &due.member).await.unwrap());
+        assert!(records.outbox_event(&due.key).await.unwrap().is_none());
+        assert!(records.due_events(i64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_due_entry_without_its_record_is_dropped_only_once_old() {
+        let records = Records::new(Arc::new(MemoryStore::new()));
+        let member = due_member(1_000, "outbox:{x}:evt_9");
+        records.store.index_add(WEBHOOK_DUE_INDEX, &member).await.unwrap();
+        let due = records.due_events(1_000, 10).await.unwrap().remove(0);
+        records.drop_due(&due, 1_000 + ORPHAN_AFTER_MS, false).await.unwrap();
+        assert_eq!(
+            records.due_events(i64::MAX, 10).await.unwrap().len(),
+            1,
+            "its write may be under way"
+        );
+        records.drop_due(&due, 1_001 + ORPHAN_AFTER_MS, false).await.unwrap();
+        assert!(records.due_events(i64::MAX, 10).await.unwrap().is_empty());
+    }
+}
