@@ -28,6 +28,7 @@ fn example_config_documents_only_real_keys_and_validates() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.toml"),
         ])
         .env("SHAREPOINT_CLIENT_SECRET", "example-secret")
+        .env("SHAREPOINT_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .env("CONSENT_BROKER_KEY_K1", "0f".repeat(32))
         .env("BROKER_SERVER__TLS__CERT_FILE", &cert)
         .env("BROKER_SERVER__TLS__KEY_FILE", &key)
