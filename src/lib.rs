@@ -14,6 +14,7 @@ pub mod http;
 pub mod keepalive;
 pub mod metrics;
 pub mod ratelimit;
+pub mod scope;
 pub mod server;
 pub mod store;
 mod tasks;
