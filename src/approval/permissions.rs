@@ -14,8 +14,6 @@ use serde::Deserialize;
 
 use crate::scope;
 
-pub use crate::scope::{GRAPH, is_oidc};
-
 /// The catalogue's source, compiled in.
 const DATA: &str = include_str!("permissions.toml");
 
@@ -234,14 +232,6 @@ pub fn describe(scope_value: &str) -> Described<'_> {
     }
 }
 
-/// A scope without the Graph prefix (`https://graph.microsoft.com/Files.Read.All` → `Files.Read.All`).
-pub fn short_name(scope: &str) -> &str {
-    match scope.get(..GRAPH.len()) {
-        Some(prefix) if prefix.eq_ignore_ascii_case(GRAPH) => &scope[GRAPH.len()..],
-        _ => scope,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,9 +386,5 @@ mod tests {
         assert!(describe("Custom.Scope").permission.is_none());
         assert!(describe("AllSites.Read").permission.is_none());
         assert!(describe("offline_access").user_consentable());
-        assert_eq!(
-            short_name("https://graph.microsoft.com/Files.Read.All"),
-            "Files.Read.All"
-        );
     }
 }

@@ -47,11 +47,13 @@ fn permission_views(connector: &crate::config::ConnectorConfig, lang: Lang) -> V
             let api_name = d
                 .api
                 .map(|a| if lang == Lang::De { a.de.as_str() } else { a.en.as_str() });
+            // Spelled as the API publishes it when known, else as the connector's config does.
+            let bare = d.permission.map_or(d.name, |p| p.name.as_str());
             let name = match (api_name, d.api.map(|a| a.id.as_str()), d.host) {
                 // Microsoft Graph of the global cloud, or an OIDC scope: the bare name, as Entra shows it.
-                (Some(_), Some("graph"), None) => d.name.to_string(),
-                (Some(api), _, Some(host)) => format!("{} ({api}, {host})", d.name),
-                (Some(api), _, None) => format!("{} ({api})", d.name),
+                (Some(_), Some("graph"), None) => bare.to_string(),
+                (Some(api), _, Some(host)) => format!("{bare} ({api}, {host})"),
+                (Some(api), _, None) => format!("{bare} ({api})"),
                 (None, _, _) => fill(
                     t.on_resource,
                     &[("scope", d.name), ("resource", d.resource.unwrap_or(scope))],

@@ -365,3 +365,39 @@ return_urls = ["https://app.example.com/cb"]
     );
     assert!(!stderr.contains("s3cret"));
 }
+
+/// The same page in a real headless Chromium: what a person reads in the list and the advice.
+#[tokio::test]
+async fn in_chromium_the_mixed_connectors_page_reads_as_described() {
+    use fantoccini::Locator;
+    let opts = BrokerOptions {
+        scopes_a: Some(MIXED.into()),
+        ..BrokerOptions::default()
+    };
+    let w = World::with(|_| {}, opts).await;
+    let browser = crate::common::browser::Browser::start().await;
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("frank")}))
+        .await;
+    browser.client.goto(s["connect_url"].as_str().unwrap()).await.unwrap();
+    let text = |css: &'static str| {
+        let client = browser.client.clone();
+        async move { client.find(Locator::Css(css)).await.unwrap().text().await.unwrap() }
+    };
+    let permissions = text("#permissions").await;
+    for line in [
+        "Files.Read.All: Read all files you can access",
+        "user_impersonation (Azure Storage): Use Azure Storage as you",
+        "access_as_user on api://11111111-2222-3333-4444-555555555555: A permission of an API this page does not know",
+    ] {
+        assert!(permissions.contains(line), "{line}: {permissions}");
+    }
+    let advice = text("#advice").await;
+    assert!(
+        advice.contains("Always need an administrator's approval: User.Read.All."),
+        "{advice}"
+    );
+    assert!(advice.contains("Not described here"), "{advice}");
+    browser.screenshot("approval-mixed-connector").await;
+    browser.close().await;
+}
