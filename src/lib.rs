@@ -15,6 +15,7 @@ pub mod ids;
 pub mod keepalive;
 pub mod metrics;
 pub mod ratelimit;
+pub mod scope;
 pub mod server;
 pub mod store;
 mod tasks;

@@ -282,16 +282,13 @@ impl ApprovalService {
             if let Some(ta) = self.records.tenant_approval(&approval.connector, tid).await?
                 && ta.approved_at_ms <= approval.created_at_ms
             {
-                let granted: Vec<String> = ta
-                    .scopes
-                    .iter()
-                    .map(|s| permissions::short_name(s).to_ascii_lowercase())
-                    .collect();
+                // Compared canonically: the callback reports scopes with their resource.
+                let granted: Vec<String> = ta.scopes.iter().map(|s| crate::scope::canonical(s)).collect();
                 let missing: Vec<String> = connector
                     .scopes
                     .iter()
-                    .filter(|s| !permissions::is_oidc(s))
-                    .filter(|s| !granted.contains(&permissions::short_name(s).to_ascii_lowercase()))
+                    .filter(|s| !crate::scope::is_oidc(s))
+                    .filter(|s| !granted.contains(&crate::scope::canonical(s)))
                     .cloned()
                     .collect();
                 return Ok(Some(if missing.is_empty() {

@@ -148,6 +148,28 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
     Ok(connectors)
 }
 
+/// What `check-config` (and the broker at start-up) says of the connectors' scopes: a connector
+/// whose scopes name several resources gets tokens for the first only (Entra issues a token for one
+/// resource per request), and a bare SharePoint permission name means Microsoft Graph's, which
+/// does not exist.
+pub(super) fn scope_warnings(connectors: &[ConnectorConfig]) -> Vec<String> {
+    let catalogue = crate::approval::permissions::catalogue();
+    let mut warnings = Vec::new();
+    for c in connectors {
+        warnings.extend(crate::scope::mixing_warning(c.id.as_str(), &c.scopes));
+        for s in &c.scopes {
+            let bare = crate::scope::split(s).0.is_none();
+            if bare && catalogue.lookup("graph", s).is_none() && catalogue.lookup("sharepoint", s).is_some() {
+                warnings.push(format!(
+                    "connector {}: {s} is a SharePoint permission, but a scope without a resource means Microsoft Graph's; write it with the SharePoint host, e.g. https://<tenant>.sharepoint.com/{s}",
+                    c.id
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 /// A connector's credential: exactly one of a client secret (env or file) and a certificate
 /// (certificate and key files). Errors name the field at fault, relative to the connector.
 fn connector_credential(c: &RawConnector) -> Result<ClientCredential, (&'static str, String)> {
@@ -267,6 +289,42 @@ mod tests {
 
         let e = err_of(&base(&format!("{CONNECTOR}{CONNECTOR}")));
         assert!(e.contains("duplicate connector id"), "{e}");
+    }
+
+    #[test]
+    fn scopes_of_several_resources_are_a_warning() {
+        let with =
+            |scopes: &str| base(&CONNECTOR.replace("scopes = [\"Files.Read.All\"]", &format!("scopes = [{scopes}]")));
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret-value");
+            let cfg = Config::from_toml_str(
+                &with(r#""Files.Read.All", "https://graph.microsoft.com/Sites.Read.All""#),
+                "t.toml",
+            )
+            .expect("valid");
+            assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+            let cfg = Config::from_toml_str(
+                &with(r#""Files.Read.All", "https://storage.azure.com/user_impersonation", "api://x/read""#),
+                "t.toml",
+            )
+            .expect("mixing resources is valid");
+            assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+            assert!(
+                cfg.warnings[0]
+                    .contains("3 resources (https://graph.microsoft.com, https://storage.azure.com, api://x)"),
+                "{:?}",
+                cfg.warnings
+            );
+            let cfg = Config::from_toml_str(&with(r#""AllSites.Read""#), "t.toml").expect("valid");
+            assert!(
+                cfg.warnings
+                    .iter()
+                    .any(|w| w.contains("AllSites.Read is a SharePoint permission")),
+                "{:?}",
+                cfg.warnings
+            );
+            Ok(())
+        });
     }
 
     #[test]

@@ -144,7 +144,8 @@ pub struct Config {
     pub metrics_token: Option<Sensitive>,
     /// Timeouts and the connection cap of the HTTP server.
     pub http: HttpLimits,
-    /// What loading noticed but tolerated (ignored environment variables), for the caller to log.
+    /// What loading noticed but tolerated (ignored environment variables, connectors whose scopes
+    /// mix resources), for the caller to log.
     pub warnings: Vec<String>,
     /// The header a trusted reverse proxy puts the client address in (lower-cased); without it
     /// the client IP is the TCP peer's.
@@ -209,15 +210,13 @@ impl Config {
             }
         };
         let mut config = Self::from_raw(raw, &name)?;
-        config.warnings = ignored
-            .iter()
-            .map(|key| {
-                format!(
-                    "ignoring the environment variable BROKER_{}: it names no config key",
-                    key.replace('.', "__").to_ascii_uppercase()
-                )
-            })
-            .collect();
+        let ignored_warnings = ignored.iter().map(|key| {
+            format!(
+                "ignoring the environment variable BROKER_{}: it names no config key",
+                key.replace('.', "__").to_ascii_uppercase()
+            )
+        });
+        config.warnings.splice(0..0, ignored_warnings);
         Ok(config)
     }
 
@@ -244,7 +243,7 @@ impl Config {
             metrics_listen: server.metrics_listen,
             metrics_token: server.metrics_token,
             http: server.http,
-            warnings: Vec::new(),
+            warnings: connectors::scope_warnings(&connectors),
             trusted_proxy_header: server.trusted_proxy_header,
             limits,
             entra,

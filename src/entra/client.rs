@@ -456,16 +456,7 @@ impl EntraClient {
         redirect_uri: &str,
         state: &str,
     ) -> Result<Url, String> {
-        let scope: Vec<String> = scopes
-            .iter()
-            .map(|s| {
-                if s.contains("://") || crate::approval::permissions::is_oidc(s) {
-                    s.clone()
-                } else {
-                    format!("{}{s}", crate::approval::permissions::GRAPH)
-                }
-            })
-            .collect();
+        let scope: Vec<String> = scopes.iter().map(|s| crate::scope::qualified(s)).collect();
         let mut url = Url::parse(&self.endpoint(tenant, "v2.0/adminconsent")).map_err(|e| e.to_string())?;
         url.query_pairs_mut()
             .append_pair("client_id", client_id)

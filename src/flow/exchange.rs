@@ -21,6 +21,8 @@ impl FlowService {
         connector: &ConnectorConfig,
         code: &str,
     ) -> Result<CallbackOutcome, FlowError> {
+        // Consent covered every resource on /authorize; a token request names one (entra.md §2.1).
+        let token_scopes = crate::scope::for_token_request(&flow.scopes);
         let tokens = match self
             .entra
             .exchange_code(
@@ -32,7 +34,7 @@ impl FlowService {
                 code,
                 &self.settings.redirect_uri(),
                 flow.pkce_verifier.expose(),
-                &flow.scopes,
+                &token_scopes,
             )
             .await
         {
@@ -85,7 +87,7 @@ impl FlowService {
             .scope
             .as_deref()
             .map(|s| s.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_else(|| flow.scopes.clone());
+            .unwrap_or(token_scopes);
         let user = ConnectionUser {
             oid: claims.oid.clone(),
             name: claims.name.clone(),

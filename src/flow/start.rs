@@ -17,7 +17,7 @@ use crate::ratelimit::StartKey;
 use crate::store::records::{Approval, Flow, SessionStatus};
 
 /// Scopes the broker always adds: sign-in, profile claims, and a refresh token.
-const OIDC_SCOPES: [&str; 3] = ["openid", "profile", "offline_access"];
+use crate::scope::SIGN_IN_OIDC as OIDC_SCOPES;
 
 /// Query of `GET /v1/authorize`. Both required parameters are `Option`s so that a missing one is
 /// the flow's own readable error page rather than the extractor's.

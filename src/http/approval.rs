@@ -24,8 +24,115 @@ use crate::store::records::Approval;
 struct PermissionView {
     name: String,
     description: String,
+    /// Needs an administrator's approval in every organization.
     admin_only: bool,
+    /// Known not to need an administrator's approval.
+    user_consentable: bool,
+    /// An administrator may classify it as low impact (user-consentable, verified publisher).
     low_impact: bool,
+}
+
+/// Every scope a sign-in asks for, described in `lang`: the connector's, then the OIDC ones.
+fn permission_views(connector: &crate::config::ConnectorConfig, lang: Lang) -> Vec<PermissionView> {
+    let t = lang.texts();
+    let mut scopes: Vec<&str> = connector.scopes.iter().map(String::as_str).collect();
+    for oidc in crate::scope::SIGN_IN_OIDC {
+        if !scopes.iter().any(|s| s.eq_ignore_ascii_case(oidc)) {
+            scopes.push(oidc);
+        }
+    }
+    scopes
+        .into_iter()
+        .map(|scope| {
+            let d = permissions::describe(scope);
+            let api_name = d
+                .api
+                .map(|a| if lang == Lang::De { a.de.as_str() } else { a.en.as_str() });
+            // Spelled as the API publishes it when known, else as the connector's config does.
+            let bare = d.permission.map_or(d.name, |p| p.name.as_str());
+            let name = match (api_name, d.api.map(|a| a.id.as_str()), d.host) {
+                // Microsoft Graph of the global cloud, or an OIDC scope: the bare name, as Entra shows it.
+                (Some(_), Some("graph"), None) => bare.to_string(),
+                (Some(api), _, Some(host)) => format!("{bare} ({api}, {host})"),
+                (Some(api), _, None) => format!("{bare} ({api})"),
+                (None, _, _) => fill(
+                    t.on_resource,
+                    &[("scope", d.name), ("resource", d.resource.unwrap_or(scope))],
+                ),
+            };
+            let description = match (d.permission, d.api) {
+                (Some(p), _) => (if lang == Lang::De { &p.de } else { &p.en }).clone(),
+                (None, Some(_)) => t.unknown_permission.to_string(),
+                (None, None) => t.unknown_resource.to_string(),
+            };
+            PermissionView {
+                name,
+                description,
+                admin_only: d.admin_only(),
+                user_consentable: d.user_consentable(),
+                low_impact: d.user_consentable() && connector.publisher_verified,
+            }
+        })
+        .collect()
+}
+
+/// What the flags mean for the connector as a whole: which permissions always need an
+/// administrator, which an administrator may classify as low impact, which we cannot tell.
+struct Advice<'a> {
+    admin_only: Vec<&'a str>,
+    classifiable: Vec<&'a str>,
+    unknown: Vec<&'a str>,
+    publisher_verified: bool,
+}
+
+impl<'a> Advice<'a> {
+    fn of(views: &'a [PermissionView], publisher_verified: bool) -> Self {
+        let names = |keep: fn(&PermissionView) -> bool| -> Vec<&'a str> {
+            views.iter().filter(|v| keep(v)).map(|v| v.name.as_str()).collect()
+        };
+        Self {
+            admin_only: names(|v| v.admin_only),
+            classifiable: names(|v| v.user_consentable),
+            unknown: names(|v| !v.admin_only && !v.user_consentable),
+            publisher_verified,
+        }
+    }
+
+    /// The third fix: classify as low impact, or why that would not help. Users may consent under
+    /// that setting only to apps of verified publishers, and only when every permission asked for
+    /// is classified, which permissions needing admin consent never can be.
+    fn classify_text(&self, t: &Texts, connector: &str) -> String {
+        if !self.publisher_verified {
+            fill(t.classify_unverified, &[("connector", connector)])
+        } else if !self.admin_only.is_empty() {
+            fill(
+                t.classify_not_enough,
+                &[("connector", connector), ("permissions", &self.admin_only.join(", "))],
+            )
+        } else {
+            fill(t.fix_classify, &[("permissions", &self.classifiable.join(", "))])
+        }
+    }
+
+    /// The groups, one line each, for the message for IT.
+    fn lines(&self, t: &Texts) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.admin_only.is_empty() {
+            lines.push(fill(t.group_admin, &[("permissions", &self.admin_only.join(", "))]));
+        }
+        if !self.classifiable.is_empty() {
+            let group = if self.publisher_verified {
+                t.group_low
+            } else {
+                t.group_low_unverified
+            };
+            lines.push(fill(group, &[("permissions", &self.classifiable.join(", "))]));
+        }
+        if !self.unknown.is_empty() {
+            lines.push(fill(t.group_unknown, &[("permissions", &self.unknown.join(", "))]));
+        }
+        lines
+    }
 }
 
 #[derive(Template)]
@@ -49,6 +156,7 @@ struct ApprovalPage<'a> {
     admin_link: String,
     admin_button: String,
     fixes: Vec<String>,
+    advice: Vec<String>,
     it_message: String,
     diagnosis: Option<String>,
     details: Vec<(&'a str, String)>,
@@ -117,34 +225,14 @@ pub async fn page(
         .clone()
         .unwrap_or_else(|| t.your_organization.to_string());
 
-    let permissions: Vec<PermissionView> = connector
-        .scopes
-        .iter()
-        .chain(["offline_access".to_string()].iter())
-        .map(|scope| match permissions::describe(scope) {
-            Some(p) => PermissionView {
-                name: p.name.to_string(),
-                description: (if lang == Lang::De { p.de } else { p.en }).to_string(),
-                admin_only: p.admin_only,
-                low_impact: !p.admin_only && !permissions::is_oidc(p.name),
-            },
-            None => PermissionView {
-                name: permissions::short_name(scope).to_string(),
-                description: t.unknown_permission.to_string(),
-                admin_only: false,
-                low_impact: false,
-            },
-        })
-        .collect();
-    let classifiable: Vec<&str> = permissions
-        .iter()
-        .filter(|p| p.low_impact)
-        .map(|p| p.name.as_str())
-        .collect();
+    let permissions = permission_views(connector, lang);
+    let advice = Advice::of(&permissions, connector.publisher_verified);
     let permission_lines: Vec<String> = permissions
         .iter()
         .map(|p| format!("- {}: {}", p.name, p.description))
         .collect();
+    let classify_text = advice.classify_text(t, name);
+    let advice_lines = advice.lines(t);
 
     let requested = approval.aadsts == Some(aadsts::APPROVAL_REQUESTED);
     let branch_text = if approval.category == Category::ConsentRequired {
@@ -212,8 +300,9 @@ pub async fn page(
         fixes: vec![
             fill(t.fix_grant, &[("connector", name)]),
             t.fix_workflow.to_string(),
-            fill(t.fix_classify, &[("permissions", &classifiable.join(", "))]),
+            classify_text.clone(),
         ],
+        advice: advice_lines.clone(),
         it_message: fill(
             t.it_message,
             &[
@@ -221,6 +310,8 @@ pub async fn page(
                 ("client_id", &connector.client_id),
                 ("tenant", &tenant),
                 ("permission_lines", &permission_lines.join("\n")),
+                ("advice_lines", &advice_lines.join("\n")),
+                ("classify_advice", &classify_text),
                 ("admin_link", &admin_link),
                 ("reference", &reference),
             ],

@@ -110,6 +110,22 @@ pub struct Texts {
     pub badge_low: &'static str,
     /// Unknown permission.
     pub unknown_permission: &'static str,
+    /// A permission of an API we do not know: "{scope} on {resource}".
+    pub on_resource: &'static str,
+    /// What we say of a permission of an API we do not know.
+    pub unknown_resource: &'static str,
+    /// Group: permissions that need an administrator everywhere, `{permissions}`.
+    pub group_admin: &'static str,
+    /// Group: permissions an administrator may classify as low impact, `{permissions}`.
+    pub group_low: &'static str,
+    /// Group: permissions that need no administrator, for an unverified publisher, `{permissions}`.
+    pub group_low_unverified: &'static str,
+    /// Group: permissions we cannot describe, `{permissions}`.
+    pub group_unknown: &'static str,
+    /// Fix 3 when the publisher is not verified, `{connector}`.
+    pub classify_unverified: &'static str,
+    /// Fix 3 when some permissions need an administrator anyway, `{connector}`, `{permissions}`.
+    pub classify_not_enough: &'static str,
     /// "For your IT administrator"
     pub admin_heading: &'static str,
     /// "App: {connector}, application ID {client_id}"
@@ -264,6 +280,14 @@ pub const EN: Texts = Texts {
     badge_admin: "needs an administrator's approval in every organization",
     badge_low: "an administrator can mark this as low impact so users can approve it themselves",
     unknown_permission: "A permission without a description here; ask the app's publisher what it allows.",
+    on_resource: "{scope} on {resource}",
+    unknown_resource: "A permission of an API this page does not know; your administrator can see what it allows in the Microsoft Entra admin center (Enterprise applications > the app > Permissions).",
+    group_admin: "Always need an administrator's approval: {permissions}.",
+    group_low: "Need no administrator; an administrator may classify them as low impact so users can approve them themselves: {permissions}.",
+    group_low_unverified: "Need no administrator in organizations that let users approve any app: {permissions}.",
+    group_unknown: "Not described here (check them in the Microsoft Entra admin center): {permissions}.",
+    classify_unverified: "Classifying permissions as low impact does not help here: users may approve low-impact permissions only for apps from verified publishers, and {connector}'s publisher is not verified.",
+    classify_not_enough: "Classifying permissions as low impact is not enough for {connector}: {permissions} always need an administrator's approval, so an administrator has to grant consent.",
     admin_heading: "For your IT administrator",
     admin_app: "App: {connector}, application (client) ID {client_id}",
     admin_button: "Approve {connector} for the organization",
@@ -275,7 +299,7 @@ pub const EN: Texts = Texts {
     message_heading: "Message for IT",
     copy_button: "Copy message for IT",
     copied: "Copied.",
-    it_message: "Hello IT team,\n\nI would like to use {connector} (application ID {client_id}) with our Microsoft 365 account, but our organization ({tenant}) needs an administrator to approve it first.\n\nIt asks for these permissions:\n{permission_lines}\n\nTo approve it for everyone, an administrator can open this link and sign in:\n{admin_link}\n\nOther ways: grant admin consent in the Microsoft Entra admin center (Enterprise applications > {connector} > Permissions), enable the admin consent workflow, or classify the permissions above as low impact.\n\nReference: {reference}\n\nThank you!",
+    it_message: "Hello IT team,\n\nI would like to use {connector} (application ID {client_id}) with our Microsoft 365 account, but our organization ({tenant}) needs an administrator to approve it first.\n\nIt asks for these permissions:\n{permission_lines}\n\n{advice_lines}\n\nTo approve it for everyone, an administrator can open this link and sign in:\n{admin_link}\n\nOther ways: grant admin consent in the Microsoft Entra admin center (Enterprise applications > {connector} > Permissions) or enable the admin consent workflow. {classify_advice}\n\nReference: {reference}\n\nThank you!",
     try_again: "Try again",
     continue_label: "Continue",
     diagnosis_heading: "Approved, but still not working?",
@@ -373,6 +397,14 @@ pub const DE: Texts = Texts {
     badge_admin: "braucht in jeder Organisation die Freigabe durch Administratoren",
     badge_low: "Administratoren können dies als geringes Risiko einstufen, damit Benutzer selbst zustimmen können",
     unknown_permission: "Eine Berechtigung ohne Beschreibung; fragen Sie den Herausgeber der App, was sie erlaubt.",
+    on_resource: "{scope} für {resource}",
+    unknown_resource: "Eine Berechtigung einer API, die diese Seite nicht kennt; Ihre Administration sieht im Microsoft Entra Admin Center, was sie erlaubt (Unternehmensanwendungen > die App > Berechtigungen).",
+    group_admin: "Brauchen immer die Freigabe einer Administratorin oder eines Administrators: {permissions}.",
+    group_low: "Brauchen keine Administration; Administratoren können sie als geringes Risiko einstufen, damit Benutzer selbst zustimmen können: {permissions}.",
+    group_low_unverified: "Brauchen keine Administration in Organisationen, in denen Benutzer jeder App zustimmen dürfen: {permissions}.",
+    group_unknown: "Hier nicht beschrieben (im Microsoft Entra Admin Center prüfen): {permissions}.",
+    classify_unverified: "Berechtigungen als geringes Risiko einzustufen hilft hier nicht: Benutzer dürfen Berechtigungen mit geringem Risiko nur Apps verifizierter Herausgeber erteilen, und der Herausgeber von {connector} ist nicht verifiziert.",
+    classify_not_enough: "Berechtigungen als geringes Risiko einzustufen reicht für {connector} nicht: {permissions} brauchen immer die Freigabe einer Administratorin oder eines Administrators, daher muss die Administration zustimmen.",
     admin_heading: "Für Ihre IT-Administration",
     admin_app: "App: {connector}, Anwendungs-ID (Client-ID) {client_id}",
     admin_button: "{connector} für die Organisation freigeben",
@@ -384,7 +416,7 @@ pub const DE: Texts = Texts {
     message_heading: "Nachricht an die IT",
     copy_button: "Nachricht für die IT kopieren",
     copied: "Kopiert.",
-    it_message: "Hallo IT-Team,\n\nich möchte {connector} (Anwendungs-ID {client_id}) mit unserem Microsoft-365-Konto verwenden, aber unsere Organisation ({tenant}) braucht dafür zuerst die Freigabe einer Administratorin oder eines Administrators.\n\nDie App fordert diese Berechtigungen an:\n{permission_lines}\n\nUm sie für alle freizugeben, kann ein Administrator diesen Link öffnen und sich anmelden:\n{admin_link}\n\nAndere Wege: Administratorzustimmung im Microsoft Entra Admin Center erteilen (Unternehmensanwendungen > {connector} > Berechtigungen), den Workflow für Administratorzustimmung aktivieren oder die obigen Berechtigungen als geringes Risiko einstufen.\n\nReferenz: {reference}\n\nVielen Dank!",
+    it_message: "Hallo IT-Team,\n\nich möchte {connector} (Anwendungs-ID {client_id}) mit unserem Microsoft-365-Konto verwenden, aber unsere Organisation ({tenant}) braucht dafür zuerst die Freigabe einer Administratorin oder eines Administrators.\n\nDie App fordert diese Berechtigungen an:\n{permission_lines}\n\n{advice_lines}\n\nUm sie für alle freizugeben, kann ein Administrator diesen Link öffnen und sich anmelden:\n{admin_link}\n\nAndere Wege: Administratorzustimmung im Microsoft Entra Admin Center erteilen (Unternehmensanwendungen > {connector} > Berechtigungen) oder den Workflow für Administratorzustimmung aktivieren. {classify_advice}\n\nReferenz: {reference}\n\nVielen Dank!",
     try_again: "Erneut versuchen",
     continue_label: "Weiter",
     diagnosis_heading: "Freigegeben, aber es funktioniert trotzdem nicht?",

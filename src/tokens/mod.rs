@@ -566,7 +566,8 @@ impl TokenService {
                     credential: &connector.credential,
                 },
                 refresh_token.expose(),
-                &connector.scopes,
+                // One resource per token request, the one the sign-in's token was for.
+                &crate::scope::for_token_request(&connector.scopes),
             )
             .await;
         self.metrics.refresh_duration(started.elapsed());

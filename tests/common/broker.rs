@@ -96,6 +96,9 @@ pub struct BrokerOptions {
     /// Changes the validated config before the broker starts (typed settings, e.g. webhook
     /// endpoints), after the TOML above is parsed.
     pub configure: Option<Configure>,
+    /// Connector A's `scopes = [...]` line and any further keys of its (e.g.
+    /// `publisher_verified = true`) instead of its two Graph scopes.
+    pub scopes_a: Option<String>,
 }
 
 impl Default for BrokerOptions {
@@ -111,6 +114,7 @@ impl Default for BrokerOptions {
             encryption: None,
             credential_a: None,
             configure: None,
+            scopes_a: None,
         }
     }
 }
@@ -260,7 +264,7 @@ id = "files"
 display_name = "Files Connector"
 client_id = "{APP_A_CLIENT_ID}"
 {credential_a}
-scopes = ["Files.Read.All", "Sites.Read.All"]
+{scopes_a}
 return_urls = ["{RETURN_A}", "http://127.0.0.1:9/cb"]
 api_key_hashes = ["{hash_a}"]
 
@@ -294,6 +298,9 @@ api_key_hashes = ["{hash_b}"]
         credential_a = opts
             .credential_a
             .unwrap_or_else(|| format!("client_secret_file = \"{}\"", secret_a.display())),
+        scopes_a = opts
+            .scopes_a
+            .unwrap_or_else(|| r#"scopes = ["Files.Read.All", "Sites.Read.All"]"#.to_string()),
         secret_b = secret_b.display(),
         hash_a = consent_broker::crypto::api_key_hash(KEY_A),
         hash_b = consent_broker::crypto::api_key_hash(KEY_B),

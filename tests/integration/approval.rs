@@ -80,7 +80,10 @@ async fn admin_approval_page_then_one_click_consent_then_continue() {
         html.contains("Read all files you can access"),
         "permissions in plain words"
     );
-    assert!(html.contains("badge-low"), "marks what can be classified low impact");
+    assert!(
+        !html.contains("badge-low") && html.contains("only for apps from verified publishers"),
+        "an unverified publisher's permissions are not offered for low-impact classification"
+    );
     assert!(
         html.contains("lets only administrators approve"),
         "90094 branch: send it to your admin"

@@ -25,6 +25,7 @@ mod openapi;
 mod redis_store;
 mod refresh_guard;
 mod resilience;
+mod resources;
 mod security;
 mod shared_refresh;
 mod sim_wire;

@@ -54,6 +54,26 @@ impl Scopes {
         self
     }
 
+    /// The distinct resources of the permissions, in order (Graph's as its URI).
+    pub fn resources(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in self.resource.iter().map(|s| resource_of(s)) {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The same scopes with only the permissions of the first resource: what a token request
+    /// that names no scope gets, since a token is for one resource.
+    pub fn of_first_resource(mut self) -> Self {
+        if let Some(first) = self.resources().into_iter().next() {
+            self.resource.retain(|s| resource_of(s) == first);
+        }
+        self
+    }
+
     /// The token response's `scope` value: resource permissions (short form), then OIDC scopes.
     pub fn response_string(&self) -> String {
         let oidc = [
@@ -76,6 +96,24 @@ pub fn short_form(scope: &str) -> String {
     match scope.get(..GRAPH_PREFIX.len()) {
         Some(prefix) if prefix.eq_ignore_ascii_case(GRAPH_PREFIX) => scope[GRAPH_PREFIX.len()..].to_string(),
         _ => scope.to_string(),
+    }
+}
+
+/// The resource a permission (short form) belongs to: what precedes its last `/`, lower case and
+/// without trailing slashes; Graph's URI (also for its application id) when it names none.
+pub fn resource_of(scope: &str) -> String {
+    let short = short_form(scope);
+    let graph = GRAPH_PREFIX.trim_end_matches('/');
+    match short.rsplit_once('/') {
+        Some((resource, _)) => {
+            let r = resource.trim_end_matches('/').to_ascii_lowercase();
+            if r == GRAPH_APP_ID || r == graph {
+                graph.to_string()
+            } else {
+                r
+            }
+        }
+        None => graph.to_string(),
     }
 }
 
@@ -127,6 +165,36 @@ mod tests {
         assert_eq!(
             s.response_string(),
             "Files.Read.All Sites.Read.All openid offline_access"
+        );
+    }
+
+    #[test]
+    fn resources_group_permissions_one_token_each() {
+        let s = Scopes::parse(
+            "https://storage.azure.com/user_impersonation openid Files.Read.All api://x/read https://STORAGE.azure.com/other",
+        );
+        assert_eq!(
+            s.resources(),
+            vec!["https://storage.azure.com", "https://graph.microsoft.com", "api://x"]
+        );
+        let first = s.clone().of_first_resource();
+        assert_eq!(
+            first.resource,
+            vec![
+                "https://storage.azure.com/user_impersonation",
+                "https://STORAGE.azure.com/other"
+            ]
+        );
+        assert!(first.openid);
+        assert_eq!(
+            resource_of("00000003-0000-0000-c000-000000000000/User.Read"),
+            "https://graph.microsoft.com"
+        );
+        assert_eq!(
+            Scopes::parse("User.Read https://graph.microsoft.com/Mail.Read")
+                .resources()
+                .len(),
+            1
         );
     }
 

@@ -375,9 +375,14 @@ fn redeem(world: &mut World, caller: &Caller, params: &Params) -> Result<Issued,
     };
     // The request's `scope` picks the permissions the access token carries (consent is checked for
     // them below); the OIDC scopes (ID token, refresh token) are the ones consented on /authorize.
+    // A token is for one resource: a `scope` naming several is refused (AADSTS700022), and without
+    // one the token is for the grant's first resource.
     let scopes = match requested.filter(|r| !r.resource.is_empty()) {
+        Some(requested) if requested.resources().len() > 1 => {
+            return Err(AadError::scope_spans_resources(params.get("scope").unwrap_or_default()).into());
+        }
         Some(requested) => grant.scopes.clone().with_resources(requested.resource),
-        None => grant.scopes.clone(),
+        None => grant.scopes.clone().of_first_resource(),
     };
     let identity = check_access(world, app, &grant.user, &scopes, grant.mfa)?;
     grant.commit(world);

@@ -110,9 +110,10 @@ pub struct TokenIdentity {
 }
 
 impl TokenIdentity {
-    /// The identity for a tenant, client id and requested scopes (in any order, any case).
+    /// The identity for a tenant, client id and requested scopes (in any order, any case, Graph's
+    /// with or without its resource prefix: see [`crate::scope::canonical`]).
     pub fn new(tenant_id: &TenantId, client_id: &str, scopes: &[String]) -> Self {
-        let mut scopes: Vec<String> = scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let mut scopes: Vec<String> = scopes.iter().map(|s| crate::scope::canonical(s)).collect();
         scopes.sort();
         scopes.dedup();
         Self {
@@ -457,6 +458,23 @@ mod tests {
         assert_ne!(
             TokenIdentity::new(&TenantId::new("t"), "c", &scopes(&["a"])),
             TokenIdentity::new(&TenantId::new("t"), "c", &scopes(&["a", "b"]))
+        );
+        // One permission however it names Graph; another cloud's Graph is another resource.
+        assert_eq!(
+            TokenIdentity::new(
+                &"t".into(),
+                "c",
+                &scopes(&["https://graph.microsoft.com/Files.Read.All"])
+            ),
+            TokenIdentity::new(&"t".into(), "c", &scopes(&["files.read.all"]))
+        );
+        assert_ne!(
+            TokenIdentity::new(
+                &"t".into(),
+                "c",
+                &scopes(&["https://graph.microsoft.us/Files.Read.All"])
+            ),
+            TokenIdentity::new(&"t".into(), "c", &scopes(&["Files.Read.All"]))
         );
     }
 

@@ -465,6 +465,19 @@ scope value with /.default suffixed to the resource identifier (application ID U
         )
     }
 
+    /// AADSTS700022: a token request whose `scope` names permissions of more than one resource
+    /// (a v2 token is for one resource; the text is written in Entra's style).
+    pub fn scope_spans_resources(scope: &str) -> Self {
+        Self::bad_request(
+            "invalid_scope",
+            700022,
+            format!(
+                "The provided value for the input parameter scope is not valid because it contains more than one \
+resource. Scope {scope} is not valid."
+            ),
+        )
+    }
+
     /// AADSTS70003: grant type not supported.
     pub fn unsupported_grant_type(grant_type: &str) -> Self {
         Self::bad_request(
