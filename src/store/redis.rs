@@ -11,12 +11,20 @@
 //! record with `HGETALL`. TTLs are Redis key expiries (`PEXPIRE`): Redis never returns an expired
 //! key, so an expired record is invisible at once, exactly as in the other backends.
 //!
-//! Every operation touches exactly one key, so it works unchanged on a cluster. Reads and deletes
-//! are single commands (`HMGET`, `DEL`); writes that depend on the current record (put's version
-//! bump, insert-if-absent, take, compare-and-swap) are short Lua scripts in `src/store/redis/`,
-//! which Redis runs atomically. They are called with `EVALSHA` and loaded automatically when a node
-//! does not know them yet (after a restart or failover); [`RedisStore::connect`] loads them up front
-//! so that a server refusing scripts fails at start-up rather than on the first sign-in.
+//! Every operation but one touches exactly one key, so it works unchanged on a cluster. Reads
+//! and deletes are single commands (`HMGET`, `DEL`); writes that depend on the current record
+//! (put's version bump, insert-if-absent, take, compare-and-swap) are short Lua scripts in
+//! `src/store/redis/`, which Redis runs atomically. They are called with `EVALSHA` and loaded
+//! automatically when a node does not know them yet (after a restart or failover);
+//! [`RedisStore::connect`] loads them up front so that a server refusing scripts fails at start-up
+//! rather than on the first sign-in.
+//!
+//! The exception, `write_with_event` (a record write plus an event record, for a durable outbox),
+//! is one script over both keys, so atomic, on one server or a Sentinel master, and on a cluster
+//! when both full keys hash to one slot: give them the same hash tag (`conn:{id}` and an event key
+//! containing the same `{id}`). On a cluster with the keys in different slots no script may span
+//! them, so the write is applied first and the event put after it: a crash or failure in between
+//! loses the event (the call returns an error), unless the keys share a hash tag.
 //!
 //! `scan` (for maintenance jobs) is `SCAN … MATCH {key_prefix}* COUNT limit`; on a cluster it
 //! walks the masters one after the other, each named by the lowest slot it serves (the cursor is
@@ -41,6 +49,8 @@ use tokio::time::Instant;
 use super::{CasOutcome, Store, StoreError, Versioned};
 use crate::config::{RedisConfig, SentinelConfig, redact_redis_url};
 
+mod event;
+
 /// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
 /// Redis that comes back is used again within about a second.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
@@ -60,6 +70,7 @@ struct Scripts {
     take: Script,
     compare_and_swap: Script,
     rewrite: Script,
+    write_with_event: Script,
 }
 
 impl Scripts {
@@ -70,16 +81,18 @@ impl Scripts {
             take: Script::new(include_str!("redis/take.lua")),
             compare_and_swap: Script::new(include_str!("redis/compare_and_swap.lua")),
             rewrite: Script::new(include_str!("redis/rewrite.lua")),
+            write_with_event: Script::new(include_str!("redis/write_with_event.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.put,
             &self.insert_new,
             &self.take,
             &self.compare_and_swap,
             &self.rewrite,
+            &self.write_with_event,
         ]
     }
 }
@@ -680,6 +693,17 @@ impl Store for RedisStore {
         cmd.arg(self.key(key));
         let removed: i64 = self.command("DEL", cmd, true).await?;
         Ok(removed > 0)
+    }
+
+    /// See the module documentation: one script, atomic unless the keys are in two cluster slots.
+    async fn write_with_event(
+        &self,
+        write: super::Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<super::WriteOutcome, StoreError> {
+        self.write_and_event(write, event_key, event_value, event_ttl).await
     }
 
     /// Always 0: Redis removes expired keys itself (on access, and by its background expiry
