@@ -96,8 +96,7 @@ fn masters_are_named_by_their_lowest_slot() {
             Value::BulkString(id.as_bytes().to_vec()),
         ])
     };
-    let range =
-        |start: i64, end: i64, master: Value| Value::Array(vec![Value::Int(start), Value::Int(end), master]);
+    let range = |start: i64, end: i64, master: Value| Value::Array(vec![Value::Int(start), Value::Int(end), master]);
     let reply = Value::Array(vec![
         range(10_923, 16_383, node("127.0.0.1", 7002, "c")),
         range(0, 5_460, node("127.0.0.1", 7000, "a")),
@@ -124,4 +123,26 @@ fn scripts_touch_only_their_one_key() {
             assert!(args.contains("KEYS[1]"), "every call names KEYS[1]: {args}");
         }
     }
+}
+
+#[test]
+fn the_event_script_touches_only_its_two_keys() {
+    // Cluster safety as above: the keys are the two it is given, so the caller's slot check holds.
+    let script = include_str!("write_with_event.lua");
+    assert!(!script.contains("KEYS[3]"), "{script}");
+    for call in script.split("redis.call(").skip(1) {
+        let args = call.split(')').next().unwrap_or_default();
+        assert!(
+            args.contains("KEYS[1]") || args.contains("KEYS[2]") || args.contains("key,"),
+            "every call names KEYS[1] or KEYS[2]: {args}"
+        );
+    }
+}
+
+#[test]
+fn slots_follow_the_hash_tag() {
+    assert!(event::same_slot("cb:conn:{c1}", "cb:event:{c1}:0001"));
+    assert!(!event::same_slot("cb:conn:{c1}", "cb:conn:{c2}"));
+    // Without a tag the whole key is hashed.
+    assert!(!event::same_slot("cb:a", "cb:b"));
 }
