@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use super::{CasOutcome, Store, Versioned};
+use super::{CasOutcome, Store, Versioned, Write, WriteOutcome};
 
-/// The whole contract on one store. Uses the keys `a`, `b`, `e`, `f`, `g`, `keep`, `l` and
-/// `missing`; run it on an empty store.
+/// The whole contract on one store. Uses the keys `a`, `b`, `e`, `f`, `g`, `keep`, `l`,
+/// `missing` and those of [`write_with_event`]; run it on an empty store.
 pub async fn run(store: &dyn Store) {
     // get / put / versions
     assert_eq!(store.get("a").await.unwrap(), None);
@@ -106,6 +106,270 @@ pub async fn run(store: &dyn Store) {
     assert!(store.get("keep").await.unwrap().is_some());
     store.ping().await.unwrap();
     indexes(store).await;
+    write_with_event(store).await;
+}
+
+fn put(key: &str, value: &[u8], ttl: Option<Duration>) -> Write {
+    Write::Put {
+        key: key.into(),
+        value: value.to_vec(),
+        ttl,
+    }
+}
+
+fn cas(key: &str, expected_version: u64, value: &[u8], ttl: Option<Duration>) -> Write {
+    Write::Cas {
+        key: key.into(),
+        expected_version,
+        value: value.to_vec(),
+        ttl,
+    }
+}
+
+fn insert_new(key: &str, value: &[u8], ttl: Option<Duration>) -> Write {
+    Write::InsertNew {
+        key: key.into(),
+        value: value.to_vec(),
+        ttl,
+    }
+}
+
+fn delete(key: &str) -> Write {
+    Write::Delete { key: key.into() }
+}
+
+fn versioned(value: &[u8], version: u64) -> Option<Versioned> {
+    Some(Versioned {
+        value: value.to_vec(),
+        version,
+    })
+}
+
+/// `write_with_event`: each write leaves its record as the single operation would and stores the
+/// event with it; a failed condition stores neither; the event's expiry holds; an event key equal
+/// to the record's is refused. Uses keys starting with `w:` and `ev:`; run it on an empty store.
+pub async fn write_with_event(store: &dyn Store) {
+    let write = move |w: Write, event: &'static str| store.write_with_event(w, event, event.as_bytes().to_vec(), None);
+
+    // Put: version 1 on a new record, then the live one's + 1; the event is a put too, so an
+    // event key already there gets its next version.
+    assert_eq!(
+        write(put("w:put", b"p1", None), "ev:put1").await.unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert_eq!(store.get("w:put").await.unwrap(), versioned(b"p1", 1));
+    assert_eq!(store.get("ev:put1").await.unwrap(), versioned(b"ev:put1", 1));
+    assert_eq!(store.put("ev:put2", b"older".to_vec(), None).await.unwrap(), 1);
+    assert_eq!(
+        write(put("w:put", b"p2", None), "ev:put2").await.unwrap(),
+        WriteOutcome::Applied(2)
+    );
+    assert_eq!(store.get("w:put").await.unwrap(), versioned(b"p2", 2));
+    assert_eq!(store.get("ev:put2").await.unwrap(), versioned(b"ev:put2", 2));
+
+    // Cas: only on the live record's exact version.
+    assert_eq!(store.put("w:cas", b"c1".to_vec(), None).await.unwrap(), 1);
+    assert_eq!(
+        write(cas("w:cas", 2, b"no", None), "ev:cas-ahead").await.unwrap(),
+        WriteOutcome::NotApplied
+    );
+    assert_eq!(
+        write(cas("w:cas", 1, b"c2", None), "ev:cas").await.unwrap(),
+        WriteOutcome::Applied(2)
+    );
+    assert_eq!(store.get("w:cas").await.unwrap(), versioned(b"c2", 2));
+    assert_eq!(store.get("ev:cas").await.unwrap(), versioned(b"ev:cas", 1));
+    assert_eq!(
+        write(cas("w:cas", 1, b"no", None), "ev:cas-stale").await.unwrap(),
+        WriteOutcome::NotApplied,
+        "a stale version"
+    );
+    assert_eq!(store.get("w:cas").await.unwrap(), versioned(b"c2", 2), "untouched");
+    assert_eq!(
+        write(cas("w:missing", 1, b"no", None), "ev:cas-missing").await.unwrap(),
+        WriteOutcome::NotApplied
+    );
+    assert_eq!(store.get("w:missing").await.unwrap(), None);
+    // A zero TTL is a delete conditional on the version, as with compare_and_swap.
+    assert_eq!(
+        write(cas("w:cas", 2, b"c3", Some(Duration::ZERO)), "ev:cas-zero")
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(3)
+    );
+    assert_eq!(store.get("w:cas").await.unwrap(), None);
+    assert!(store.get("ev:cas-zero").await.unwrap().is_some());
+
+    // InsertNew: only where no live record is.
+    assert_eq!(
+        write(insert_new("w:new", b"n1", None), "ev:new").await.unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert_eq!(store.get("w:new").await.unwrap(), versioned(b"n1", 1));
+    assert!(store.get("ev:new").await.unwrap().is_some());
+    assert_eq!(
+        write(insert_new("w:new", b"no", None), "ev:new-again").await.unwrap(),
+        WriteOutcome::NotApplied
+    );
+    assert_eq!(store.get("w:new").await.unwrap(), versioned(b"n1", 1), "untouched");
+
+    // Delete: only a live record.
+    store.put("w:del", b"d".to_vec(), None).await.unwrap();
+    assert_eq!(
+        write(delete("w:del"), "ev:del").await.unwrap(),
+        WriteOutcome::Applied(0)
+    );
+    assert_eq!(store.get("w:del").await.unwrap(), None);
+    assert!(store.get("ev:del").await.unwrap().is_some());
+    assert_eq!(
+        write(delete("w:del"), "ev:del-again").await.unwrap(),
+        WriteOutcome::NotApplied,
+        "already absent"
+    );
+
+    // Expired records count as absent: no delete, no compare-and-swap, free for an insert.
+    store
+        .put("w:gone", b"g".to_vec(), Some(Duration::from_millis(20)))
+        .await
+        .unwrap();
+    store
+        .put("w:stale", b"s".to_vec(), Some(Duration::from_millis(20)))
+        .await
+        .unwrap();
+    // The expiries of both records of a write: the record's (from the write) and the event's.
+    assert_eq!(
+        store
+            .write_with_event(
+                put("w:short", b"s", Some(Duration::from_millis(20))),
+                "ev:short",
+                b"s".to_vec(),
+                Some(Duration::from_millis(20)),
+            )
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert_eq!(
+        store
+            .write_with_event(
+                put("w:long", b"l", Some(Duration::from_secs(60))),
+                "ev:long",
+                b"l".to_vec(),
+                Some(Duration::from_secs(60)),
+            )
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert!(store.get("ev:short").await.unwrap().is_some(), "not expired yet");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(store.get("ev:short").await.unwrap(), None, "the event's TTL holds");
+    assert_eq!(store.get("w:short").await.unwrap(), None, "the record's TTL holds");
+    assert!(store.get("ev:long").await.unwrap().is_some());
+    assert!(store.get("w:long").await.unwrap().is_some());
+    assert_eq!(
+        write(delete("w:gone"), "ev:gone").await.unwrap(),
+        WriteOutcome::NotApplied,
+        "an expired record is not deleted"
+    );
+    assert_eq!(
+        write(cas("w:stale", 1, b"no", None), "ev:stale-cas").await.unwrap(),
+        WriteOutcome::NotApplied,
+        "an expired record has no version"
+    );
+    assert_eq!(
+        write(insert_new("w:stale", b"s2", None), "ev:stale-new").await.unwrap(),
+        WriteOutcome::Applied(1),
+        "an expired record's key is free"
+    );
+    assert_eq!(store.get("w:stale").await.unwrap(), versioned(b"s2", 1));
+    // A zero TTL on the event: stored and expired at once, as put would.
+    assert_eq!(
+        store
+            .write_with_event(
+                put("w:put", b"p3", None),
+                "ev:zero",
+                b"z".to_vec(),
+                Some(Duration::ZERO)
+            )
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(3)
+    );
+    assert_eq!(store.get("ev:zero").await.unwrap(), None);
+
+    // No condition that failed stored its event.
+    for event in [
+        "ev:cas-ahead",
+        "ev:cas-stale",
+        "ev:cas-missing",
+        "ev:new-again",
+        "ev:del-again",
+        "ev:gone",
+        "ev:stale-cas",
+    ] {
+        assert_eq!(store.get(event).await.unwrap(), None, "{event} was stored");
+    }
+
+    // An event key that is the record's own is refused, with nothing written.
+    store.put("w:same", b"s".to_vec(), None).await.unwrap();
+    for w in [
+        put("w:same", b"x", None),
+        cas("w:same", 1, b"x", None),
+        insert_new("w:same-new", b"x", None),
+        delete("w:same"),
+    ] {
+        let key = w.key().to_string();
+        let refused = store.write_with_event(w, &key, b"e".to_vec(), None).await;
+        assert!(refused.is_err(), "{key}: {refused:?}");
+    }
+    assert_eq!(store.get("w:same").await.unwrap(), versioned(b"s", 1), "untouched");
+    assert_eq!(store.get("w:same-new").await.unwrap(), None);
+}
+
+/// 16 tasks race `write_with_event` with a `Cas` on one record, all with the version they read,
+/// each with its own event key: exactly one applies, and only its event is stored. Uses the keys
+/// `w:race` and `ev:race:*`.
+pub async fn concurrent_write_with_event(store: std::sync::Arc<dyn Store>) {
+    let read = store.put("w:race", b"start".to_vec(), None).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let value = format!("by {i}").into_bytes();
+            let outcome = s
+                .write_with_event(
+                    cas("w:race", read, &value, None),
+                    &format!("ev:race:{i}"),
+                    value.clone(),
+                    None,
+                )
+                .await
+                .unwrap();
+            (i, outcome)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, outcome) = t.await.unwrap();
+        match outcome {
+            WriteOutcome::Applied(version) => {
+                assert_eq!(version, read + 1);
+                winners.push(i);
+            }
+            WriteOutcome::NotApplied => {}
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one write applies: {winners:?}");
+    let winner = winners[0];
+    assert_eq!(
+        store.get("w:race").await.unwrap(),
+        versioned(format!("by {winner}").as_bytes(), read + 1)
+    );
+    for i in 0..16 {
+        let event = store.get(&format!("ev:race:{i}")).await.unwrap();
+        assert_eq!(event.is_some(), i == winner, "event {i} (winner {winner})");
+    }
 }
 
 /// Ordered indexes: byte order, exclusive paging, idempotent adds, removal, separate

@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
-use super::{CasOutcome, Store, StoreError, Versioned, expiry_for, is_expired, now_millis};
+use super::{
+    CasOutcome, Store, StoreError, Versioned, WriteOutcome, check_event_key, expiry_for, is_expired, now_millis,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// The ordered indexes: (index, member), ordered by index then member.
@@ -220,29 +222,7 @@ impl EmbeddedStore {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write()?;
-            let out = {
-                let mut table = txn.open_table(KV)?;
-                let current = table.get(key.as_str())?.map(|g| g.value().to_vec());
-                let now = now_millis();
-                let live = match &current {
-                    Some(raw) => {
-                        let (version, expires_at, value) = decode(&key, raw)?;
-                        (!is_expired(expires_at, now)).then_some((version, expires_at, value))
-                    }
-                    None => None,
-                };
-                let (write, out) = f(live);
-                match write {
-                    Write::Keep => {}
-                    Write::Set(bytes) => {
-                        table.insert(key.as_str(), bytes.as_slice())?;
-                    }
-                    Write::Remove => {
-                        table.remove(key.as_str())?;
-                    }
-                }
-                out
-            };
+            let out = update_in(&mut txn.open_table(KV)?, &key, f)?;
             txn.commit()?;
             Ok(out)
         })
@@ -250,11 +230,79 @@ impl EmbeddedStore {
     }
 }
 
-/// What [`EmbeddedStore::update`] does to the record.
+/// What [`EmbeddedStore::update`] and [`update_in`] do to the record.
 enum Write {
     Keep,
     Set(Vec<u8>),
     Remove,
+}
+
+/// The record of `key` in `table` as `f` decides, within the caller's transaction.
+fn update_in<T>(
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    f: impl FnOnce(Option<(u64, u64, &[u8])>) -> (Write, T),
+) -> Result<T, Failure> {
+    let current = table.get(key)?.map(|g| g.value().to_vec());
+    let now = now_millis();
+    let live = match &current {
+        Some(raw) => {
+            let (version, expires_at, value) = decode(key, raw)?;
+            (!is_expired(expires_at, now)).then_some((version, expires_at, value))
+        }
+        None => None,
+    };
+    let (write, out) = f(live);
+    match write {
+        Write::Keep => {}
+        Write::Set(bytes) => {
+            table.insert(key, bytes.as_slice())?;
+        }
+        Write::Remove => {
+            table.remove(key)?;
+        }
+    }
+    Ok(out)
+}
+
+/// A live record as [`update_in`] passes it: (version, expiry, value).
+type Live<'a> = Option<(u64, u64, &'a [u8])>;
+
+// What each write does to the live record, shared by the single operations and
+// `write_with_event`, so that a write means the same whichever way it arrives.
+
+fn put_plan(value: &[u8], ttl: Option<Duration>, live: Live<'_>) -> (Write, u64) {
+    let version = live.map_or(1, |(v, _, _)| v + 1);
+    (Write::Set(encode(version, expiry_for(ttl), value)), version)
+}
+
+fn insert_new_plan(value: &[u8], ttl: Option<Duration>, live: Live<'_>) -> (Write, bool) {
+    match live {
+        Some(_) => (Write::Keep, false),
+        None => (Write::Set(encode(1, expiry_for(ttl), value)), true),
+    }
+}
+
+fn compare_and_swap_plan(
+    expected_version: u64,
+    value: &[u8],
+    ttl: Option<Duration>,
+    live: Live<'_>,
+) -> (Write, CasOutcome) {
+    match live {
+        Some((v, _, _)) if v == expected_version => {
+            let version = v + 1;
+            (
+                Write::Set(encode(version, expiry_for(ttl), value)),
+                CasOutcome::Written(version),
+            )
+        }
+        _ => (Write::Keep, CasOutcome::Conflict),
+    }
+}
+
+fn delete_plan(live: Live<'_>) -> (Write, bool) {
+    (Write::Remove, live.is_some())
 }
 
 #[async_trait]
@@ -280,19 +328,11 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<u64, StoreError> {
-        self.update(key, move |live| {
-            let version = live.map_or(1, |(v, _, _)| v + 1);
-            (Write::Set(encode(version, expiry_for(ttl), &value)), version)
-        })
-        .await
+        self.update(key, move |live| put_plan(&value, ttl, live)).await
     }
 
     async fn insert_new(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StoreError> {
-        self.update(key, move |live| match live {
-            Some(_) => (Write::Keep, false),
-            None => (Write::Set(encode(1, expiry_for(ttl), &value)), true),
-        })
-        .await
+        self.update(key, move |live| insert_new_plan(&value, ttl, live)).await
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -307,21 +347,69 @@ impl Store for EmbeddedStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome, StoreError> {
-        self.update(key, move |live| match live {
-            Some((v, _, _)) if v == expected_version => {
-                let version = v + 1;
-                (
-                    Write::Set(encode(version, expiry_for(ttl), &value)),
-                    CasOutcome::Written(version),
-                )
-            }
-            _ => (Write::Keep, CasOutcome::Conflict),
+        self.update(key, move |live| {
+            compare_and_swap_plan(expected_version, &value, ttl, live)
         })
         .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.update(key, |live| (Write::Remove, live.is_some())).await
+        self.update(key, delete_plan).await
+    }
+
+    /// Both in one write transaction: redb serialises write transactions, and one that fails
+    /// before its commit leaves the file as it was.
+    async fn write_with_event(
+        &self,
+        write: super::Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        check_event_key(&write, event_key)?;
+        let event_key = event_key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            let applied = {
+                let mut table = txn.open_table(KV)?;
+                let applied = match write {
+                    super::Write::Put { key, value, ttl } => {
+                        Some(update_in(&mut table, &key, |live| put_plan(&value, ttl, live))?)
+                    }
+                    super::Write::Cas {
+                        key,
+                        expected_version,
+                        value,
+                        ttl,
+                    } => match update_in(&mut table, &key, |live| {
+                        compare_and_swap_plan(expected_version, &value, ttl, live)
+                    })? {
+                        CasOutcome::Written(version) => Some(version),
+                        CasOutcome::Conflict => None,
+                    },
+                    super::Write::InsertNew { key, value, ttl } => {
+                        update_in(&mut table, &key, |live| insert_new_plan(&value, ttl, live))?.then_some(1)
+                    }
+                    super::Write::Delete { key } => update_in(&mut table, &key, delete_plan)?.then_some(0),
+                };
+                if applied.is_some() {
+                    update_in(&mut table, &event_key, |live| put_plan(&event_value, event_ttl, live))?;
+                }
+                applied
+            };
+            match applied {
+                Some(version) => {
+                    txn.commit()?;
+                    Ok(WriteOutcome::Applied(version))
+                }
+                None => {
+                    // Nothing to keep (a delete of an expired record would only have tidied up).
+                    txn.abort()?;
+                    Ok(WriteOutcome::NotApplied)
+                }
+            }
+        })
+        .await
     }
 
     async fn purge_expired(&self) -> Result<usize, StoreError> {
@@ -462,7 +550,8 @@ mod tests {
         let store = EmbeddedStore::open(&dir.path().join("a.redb")).unwrap();
         super::super::conformance::run(&store).await;
         super::super::conformance::purge_counts(&store).await;
-        super::super::conformance::concurrent_take(Arc::new(store)).await;
+        super::super::conformance::concurrent_take(Arc::new(store.clone())).await;
+        super::super::conformance::concurrent_write_with_event(Arc::new(store)).await;
         let store = EmbeddedStore::open(&dir.path().join("scan.redb")).unwrap();
         super::super::conformance::scan_and_rewrite(&store).await;
         let store = EmbeddedStore::open(&dir.path().join("ordered.redb")).unwrap();

@@ -38,7 +38,7 @@ use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
-use super::{CasOutcome, Store, StoreError, Versioned};
+use super::{CasOutcome, Store, StoreError, Versioned, Write, WriteOutcome};
 
 /// First byte of every sealed value. JSON (what the broker stores) never starts with it, which is
 /// what lets `rotate-keys --encrypt-plaintext` tell records written before encryption apart.
@@ -449,6 +449,43 @@ impl Store for EncryptedStore {
         self.inner.delete(key).await
     }
 
+    /// Seals the record's new value and the event's, each bound to its own record key like any
+    /// other write; a delete carries no value and passes through.
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let write = match write {
+            Write::Put { key, value, ttl } => Write::Put {
+                value: seal_owned(&self.keys, &key, value)?,
+                key,
+                ttl,
+            },
+            Write::Cas {
+                key,
+                expected_version,
+                value,
+                ttl,
+            } => Write::Cas {
+                value: seal_owned(&self.keys, &key, value)?,
+                key,
+                expected_version,
+                ttl,
+            },
+            Write::InsertNew { key, value, ttl } => Write::InsertNew {
+                value: seal_owned(&self.keys, &key, value)?,
+                key,
+                ttl,
+            },
+            delete @ Write::Delete { .. } => delete,
+        };
+        let event = seal_owned(&self.keys, event_key, event_value)?;
+        self.inner.write_with_event(write, event_key, event, event_ttl).await
+    }
+
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.inner.purge_expired().await
     }
@@ -694,6 +731,8 @@ mod tests {
         conformance::scan_and_rewrite(&store).await;
         let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
         conformance::concurrent_take(Arc::new(store)).await;
+        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
+        conformance::concurrent_write_with_event(Arc::new(store)).await;
     }
 
     #[tokio::test]
@@ -704,6 +743,7 @@ mod tests {
         conformance::run(store.as_ref()).await;
         conformance::purge_counts(store.as_ref()).await;
         conformance::concurrent_take(store.clone()).await;
+        conformance::concurrent_write_with_event(store.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let inner = Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
         conformance::scan_and_rewrite(&EncryptedStore::new(inner, ring("k1", &[("k1", K1)]))).await;
@@ -724,6 +764,87 @@ mod tests {
         inner.put("conn:{d}", raw.value.clone(), None).await.unwrap();
         assert!(matches!(store.get("conn:{d}").await, Err(StoreError::Corrupt { .. })));
         assert!(matches!(store.take("conn:{d}").await, Err(StoreError::Corrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn write_with_event_seals_the_record_and_the_event_each_for_its_own_key() {
+        let keys = ring("k1", &[("k1", K1)]);
+        let (inner, store) = encrypted_memory(keys.clone());
+        let in_clear = |blob: &[u8], text: &[u8]| blob.windows(text.len()).any(|w| w == text);
+        let writes = [
+            (
+                Write::InsertNew {
+                    key: "conn:{c}".into(),
+                    value: b"record-secret-1".to_vec(),
+                    ttl: None,
+                },
+                1,
+            ),
+            (
+                Write::Cas {
+                    key: "conn:{c}".into(),
+                    expected_version: 1,
+                    value: b"record-secret-2".to_vec(),
+                    ttl: None,
+                },
+                2,
+            ),
+            (
+                Write::Put {
+                    key: "conn:{c}".into(),
+                    value: b"record-secret-3".to_vec(),
+                    ttl: None,
+                },
+                3,
+            ),
+        ];
+        for (n, (write, version)) in writes.into_iter().enumerate() {
+            let (record, event) = (format!("record-secret-{}", n + 1), format!("event-secret-{}", n + 1));
+            let event_key = format!("event:{{c}}:{n}");
+            assert_eq!(
+                store
+                    .write_with_event(write, &event_key, event.as_bytes().to_vec(), None)
+                    .await
+                    .unwrap(),
+                WriteOutcome::Applied(version)
+            );
+            let raw_record = inner.get("conn:{c}").await.unwrap().unwrap().value;
+            let raw_event = inner.get(&event_key).await.unwrap().unwrap().value;
+            assert_eq!((raw_record[0], raw_event[0]), (FORMAT_V1, FORMAT_V1));
+            assert!(!in_clear(&raw_record, record.as_bytes()), "the record is sealed");
+            assert!(!in_clear(&raw_event, event.as_bytes()), "the event is sealed");
+            // Each sealed for its own key: the event's blob does not open as the record.
+            assert!(keys.open("conn:{c}", &raw_event).is_err());
+            assert_eq!(keys.open(&event_key, &raw_event).unwrap(), event.as_bytes());
+            assert_eq!(
+                store.get("conn:{c}").await.unwrap(),
+                Some(Versioned {
+                    value: record.into_bytes(),
+                    version
+                })
+            );
+            assert_eq!(store.get(&event_key).await.unwrap().unwrap().value, event.as_bytes());
+        }
+        // A delete has no value to seal; its event is sealed all the same.
+        assert_eq!(
+            store
+                .write_with_event(
+                    Write::Delete { key: "conn:{c}".into() },
+                    "event:{c}:del",
+                    b"event-secret-del".to_vec(),
+                    None
+                )
+                .await
+                .unwrap(),
+            WriteOutcome::Applied(0)
+        );
+        assert_eq!(inner.get("conn:{c}").await.unwrap(), None);
+        let raw_event = inner.get("event:{c}:del").await.unwrap().unwrap().value;
+        assert!(!in_clear(&raw_event, b"event-secret-del"));
+        assert_eq!(
+            store.get("event:{c}:del").await.unwrap().unwrap().value,
+            b"event-secret-del"
+        );
     }
 
     #[tokio::test]

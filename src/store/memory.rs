@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CasOutcome, Store, StoreError, Versioned, expiry_for, is_expired, now_millis};
+use super::{
+    CasOutcome, Store, StoreError, Versioned, Write, WriteOutcome, check_event_key, expiry_for, is_expired, now_millis,
+};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -53,6 +55,72 @@ fn live<'a>(map: &'a BTreeMap<String, Entry>, key: &str, now: u64) -> Option<&'a
     map.get(key).filter(|e| !is_expired(e.expires_at, now))
 }
 
+// The writes on the locked map, shared by the single operations and `write_with_event`, so that
+// a write means the same whichever way it arrives.
+
+fn put_in(map: &mut BTreeMap<String, Entry>, now: u64, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> u64 {
+    let version = live(map, key, now).map_or(1, |e| e.version + 1);
+    map.insert(
+        key.to_string(),
+        Entry {
+            value,
+            version,
+            expires_at: expiry_for(ttl),
+        },
+    );
+    version
+}
+
+fn insert_new_in(
+    map: &mut BTreeMap<String, Entry>,
+    now: u64,
+    key: &str,
+    value: Vec<u8>,
+    ttl: Option<Duration>,
+) -> bool {
+    if live(map, key, now).is_some() {
+        return false;
+    }
+    map.insert(
+        key.to_string(),
+        Entry {
+            value,
+            version: 1,
+            expires_at: expiry_for(ttl),
+        },
+    );
+    true
+}
+
+fn compare_and_swap_in(
+    map: &mut BTreeMap<String, Entry>,
+    now: u64,
+    key: &str,
+    expected_version: u64,
+    value: Vec<u8>,
+    ttl: Option<Duration>,
+) -> CasOutcome {
+    match live(map, key, now) {
+        Some(e) if e.version == expected_version => {
+            let version = expected_version + 1;
+            map.insert(
+                key.to_string(),
+                Entry {
+                    value,
+                    version,
+                    expires_at: expiry_for(ttl),
+                },
+            );
+            CasOutcome::Written(version)
+        }
+        _ => CasOutcome::Conflict,
+    }
+}
+
+fn delete_in(map: &mut BTreeMap<String, Entry>, now: u64, key: &str) -> bool {
+    map.remove(key).is_some_and(|e| !is_expired(e.expires_at, now))
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -65,35 +133,11 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<u64, StoreError> {
-        self.with_map(|map, now| {
-            let version = live(map, key, now).map_or(1, |e| e.version + 1);
-            map.insert(
-                key.to_string(),
-                Entry {
-                    value,
-                    version,
-                    expires_at: expiry_for(ttl),
-                },
-            );
-            version
-        })
+        self.with_map(|map, now| put_in(map, now, key, value, ttl))
     }
 
     async fn insert_new(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StoreError> {
-        self.with_map(|map, now| {
-            if live(map, key, now).is_some() {
-                return false;
-            }
-            map.insert(
-                key.to_string(),
-                Entry {
-                    value,
-                    version: 1,
-                    expires_at: expiry_for(ttl),
-                },
-            );
-            true
-        })
+        self.with_map(|map, now| insert_new_in(map, now, key, value, ttl))
     }
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -111,25 +155,45 @@ impl Store for MemoryStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome, StoreError> {
-        self.with_map(|map, now| match live(map, key, now) {
-            Some(e) if e.version == expected_version => {
-                let version = expected_version + 1;
-                map.insert(
-                    key.to_string(),
-                    Entry {
-                        value,
-                        version,
-                        expires_at: expiry_for(ttl),
-                    },
-                );
-                CasOutcome::Written(version)
-            }
-            _ => CasOutcome::Conflict,
-        })
+        self.with_map(|map, now| compare_and_swap_in(map, now, key, expected_version, value, ttl))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.with_map(|map, now| map.remove(key).is_some_and(|e| !is_expired(e.expires_at, now)))
+        self.with_map(|map, now| delete_in(map, now, key))
+    }
+
+    /// Both under the one lock, so no other call sees or makes a state in between.
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        check_event_key(&write, event_key)?;
+        self.with_map(|map, now| {
+            let applied = match write {
+                Write::Put { key, value, ttl } => Some(put_in(map, now, &key, value, ttl)),
+                Write::Cas {
+                    key,
+                    expected_version,
+                    value,
+                    ttl,
+                } => match compare_and_swap_in(map, now, &key, expected_version, value, ttl) {
+                    CasOutcome::Written(version) => Some(version),
+                    CasOutcome::Conflict => None,
+                },
+                Write::InsertNew { key, value, ttl } => insert_new_in(map, now, &key, value, ttl).then_some(1),
+                Write::Delete { key } => delete_in(map, now, &key).then_some(0),
+            };
+            match applied {
+                Some(version) => {
+                    put_in(map, now, event_key, event_value, event_ttl);
+                    WriteOutcome::Applied(version)
+                }
+                None => WriteOutcome::NotApplied,
+            }
+        })
     }
 
     async fn purge_expired(&self) -> Result<usize, StoreError> {
@@ -227,5 +291,6 @@ mod tests {
         super::super::conformance::scan_and_rewrite(&MemoryStore::new()).await;
         super::super::conformance::ordered_scan(&MemoryStore::new()).await;
         super::super::conformance::concurrent_take(std::sync::Arc::new(MemoryStore::new())).await;
+        super::super::conformance::concurrent_write_with_event(std::sync::Arc::new(MemoryStore::new())).await;
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! The contract is deliberately narrow (get, put, insert-if-absent, atomic take, compare-and-swap
 //! on a version, delete, purge) so that Redis implements it with single commands or short Lua
-//! scripts, each touching one key (so it also works on Redis Cluster). Every record may carry an
+//! scripts, each touching one key (so it also works on Redis Cluster). The one exception,
+//! [`Store::write_with_event`], writes a record and an event record together (a durable outbox);
+//! on a cluster it is atomic only when both keys share a hash slot. Every record may carry an
 //! expiry; an expired record is invisible to every operation even before the purge task removes it.
 //!
 //! [`EncryptedStore`] wraps any backend and encrypts every value at rest; [`rotate`] re-encrypts
@@ -97,34 +99,69 @@ pub enum CasOutcome {
 pub enum Write {
     /// Like [`Store::put`]: always applies.
     Put {
+        /// The record's key.
         key: String,
+        /// The record's new bytes.
         value: Vec<u8>,
+        /// The record's new expiry, from now (`None`: never; zero: at once).
         ttl: Option<Duration>,
     },
-    /// Like [`Store::compare_and_swap`].
+    /// Like [`Store::compare_and_swap`]: applies only if the live record has `expected_version`.
     Cas {
+        /// The record's key.
         key: String,
+        /// The version the live record must still have.
         expected_version: u64,
+        /// The record's new bytes.
         value: Vec<u8>,
+        /// The record's new expiry, from now (`None`: never; zero: at once).
         ttl: Option<Duration>,
     },
-    /// Like [`Store::insert_new`].
+    /// Like [`Store::insert_new`]: applies only if no live record has the key.
     InsertNew {
+        /// The record's key.
         key: String,
+        /// The record's bytes.
         value: Vec<u8>,
+        /// The record's expiry, from now (`None`: never; zero: at once).
         ttl: Option<Duration>,
     },
-    /// Like [`Store::delete`].
-    Delete { key: String },
+    /// Like [`Store::delete`]: applies only if a live record existed.
+    Delete {
+        /// The record's key.
+        key: String,
+    },
+}
+
+impl Write {
+    /// The key of the record this write changes.
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Put { key, .. } | Write::Cas { key, .. } | Write::InsertNew { key, .. } | Write::Delete { key } => {
+                key
+            }
+        }
+    }
 }
 
 /// What [`Store::write_with_event`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// Applied.
+    /// The write applied (the record's new version; 0 for a delete) and the event was stored.
     Applied(u64),
-    /// Not applied.
+    /// The write's condition failed (version conflict, key present, key absent): nothing written.
     NotApplied,
+}
+
+/// Refuses an event that would overwrite the very record its write changes: "both" would then
+/// be one record, and which of the two values wins would depend on the backend.
+pub(crate) fn check_event_key(write: &Write, event_key: &str) -> Result<(), StoreError> {
+    if write.key() == event_key {
+        return Err(StoreError::backend(format!(
+            "write_with_event: the event key {event_key:?} is the key of the record written"
+        )));
+    }
+    Ok(())
 }
 
 /// The operations every backend provides. Keys are opaque strings built by [`records`].
@@ -149,6 +186,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CasOutcome, StoreError>;
     /// Deletes a record; true when a live one existed.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    /// Applies `write` and, only when it applies, stores the record `event_key` = `event_value`
+    /// (with `event_ttl`) as [`Store::put`] would: both or neither.
+    ///
+    /// The record gets the version the matching single operation would give it, the event record
+    /// a new version as from `put`. An `event_key` equal to the write's key is refused (an error,
+    /// nothing written). Atomic (both or neither, no other writer in between) on memory, embedded,
+    /// and Redis on one server or a Sentinel master. On a Redis Cluster it is atomic only when the
+    /// two keys (with the key prefix) hash to the same slot, e.g. because they carry the same hash
+    /// tag `{...}`; otherwise the write is applied first and the event put after it, so a crash or
+    /// failure between the two loses the event (the call then returns an error although the write
+    /// applied).
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError>;
     /// Removes expired records; returns how many.
     async fn purge_expired(&self) -> Result<usize, StoreError>;
     /// Checks the backend answers (for `/readyz`).
@@ -195,37 +250,6 @@ pub trait Store: Send + Sync + 'static {
     /// first when `None`). Members added or removed meanwhile do not disturb the others, so a
     /// walk page by page meets every member that was there throughout exactly once.
     async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
-
-    /// PLACEHOLDER until the store-event branch lands (not atomic).
-    async fn write_with_event(
-        &self,
-        write: Write,
-        event_key: &str,
-        event_value: Vec<u8>,
-        event_ttl: Option<Duration>,
-    ) -> Result<WriteOutcome, StoreError> {
-        let applied = match write {
-            Write::Put { key, value, ttl } => Some(self.put(&key, value, ttl).await?),
-            Write::Cas {
-                key,
-                expected_version,
-                value,
-                ttl,
-            } => match self.compare_and_swap(&key, expected_version, value, ttl).await? {
-                CasOutcome::Written(v) => Some(v),
-                CasOutcome::Conflict => None,
-            },
-            Write::InsertNew { key, value, ttl } => self.insert_new(&key, value, ttl).await?.then_some(1),
-            Write::Delete { key } => self.delete(&key).await?.then_some(0),
-        };
-        match applied {
-            Some(v) => {
-                self.put(event_key, event_value, event_ttl).await?;
-                Ok(WriteOutcome::Applied(v))
-            }
-            None => Ok(WriteOutcome::NotApplied),
-        }
-    }
 
     /// The encryption layer, when this store is one (`rotate-keys` needs it); `None` otherwise.
     fn encryption(&self) -> Option<&EncryptedStore> {

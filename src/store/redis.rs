@@ -11,12 +11,20 @@
 //! record with `HGETALL`. TTLs are Redis key expiries (`PEXPIRE`): Redis never returns an expired
 //! key, so an expired record is invisible at once, exactly as in the other backends.
 //!
-//! Every operation touches exactly one key, so it works unchanged on a cluster. Reads and deletes
-//! are single commands (`HMGET`, `DEL`); writes that depend on the current record (put's version
-//! bump, insert-if-absent, take, compare-and-swap) are short Lua scripts in `src/store/redis/`,
-//! which Redis runs atomically. They are called with `EVALSHA` and loaded automatically when a node
-//! does not know them yet (after a restart or failover); [`RedisStore::connect`] loads them up front
-//! so that a server refusing scripts fails at start-up rather than on the first sign-in.
+//! Every operation but one touches exactly one key, so it works unchanged on a cluster. Reads
+//! and deletes are single commands (`HMGET`, `DEL`); writes that depend on the current record
+//! (put's version bump, insert-if-absent, take, compare-and-swap) are short Lua scripts in
+//! `src/store/redis/`, which Redis runs atomically. They are called with `EVALSHA` and loaded
+//! automatically when a node does not know them yet (after a restart or failover);
+//! [`RedisStore::connect`] loads them up front so that a server refusing scripts fails at start-up
+//! rather than on the first sign-in.
+//!
+//! The exception, `write_with_event` (a record write plus an event record, for a durable outbox),
+//! is one script over both keys, so atomic, on one server or a Sentinel master, and on a cluster
+//! when both full keys hash to one slot: give them the same hash tag (`conn:{id}` and an event key
+//! containing the same `{id}`). On a cluster with the keys in different slots no script may span
+//! them, so the write is applied first and the event put after it: a crash or failure in between
+//! loses the event (the call returns an error), unless the keys share a hash tag.
 //!
 //! `scan` (for maintenance jobs) is `SCAN … MATCH {key_prefix}* COUNT limit`; on a cluster it
 //! walks the masters one after the other, each named by the lowest slot it serves (the cursor is
@@ -41,6 +49,8 @@ use tokio::time::Instant;
 use super::{CasOutcome, Store, StoreError, Versioned};
 use crate::config::{RedisConfig, SentinelConfig, redact_redis_url};
 
+mod event;
+
 /// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
 /// Redis that comes back is used again within about a second.
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
@@ -60,6 +70,7 @@ struct Scripts {
     take: Script,
     compare_and_swap: Script,
     rewrite: Script,
+    write_with_event: Script,
 }
 
 impl Scripts {
@@ -70,16 +81,18 @@ impl Scripts {
             take: Script::new(include_str!("redis/take.lua")),
             compare_and_swap: Script::new(include_str!("redis/compare_and_swap.lua")),
             rewrite: Script::new(include_str!("redis/rewrite.lua")),
+            write_with_event: Script::new(include_str!("redis/write_with_event.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 5] {
+    fn all(&self) -> [&Script; 6] {
         [
             &self.put,
             &self.insert_new,
             &self.take,
             &self.compare_and_swap,
             &self.rewrite,
+            &self.write_with_event,
         ]
     }
 }
@@ -682,6 +695,17 @@ impl Store for RedisStore {
         Ok(removed > 0)
     }
 
+    /// See the module documentation: one script, atomic unless the keys are in two cluster slots.
+    async fn write_with_event(
+        &self,
+        write: super::Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<super::WriteOutcome, StoreError> {
+        self.write_and_event(write, event_key, event_value, event_ttl).await
+    }
+
     /// Always 0: Redis removes expired keys itself (on access, and by its background expiry
     /// cycle), so there is nothing to sweep, and scanning the keyspace from here would only cost.
     async fn purge_expired(&self) -> Result<usize, StoreError> {
@@ -812,129 +836,4 @@ fn lowest_slot_per_master(reply: &Value) -> Option<Vec<u16>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttls_become_pexpire_arguments() {
-        assert_eq!(ttl_arg(None), -1);
-        assert_eq!(ttl_arg(Some(Duration::ZERO)), 0);
-        assert_eq!(ttl_arg(Some(Duration::from_millis(30))), 30);
-        assert_eq!(ttl_arg(Some(Duration::from_secs(600))), 600_000);
-        assert_eq!(ttl_arg(Some(Duration::MAX)), MAX_TTL_MS);
-    }
-
-    #[test]
-    fn passwords_are_scrubbed_from_messages() {
-        let secrets = passwords(&[
-            "redis://user:s3cr%40t@h:1".to_string(),
-            "redis://h:2".to_string(),
-            "rediss://:other@h:3/0".to_string(),
-        ]);
-        assert_eq!(secrets, ["s3cr%40t", "s3cr@t", "other"]);
-        assert_eq!(
-            scrub("AUTH s3cr@t / s3cr%40t / other failed", &secrets),
-            "AUTH [redacted] / [redacted] / [redacted] failed"
-        );
-    }
-
-    #[test]
-    fn a_redis_error_keeps_its_kind_as_the_source_without_the_password() {
-        let secrets = passwords(&["redis://:s3cr%40t@h:1".to_string()]);
-        let client_error = RedisError::from((
-            ErrorKind::AuthenticationFailed,
-            "refused",
-            "redis://:s3cr@t@h:1 said s3cr%40t is wrong".to_string(),
-        ));
-        assert!(
-            client_error.to_string().contains("s3cr@t"),
-            "the test's error holds the password"
-        );
-        let err = failed("redis AUTH failed", &client_error, &secrets);
-        let mut texts = vec![err.to_string()];
-        let mut source = std::error::Error::source(&err);
-        let failure = source
-            .and_then(|s| s.downcast_ref::<RedisFailure>())
-            .expect("the scrubbed client error is the source");
-        assert_eq!(failure.kind(), ErrorKind::AuthenticationFailed);
-        while let Some(s) = source {
-            texts.push(s.to_string());
-            source = s.source();
-        }
-        assert_eq!(texts.len(), 2, "the chain ends at the scrubbed error: {texts:?}");
-        for text in &texts {
-            assert!(text.contains("refused") && text.contains("[redacted]"), "{text}");
-            assert!(!text.contains("s3cr@t") && !text.contains("s3cr%40t"), "{text}");
-        }
-        assert!(
-            texts[0].starts_with("store backend error: redis AUTH failed: "),
-            "{}",
-            texts[0]
-        );
-    }
-
-    #[test]
-    fn only_connection_failures_send_sentinel_mode_back_to_the_sentinels() {
-        assert!(master_may_have_changed(&RedisError::from((
-            ErrorKind::Io,
-            "broken pipe"
-        ))));
-        // The error an unconfirmed WAIT becomes: the replicas lag, the master is fine.
-        assert!(!master_may_have_changed(&RedisError::from((
-            ErrorKind::Client,
-            "write not confirmed by enough replicas"
-        ))));
-        assert!(!master_may_have_changed(&RedisError::from((
-            ErrorKind::UnexpectedReturnType,
-            "not an integer"
-        ))));
-    }
-
-    #[test]
-    fn scan_patterns_and_cursors() {
-        assert_eq!(glob_escape("cb:"), "cb:");
-        assert_eq!(glob_escape("a*b?[c]\\^-"), "a\\*b\\?\\[c\\]\\\\\\^\\-");
-        assert_eq!(parse_cluster_cursor("5461:17"), Some((5461, 17)));
-        assert_eq!(parse_cluster_cursor("17"), None);
-        assert_eq!(parse_cluster_cursor("x:1"), None);
-    }
-
-    #[test]
-    fn masters_are_named_by_their_lowest_slot() {
-        let node = |host: &str, port: i64, id: &str| {
-            Value::Array(vec![
-                Value::BulkString(host.as_bytes().to_vec()),
-                Value::Int(port),
-                Value::BulkString(id.as_bytes().to_vec()),
-            ])
-        };
-        let range =
-            |start: i64, end: i64, master: Value| Value::Array(vec![Value::Int(start), Value::Int(end), master]);
-        let reply = Value::Array(vec![
-            range(10_923, 16_383, node("127.0.0.1", 7002, "c")),
-            range(0, 5_460, node("127.0.0.1", 7000, "a")),
-            range(5_461, 10_000, node("127.0.0.1", 7001, "b")),
-            range(10_001, 10_922, node("127.0.0.1", 7000, "a")),
-        ]);
-        assert_eq!(lowest_slot_per_master(&reply), Some(vec![0, 5_461, 10_923]));
-        assert_eq!(lowest_slot_per_master(&Value::Int(1)), None);
-    }
-
-    #[test]
-    fn scripts_touch_only_their_one_key() {
-        // Cluster safety: a script may only use KEYS[1] (never build key names itself).
-        for script in [
-            include_str!("redis/put.lua"),
-            include_str!("redis/insert_new.lua"),
-            include_str!("redis/take.lua"),
-            include_str!("redis/compare_and_swap.lua"),
-            include_str!("redis/rewrite.lua"),
-        ] {
-            assert!(!script.contains("KEYS[2]"), "{script}");
-            for call in script.split("redis.call(").skip(1) {
-                let args = call.split(')').next().unwrap_or_default();
-                assert!(args.contains("KEYS[1]"), "every call names KEYS[1]: {args}");
-            }
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{CasOutcome, EncryptedStore, Store, StoreError, Versioned};
+use super::{CasOutcome, EncryptedStore, Store, StoreError, Versioned, Write, WriteOutcome};
 use crate::metrics::Metrics;
 
 /// Times each call to the wrapped store, labelled by operation name.
@@ -57,6 +57,19 @@ impl Store for TimedStore {
     }
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.timed("delete", self.inner.delete(key)).await
+    }
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.timed(
+            "write_with_event",
+            self.inner.write_with_event(write, event_key, event_value, event_ttl),
+        )
+        .await
     }
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.timed("purge_expired", self.inner.purge_expired()).await

@@ -17,7 +17,7 @@ use crate::clock::ManualClock;
 use crate::entra::ClientCredential;
 use crate::entra::client::TokenResponse;
 use crate::entra::errors::EntraError;
-use crate::store::{MemoryStore, Store, Versioned};
+use crate::store::{MemoryStore, Store, Versioned, Write, WriteOutcome};
 
 pub(crate) const NOW: i64 = 1_900_000_000;
 const TENANT: &str = "7d3e5a9f-0000-4000-8000-000000000001";
@@ -155,6 +155,18 @@ impl Store for Switchable {
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(key).await
+    }
+    async fn write_with_event(
+        &self,
+        write: Write,
+        event_key: &str,
+        event_value: Vec<u8>,
+        event_ttl: Option<Duration>,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.check()?;
+        self.inner
+            .write_with_event(write, event_key, event_value, event_ttl)
+            .await
     }
     async fn purge_expired(&self) -> Result<usize, StoreError> {
         self.check()?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consent_broker::store::{CasOutcome, RedisStore, Store, StoreError, conformance};
+use consent_broker::store::{CasOutcome, RedisStore, Store, StoreError, Write, WriteOutcome, conformance};
 use reqwest::StatusCode;
 
 use crate::common::broker::BrokerOptions;
@@ -24,6 +24,7 @@ async fn standalone_passes_the_store_suite() {
     let store = connect(&server.config()).await;
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
+    conformance::concurrent_write_with_event(store.clone()).await;
 }
 
 #[tokio::test]
@@ -66,12 +67,259 @@ async fn records_are_prefixed_hashes_with_redis_expiry() {
     assert!(matches!(store.get("k").await, Err(StoreError::Corrupt { .. })));
 }
 
+fn put(key: &str, value: &[u8]) -> Write {
+    Write::Put {
+        key: key.into(),
+        value: value.to_vec(),
+        ttl: None,
+    }
+}
+
+fn cas(key: &str, expected_version: u64, value: &[u8]) -> Write {
+    Write::Cas {
+        key: key.into(),
+        expected_version,
+        value: value.to_vec(),
+        ttl: None,
+    }
+}
+
+fn insert_new(key: &str, value: &[u8]) -> Write {
+    Write::InsertNew {
+        key: key.into(),
+        value: value.to_vec(),
+        ttl: None,
+    }
+}
+
+fn delete(key: &str) -> Write {
+    Write::Delete { key: key.into() }
+}
+
+fn all_keys(raw: &mut redis::Connection) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(raw).unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn write_with_event_is_one_script_that_writes_both_or_neither() {
+    let server = RedisServer::start();
+    let store = connect(&server.config()).await;
+    let mut raw = server.raw();
+
+    assert_eq!(
+        store
+            .write_with_event(
+                put("conn:{c}", b"r"),
+                "event:{c}:1",
+                b"e".to_vec(),
+                Some(Duration::from_secs(10))
+            )
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert_eq!(all_keys(&mut raw), ["cb:conn:{c}", "cb:event:{c}:1"]);
+    let event: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg("cb:event:{c}:1").query(&mut raw).unwrap();
+    let event: std::collections::HashMap<_, _> = event.into_iter().collect();
+    assert_eq!(
+        (&event["v"][..], &event["d"][..]),
+        (&b"1"[..], &b"e"[..]),
+        "a record like any other"
+    );
+    let pttl: i64 = redis::cmd("PTTL").arg("cb:event:{c}:1").query(&mut raw).unwrap();
+    assert!(pttl > 0 && pttl <= 10_000, "{pttl}");
+    let pttl: i64 = redis::cmd("PTTL").arg("cb:conn:{c}").query(&mut raw).unwrap();
+    assert_eq!(pttl, -1);
+
+    // A condition that fails leaves no trace of the event: no key at all, not even an empty hash.
+    for write in [
+        cas("conn:{c}", 5, b"x"),
+        insert_new("conn:{c}", b"x"),
+        delete("conn:{absent}"),
+    ] {
+        assert_eq!(
+            store
+                .write_with_event(write, "event:{c}:2", b"e".to_vec(), None)
+                .await
+                .unwrap(),
+            WriteOutcome::NotApplied
+        );
+    }
+    assert_eq!(all_keys(&mut raw), ["cb:conn:{c}", "cb:event:{c}:1"]);
+
+    // Redis keeps the writes a script made before it failed, so the script checks up front that
+    // the event key can take a record: one holding something else fails the call before the
+    // record is touched.
+    let _: () = redis::cmd("SET")
+        .arg("cb:event:{c}:str")
+        .arg("x")
+        .query(&mut raw)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("cb:event:{c}:bad")
+        .arg("v")
+        .arg("not a version")
+        .arg("d")
+        .arg("x")
+        .query(&mut raw)
+        .unwrap();
+    for event in ["event:{c}:str", "event:{c}:bad"] {
+        for write in [
+            put("conn:{c}", b"x"),
+            cas("conn:{c}", 1, b"x"),
+            insert_new("conn:{new}", b"x"),
+            delete("conn:{c}"),
+        ] {
+            let failed = store.write_with_event(write, event, b"e".to_vec(), None).await;
+            assert!(matches!(failed, Err(StoreError::Backend { .. })), "{event}: {failed:?}");
+        }
+    }
+    let record: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL").arg("cb:conn:{c}").query(&mut raw).unwrap();
+    let record: std::collections::HashMap<_, _> = record.into_iter().collect();
+    assert_eq!(
+        (&record["v"][..], &record["d"][..]),
+        (&b"1"[..], &b"r"[..]),
+        "untouched"
+    );
+    assert_eq!(
+        all_keys(&mut raw),
+        ["cb:conn:{c}", "cb:event:{c}:1", "cb:event:{c}:bad", "cb:event:{c}:str"]
+    );
+}
+
+/// `cmd` on every master; the one that owns the key answers, the others redirect (an error).
+fn on_owner<T: redis::FromRedisValue>(nodes: &mut [redis::Connection], cmd: &redis::Cmd) -> (usize, T) {
+    let mut answers: Vec<(usize, T)> = nodes
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, node)| cmd.query::<T>(node).ok().map(|v| (i, v)))
+        .collect();
+    assert_eq!(answers.len(), 1, "exactly one master owns the key");
+    answers.pop().unwrap()
+}
+
+#[tokio::test]
+async fn cluster_write_with_event_is_atomic_within_a_slot_and_write_first_across_slots() {
+    let cluster = RedisCluster::start();
+    let store = connect(&cluster.config()).await;
+    let mut nodes = cluster.raw_nodes();
+    let mut slot = |key: &str| -> i64 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut nodes[0])
+            .unwrap()
+    };
+    assert_eq!(slot("cb:conn:{c1}"), slot("cb:event:{c1}:1"));
+    assert_ne!(slot("cb:conn:{d1}"), slot("cb:event:{d2}:1"));
+    let exists = |key: &str| {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(key);
+        cmd
+    };
+
+    // One slot: one script, both on the same master, atomic.
+    assert_eq!(
+        store
+            .write_with_event(insert_new("conn:{c1}", b"r"), "event:{c1}:1", b"e".to_vec(), None)
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    let (record_node, n): (usize, i64) = on_owner(&mut nodes, &exists("cb:conn:{c1}"));
+    assert_eq!(n, 1);
+    assert_eq!(
+        on_owner::<i64>(&mut nodes, &exists("cb:event:{c1}:1")),
+        (record_node, 1)
+    );
+    assert_eq!(
+        store
+            .write_with_event(cas("conn:{c1}", 7, b"x"), "event:{c1}:2", b"e".to_vec(), None)
+            .await
+            .unwrap(),
+        WriteOutcome::NotApplied
+    );
+    assert_eq!(
+        on_owner::<i64>(&mut nodes, &exists("cb:event:{c1}:2")),
+        (record_node, 0)
+    );
+    // An event key that cannot take a record fails the call with the record untouched: what
+    // only the one script gives (the two-step path would have written the record first).
+    let mut set = redis::cmd("SET");
+    set.arg("cb:event:{c1}:str").arg("x");
+    on_owner::<()>(&mut nodes, &set);
+    assert!(
+        store
+            .write_with_event(cas("conn:{c1}", 1, b"x"), "event:{c1}:str", b"e".to_vec(), None)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.get("conn:{c1}").await.unwrap().map(|v| v.version), Some(1));
+
+    // Two slots: the write, then the event.
+    assert_eq!(
+        store
+            .write_with_event(insert_new("conn:{d1}", b"r"), "event:{d2}:1", b"e".to_vec(), None)
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(1)
+    );
+    assert_eq!(
+        store.get("conn:{d1}").await.unwrap().map(|v| v.value),
+        Some(b"r".to_vec())
+    );
+    assert_eq!(
+        store.get("event:{d2}:1").await.unwrap().map(|v| v.value),
+        Some(b"e".to_vec())
+    );
+    for write in [
+        insert_new("conn:{d1}", b"x"),
+        cas("conn:{d1}", 9, b"x"),
+        delete("conn:{none}"),
+    ] {
+        assert_eq!(
+            store
+                .write_with_event(write, "event:{d2}:2", b"e".to_vec(), None)
+                .await
+                .unwrap(),
+            WriteOutcome::NotApplied
+        );
+    }
+    assert_eq!(
+        store.get("event:{d2}:2").await.unwrap(),
+        None,
+        "no event for a write that did not apply"
+    );
+    assert_eq!(
+        store
+            .write_with_event(cas("conn:{d1}", 1, b"r2"), "event:{d2}:3", b"e".to_vec(), None)
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(2)
+    );
+    assert_eq!(store.get("event:{d2}:3").await.unwrap().map(|v| v.version), Some(1));
+    // Not atomic, as documented: when the event cannot be stored the write has applied, and the
+    // caller is told so.
+    let mut set = redis::cmd("SET");
+    set.arg("cb:event:{d2}:str").arg("x");
+    on_owner::<()>(&mut nodes, &set);
+    let err = store
+        .write_with_event(cas("conn:{d1}", 2, b"r3"), "event:{d2}:str", b"e".to_vec(), None)
+        .await
+        .expect_err("the event cannot be stored");
+    assert!(err.to_string().contains("applied"), "{err}");
+    assert_eq!(store.get("conn:{d1}").await.unwrap().map(|v| v.version), Some(3));
+}
+
 #[tokio::test]
 async fn cluster_passes_the_store_suite() {
     let cluster = RedisCluster::start();
     let store = connect(&cluster.config()).await;
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
+    conformance::concurrent_write_with_event(store.clone()).await;
 }
 
 #[tokio::test]
@@ -134,6 +382,7 @@ async fn tls_passes_the_store_suite_with_a_trusted_certificate() {
     let store = connect(&server.config()).await;
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
+    conformance::concurrent_write_with_event(store.clone()).await;
 }
 
 #[tokio::test]
@@ -379,6 +628,7 @@ async fn sentinel_passes_the_store_suite_with_a_password() {
     let store = connect(&group.config()).await;
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
+    conformance::concurrent_write_with_event(store.clone()).await;
 
     // The store talks to the master the sentinels name, with the data nodes' password.
     store.put("where", b"m".to_vec(), None).await.unwrap();

@@ -136,11 +136,14 @@ impl Records {
         match &outcome {
             Ok(WriteOutcome::Applied(_)) => event.wake.notify_one(),
             // Not written: its due entry goes too (if this fails, delivery drops it later).
-            Ok(WriteOutcome::NotApplied) | Err(_) => {
+            Ok(WriteOutcome::NotApplied) => {
                 if let Err(e) = self.store.index_remove(WEBHOOK_DUE_INDEX, &member).await {
                     tracing::debug!(error = %e, "an unwritten event's due entry stays until delivery drops it");
                 }
             }
+            // Unknown (a timeout may come after the write landed): the entry stays, and delivery
+            // either finds the event or drops the entry once it is old.
+            Err(_) => {}
         }
         outcome
     }
