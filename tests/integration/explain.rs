@@ -188,12 +188,21 @@ fn explain_cli_reads_a_file_and_answers_in_german() {
 async fn explain_api_classifies_pages_without_a_code_and_keeps_other_providers_unknown() {
     let w = World::new().await;
     for (text, category) in [
-        ("Need admin approval\nFiles needs permission to access resources in your organization that only an admin can grant.", "admin_approval_required"),
+        (
+            "Need admin approval\nFiles needs permission to access resources in your organization that only an admin can grant.",
+            "admin_approval_required",
+        ),
         ("Administratorgenehmigung erforderlich", "admin_approval_required"),
         ("You can't get there from here", "conditional_access"),
         ("Error Code: 530099", "conditional_access"),
-        ("error=access_denied&error_description=AADSTS53003", "conditional_access"),
-        (r#"{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}"#, "unknown"),
+        (
+            "error=access_denied&error_description=AADSTS53003",
+            "conditional_access",
+        ),
+        (
+            r#"{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}"#,
+            "unknown",
+        ),
         ("Okta: User is not assigned to the client application.", "unknown"),
     ] {
         let (status, e) = w
