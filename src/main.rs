@@ -51,11 +51,18 @@ enum Command {
     },
     /// Explain an Entra error a user pasted (sign-in page text, log line, exception, token body, URL).
     Explain {
-        /// The text; read from standard input when omitted.
+        /// The text; read from --file or standard input when omitted.
+        #[arg(conflicts_with = "file")]
         text: Option<String>,
+        /// Read the text from this file ("-" for standard input).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
         /// Print the same JSON object as POST /v1/explain.
         #[arg(long)]
         json: bool,
+        /// Language of the messages and of the text output.
+        #[arg(long, value_enum, default_value_t = ExplainLang::En)]
+        lang: ExplainLang,
     },
     /// Start the Entra simulator and the broker on loopback and print URLs to try.
     Demo {
@@ -63,6 +70,35 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+/// The languages `explain` answers in.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExplainLang {
+    /// English.
+    En,
+    /// German.
+    De,
+}
+
+/// The text to explain: the argument, the file, or standard input (at most the contract's limit
+/// is looked at; `explain` cuts longer text).
+fn explain_input(text: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let read_stdin = || -> anyhow::Result<String> {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    match (text, file) {
+        (Some(t), _) => Ok(t),
+        (None, Some(path)) if path.as_os_str() == "-" => read_stdin(),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            // Pasted text saved by editors may be in any encoding; bad bytes become U+FFFD.
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        (None, None) => read_stdin(),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -158,16 +194,13 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Explain { text, json } => {
-            let text = match text {
-                Some(t) => t,
-                None => {
-                    let mut buf = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf).context("reading standard input")?;
-                    buf
-                }
+        Command::Explain { text, file, json, lang } => {
+            let text = explain_input(text, file)?;
+            let lang = match lang {
+                ExplainLang::En => consent_broker::http::i18n::Lang::En,
+                ExplainLang::De => consent_broker::http::i18n::Lang::De,
             };
-            let e = consent_broker::entra::explain::explain(&text);
+            let e = consent_broker::entra::explain::explain_in(&text, lang);
             if json {
                 let answer = consent_broker::http::api_types::ExplainResponse::from(e);
                 println!("{}", serde_json::to_string_pretty(&answer)?);

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::aadsts::{self, WhoFixes};
+use crate::http::i18n::Lang;
 
 /// The contract's error categories: "who can fix this, and how".
 // Records (sessions, connections, approvals) store them under the names the API answers with.
@@ -159,9 +160,9 @@ impl Classification {
         self.aadsts.first().copied()
     }
 
-    /// The table entry of the most specific known code.
-    fn info(&self) -> Option<&'static aadsts::CodeInfo> {
-        self.aadsts.iter().find_map(|c| aadsts::lookup(*c))
+    /// The table entry (or family entry) of the most specific known code.
+    fn info(&self) -> Option<&'static aadsts::Entry> {
+        self.aadsts.iter().find_map(|c| aadsts::resolve(*c))
     }
 
     /// Who can fix it: the code's entry, else the category's default.
@@ -172,19 +173,29 @@ impl Classification {
         }
     }
 
-    /// What happened, in plain words for the user.
+    /// What happened, in plain words for the user (English).
     pub fn user_message(&self) -> &'static str {
+        self.user_message_in(Lang::En)
+    }
+
+    /// The fix, in plain words for the admin, developer or operator (English).
+    pub fn admin_message(&self) -> &'static str {
+        self.admin_message_in(Lang::En)
+    }
+
+    /// What happened, in plain words for the user, in `lang`.
+    pub fn user_message_in(&self, lang: Lang) -> &'static str {
         match self.info() {
-            Some(i) if i.category == self.category => i.meaning,
-            _ => messages(self.category).0,
+            Some(i) if i.category == self.category => i.words(lang).meaning.as_str(),
+            _ => messages_in(self.category, lang).0,
         }
     }
 
-    /// The fix, in plain words for the admin, developer or operator.
-    pub fn admin_message(&self) -> &'static str {
+    /// The fix, in plain words for the admin, developer or operator, in `lang`.
+    pub fn admin_message_in(&self, lang: Lang) -> &'static str {
         match self.info() {
-            Some(i) if i.category == self.category => i.fix,
-            _ => messages(self.category).1,
+            Some(i) if i.category == self.category => i.words(lang).fix.as_str(),
+            _ => messages_in(self.category, lang).1,
         }
     }
 }
@@ -206,9 +217,9 @@ static CORRELATION_RE: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|_| unreachable!())
 });
 
-/// Looks up one AADSTS code: (category, reason).
+/// Looks up one AADSTS code, by its table entry or else its family: (category, reason).
 pub fn lookup(code: u32) -> Option<(Category, Option<&'static str>)> {
-    aadsts::lookup(code).map(|i| (i.category, Some(i.reason)))
+    aadsts::resolve(code).map(|i| (i.category, Some(i.reason.as_str())))
 }
 
 /// All AADSTS codes in `text`, in order, without duplicates.
@@ -224,9 +235,15 @@ pub fn codes_in(text: &str) -> Vec<u32> {
     out
 }
 
-/// Orders codes most specific first: wrappers last, known before unknown, otherwise as given.
-fn most_specific_first(mut codes: Vec<u32>) -> Vec<u32> {
-    codes.sort_by_key(|c| (aadsts::WRAPPERS.contains(c), lookup(*c).is_none()));
+/// Orders codes most specific first: wrappers last, listed codes before codes known only by their
+/// family, those before unknown ones, otherwise as given (the sort is stable).
+pub fn most_specific_first(mut codes: Vec<u32>) -> Vec<u32> {
+    let rank = |c: u32| match (aadsts::lookup(c).is_some(), aadsts::family(c).is_some()) {
+        (true, _) => 0,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
+    codes.sort_by_key(|c| (aadsts::is_wrapper(*c), rank(*c)));
     codes
 }
 
@@ -315,6 +332,14 @@ pub fn classify(err: &EntraError) -> Classification {
         suberror,
         trace_id: non_empty(&err.trace_id).or_else(|| capture(&TRACE_RE)),
         correlation_id: non_empty(&err.correlation_id).or_else(|| capture(&CORRELATION_RE)),
+    }
+}
+
+/// Plain-words messages for a category in `lang`: (for the user, for the admin or developer).
+pub fn messages_in(category: Category, lang: Lang) -> (&'static str, &'static str) {
+    match lang {
+        Lang::En => messages(category),
+        Lang::De => crate::http::i18n::category_messages_de(category),
     }
 }
 

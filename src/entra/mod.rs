@@ -6,9 +6,12 @@ pub mod client;
 pub mod credential;
 pub mod errors;
 pub mod explain;
+mod extract;
 pub mod id_token;
+mod render;
 pub mod resilience;
 pub mod tenants;
+pub mod wording;
 
 pub use client::{EntraClient, TokenError, TokenResponse};
 pub use credential::{ClientCertificate, ClientCredential};

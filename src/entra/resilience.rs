@@ -142,7 +142,7 @@ impl Answer {
             && self.error().is_some_and(|e| {
                 e.error_codes
                     .iter()
-                    .any(|c| aadsts::lookup(*c).is_some_and(|i| i.category == Category::Transient))
+                    .any(|c| aadsts::resolve(*c).is_some_and(|i| i.category == Category::Transient))
             })
     }
 

@@ -573,8 +573,8 @@ pub async fn admin_consent_callback(
             (status, page)
         }
         ConsentOutcome::Failed { classification, .. } => {
-            let mut page = PageContent::message(t.consent_failed_title, classification.user_message());
-            page.paragraphs.push(classification.admin_message().to_string());
+            let mut page = PageContent::message(t.consent_failed_title, classification.user_message_in(lang));
+            page.paragraphs.push(classification.admin_message_in(lang).to_string());
             if let Some(code) = classification.primary_code() {
                 page.details.push(("Error code".into(), format!("AADSTS{code}")));
             }

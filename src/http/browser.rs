@@ -11,7 +11,7 @@ use axum::response::Response;
 use super::binding::BrowserCookie;
 use super::error::PageError;
 use super::found;
-use super::i18n::{Lang, category_messages_de, fill};
+use super::i18n::{Lang, fill};
 use super::pages::{self, PageContent};
 use crate::app::AppState;
 use crate::flow::{AuthorizeQuery, CallbackOutcome, CallbackParams, FailedFlow};
@@ -169,10 +169,8 @@ pub async fn callback(
         CallbackOutcome::Failed(failed) => {
             let c = &failed.classification;
             let name = failed.connector_name.as_str();
-            let (user_message, admin_message) = match lang {
-                Lang::En => (c.user_message(), c.admin_message()),
-                Lang::De => category_messages_de(c.category),
-            };
+            // The code's own words when the table has them, else the category's, in the page's language.
+            let (user_message, admin_message) = (c.user_message_in(lang), c.admin_message_in(lang));
             let mut page = PageContent::message(t.failed_title, user_message);
             page.paragraphs.push(fill(
                 t.failed_for_it,

@@ -127,3 +127,88 @@ fn explain_cli_reads_an_argument_or_stdin() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_cli_reads_a_file_and_answers_in_german() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pasted.txt");
+    std::fs::write(
+        &path,
+        "You don't have access to this\nTroubleshooting details\nError Code: 53003\nRequest Id: 7c839d05-4806-48f2-ba40-bf4128382500\nCorrelation Id: b94f5bce-b15e-48c6-a713-fc07c5c41a77\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["explain", "--lang", "de", "--file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for part in [
+        "Anmeldefehler von Microsoft Entra",
+        "Kategorie:",
+        "conditional_access (blocked_by_policy)",
+        "AADSTS53003",
+        "Sicherheitsrichtlinie",
+        "(tenant_admin)",
+        "Trace-ID:",
+        "7c839d05-4806-48f2-ba40-bf4128382500",
+        "Korrelations-ID:",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+
+    let out = std::process::Command::new(BIN)
+        .args(["explain", "--json", "--lang", "de", "--file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["category"], "conditional_access");
+    assert_eq!(e["aadsts"], json!([53003]));
+    assert_eq!(e["trace_id"], "7c839d05-4806-48f2-ba40-bf4128382500");
+    assert!(e["admin_message"].as_str().unwrap().contains("Richtlinie"), "{e}");
+
+    let missing = std::process::Command::new(BIN)
+        .args(["explain", "--file"])
+        .arg(dir.path().join("nope.txt"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.txt"));
+    let both = std::process::Command::new(BIN)
+        .args(["explain", "text", "--file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!both.status.success(), "a text and a file at once is refused");
+}
+
+#[tokio::test]
+async fn explain_api_classifies_pages_without_a_code_and_keeps_other_providers_unknown() {
+    let w = World::new().await;
+    for (text, category) in [
+        (
+            "Need admin approval\nFiles needs permission to access resources in your organization that only an admin can grant.",
+            "admin_approval_required",
+        ),
+        ("Administratorgenehmigung erforderlich", "admin_approval_required"),
+        ("You can't get there from here", "conditional_access"),
+        ("Error Code: 530099", "conditional_access"),
+        (
+            "error=access_denied&error_description=AADSTS53003",
+            "conditional_access",
+        ),
+        (
+            r#"{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}"#,
+            "unknown",
+        ),
+        ("Okta: User is not assigned to the client application.", "unknown"),
+    ] {
+        let (status, e) = w
+            .api(Method::POST, "/v1/explain", Some(KEY_A), Some(json!({ "text": text })))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(e["category"], category, "{text}: {e}");
+    }
+}

@@ -40,21 +40,48 @@ fn is_broker_param(name: &str) -> bool {
     BROKER_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))
 }
 
-/// `POST /v1/explain`: any pasted text is explained and rendered without panicking, and the
-/// explanation is the one its classification implies.
+/// `POST /v1/explain`: any pasted text is explained and rendered without panicking, in English
+/// and German; the explanation is the one its classification implies, both languages classify
+/// alike, and the codes answered are distinct and appear in the text (or stand for its wording).
 pub fn explain(data: &[u8]) {
+    use consent_broker::entra::explain::{Explanation, explain_in, render_text};
+    use consent_broker::http::i18n::Lang;
+
     let text = String::from_utf8_lossy(data);
-    let explained = consent_broker::entra::explain::explain(&text);
-    let rendered = consent_broker::entra::explain::render_text(&explained);
+    let explained = explain_in(&text, Lang::En);
+    let rendered = render_text(&explained);
     assert!(
         rendered.contains(explained.classification.category.as_str()),
         "the rendering names the category: {rendered:?}"
     );
-    let again = consent_broker::entra::explain::Explanation::from(explained.classification.clone());
+    let again = Explanation::from(explained.classification.clone());
     assert_eq!(
         again, explained,
         "who fixes it and the messages follow the classification"
     );
+    let german = explain_in(&text, Lang::De);
+    assert_eq!(
+        german.classification, explained.classification,
+        "the language changes only the words"
+    );
+    assert_eq!(german, Explanation::in_lang(explained.classification.clone(), Lang::De));
+    let rendered = render_text(&german);
+    assert!(
+        rendered.contains(german.classification.category.as_str()),
+        "{rendered:?}"
+    );
+    let codes = &explained.classification.aadsts;
+    for (i, c) in codes.iter().enumerate() {
+        assert!(!codes[..i].contains(c), "AADSTS{c} answered twice: {codes:?}");
+    }
+    if explained.classification.category == consent_broker::entra::Category::Unknown {
+        assert!(
+            codes
+                .iter()
+                .all(|c| consent_broker::entra::aadsts::resolve(*c).is_none()),
+            "a known code answered unknown: {codes:?}"
+        );
+    }
 }
 
 /// `GET /v1/callback`'s query string: accepted exactly when no security parameter repeats or
