@@ -13,6 +13,8 @@ pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod pages;
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};

@@ -1,0 +1,152 @@
+//! Handler tests through `Router::oneshot`: the real router and state on the memory store, no
+//! listener, no process, no Entra (these paths never reach it). The integration tests in
+//! `tests/integration/` keep the end-to-end and wire-level checks.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::app::AppState;
+use crate::config::Config;
+
+const KEY: &str = "cbk_unit_test_key_0123456789abcdefghijklmnopqrstuv";
+
+/// A broker state on the memory store with one connector `files` and [`KEY`].
+async fn state(dir: &std::path::Path) -> AppState {
+    let secret = dir.join("secret");
+    let key = dir.join("key");
+    std::fs::write(&secret, "s3cret").unwrap();
+    std::fs::write(&key, "6b".repeat(32)).unwrap();
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:9"
+plain_http = true
+
+[entra]
+authority = "http://127.0.0.1:9"
+
+[store]
+backend = "memory"
+
+[[encryption.keys]]
+id = "k1"
+file = "{key}"
+
+[[connectors]]
+id = "files"
+display_name = "Files"
+client_id = "11111111-2222-4333-8444-555555555555"
+client_secret_file = "{secret}"
+scopes = ["Files.Read.All"]
+api_key_hashes = ["{hash}"]
+"#,
+        key = key.display(),
+        secret = secret.display(),
+        hash = crate::crypto::api_key_hash(KEY),
+    );
+    let config = Config::from_toml_str(&toml, "unit test").expect("a valid config");
+    AppState::build(config).await.expect("state")
+}
+
+async fn call(state: &AppState, method: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let answer = super::router(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn api_calls_need_a_key_and_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path()).await;
+    for path in ["/v1/connections", "/v1/connections/conn_x", "/v1/webhooks/dead-letters"] {
+        let (status, body) = call(&s, "GET", path, None).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{path}"
+        );
+        let (status, _) = call(&s, "GET", path, Some("cbk_not_the_key")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (status, body) = call(&s, "GET", "/v1/connections/conn_nope", Some(KEY)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, body) = call(&s, "GET", "/v1/nothing-here", Some(KEY)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn listings_refuse_bad_paging_and_start_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path()).await;
+    for base in ["/v1/connections", "/v1/webhooks/dead-letters"] {
+        let (status, body) = call(&s, "GET", base, Some(KEY)).await;
+        assert_eq!(status, StatusCode::OK, "{base}: {body}");
+        assert!(body["next_cursor"].is_null(), "{base}: {body}");
+        for (query, code) in [
+            ("?limit=0", "invalid_parameter"),
+            ("?limit=501", "invalid_parameter"),
+            ("?cursor=not-base64!", "invalid_cursor"),
+            ("?cursor=ZmlsZXMKeA", "invalid_cursor"),
+            ("?other=1", "invalid_query"),
+        ] {
+            let (status, body) = call(&s, "GET", &format!("{base}{query}"), Some(KEY)).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{base}{query}"
+            );
+        }
+    }
+    let (status, body) = call(&s, "POST", "/v1/webhooks/dead-letters/evt_nope/retry", Some(KEY)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn a_connection_is_read_and_deleted_and_without_endpoints_keeps_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path()).await;
+    let conn: crate::store::records::Connection = serde_json::from_value(serde_json::json!({
+        "id": "conn_unit", "connector": "files", "end_user": "u1",
+        "tenant_id": "7d3e5a9f-0000-4000-8000-00000000f00d",
+        "user": {"oid": "o1", "name": "Ada", "preferred_username": "ada@example.com"},
+        "scopes": ["Files.Read.All"], "access_token": "at", "access_expires_at": 0, "refresh_token": "rt",
+        "created_at": 100, "refreshed_at": 100, "status": "active", "reauth": null, "return_url": null
+    }))
+    .unwrap();
+    s.records.put_connection(&conn).await.unwrap();
+    let (status, body) = call(&s, "GET", "/v1/connections/conn_unit", Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["end_user"], "u1");
+    assert!(
+        body.get("access_token").is_none() && !body.to_string().contains("\"rt\""),
+        "never a token: {body}"
+    );
+    let (status, _) = call(&s, "DELETE", "/v1/connections/conn_unit", Some(KEY)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&s, "GET", "/v1/connections/conn_unit", Some(KEY)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        s.records.due_events(i64::MAX, 10).await.unwrap().is_empty(),
+        "a connector without webhooks keeps no events"
+    );
+}
