@@ -120,7 +120,20 @@ impl KeepAlive {
     }
 
     async fn visit(&self, member: &str, id: &ConnectionId, now: i64, round: &mut Round) -> Result<Next, StoreError> {
-        let Some((conn, version)) = self.records.connection(id).await? else {
+        let found = match self.records.connection(id).await {
+            Ok(found) => found,
+            // A connection this broker cannot read (a newer broker's during a rolling upgrade,
+            // or a damaged record) is left as it is and looked at again later. Skipping it
+            // without rescheduling would leave it the earliest entry due, read again and again.
+            Err(e @ (StoreError::Corrupt { .. } | StoreError::NewerFormat { .. })) => {
+                tracing::warn!(connection = %id, error = %e, "keep-alive cannot read a connection; left as it is");
+                let later = now + self.later().as_secs().max(1) as i64;
+                self.records.reschedule_keepalive(member, id, later).await?;
+                return Ok(Next::Go);
+            }
+            Err(e) => return Err(e),
+        };
+        let Some((conn, version)) = found else {
             self.records.unschedule_keepalive(member).await?;
             return Ok(Next::Go);
         };

@@ -56,6 +56,18 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// A stored record is in a format newer than this broker reads: a newer consent-broker wrote
+    /// it. It is left as it is; upgrading this broker makes it readable.
+    #[error(
+        "stored record {key} is in format {format}, written by a newer consent-broker; upgrade this broker (it reads formats up to {current})",
+        current = records::FORMAT
+    )]
+    NewerFormat {
+        /// The record's key.
+        key: String,
+        /// The record's format.
+        format: u8,
+    },
 }
 
 impl StoreError {

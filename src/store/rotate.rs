@@ -102,6 +102,7 @@ pub async fn rotate_all(store: &dyn Store, options: RotateOptions) -> Result<Rot
                         report.failures.push(match e {
                             StoreError::Corrupt { key, message } => format!("{key}: {message}"),
                             StoreError::Backend { message, .. } => format!("{key}: {message}"),
+                            other @ StoreError::NewerFormat { .. } => other.to_string(),
                         });
                     }
                 }

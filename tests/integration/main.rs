@@ -22,6 +22,7 @@ mod listing;
 mod logs;
 mod metrics;
 mod openapi;
+mod record_formats;
 mod redis_store;
 mod refresh_guard;
 mod resilience;

@@ -11,6 +11,8 @@
 //! tenant approvals, admin-consent round trips); the key schema is in `keys`.
 
 mod approvals;
+#[cfg(any(test, feature = "test-support"))]
+pub mod compat;
 mod connections;
 mod keys;
 mod outbox;
@@ -34,13 +36,56 @@ pub struct Records {
     store: Arc<dyn Store>,
 }
 
+/// The record format this broker writes and the newest it reads.
+///
+/// Format 1 is the JSON every release so far has written, with no tag. A later format is
+/// written as [`FORMAT_TAG`], the format number (one byte), then the record's body, so that this
+/// broker (and every earlier one, which reads the tag as bad JSON) refuses it rather than
+/// misreading it. A record without the tag is format 1, so stores written before formats were
+/// numbered need no migration. See the README's "Upgrades" section for the rolling-upgrade rule.
+pub const FORMAT: u8 = 1;
+
+/// The oldest record format this broker still reads (and rewrites as [`FORMAT`] on its next write).
+pub const OLDEST_READABLE_FORMAT: u8 = 1;
+
+/// First byte of a tagged record: no JSON text starts with a NUL byte, so an untagged record
+/// (format 1) can never be taken for a tagged one.
+pub const FORMAT_TAG: u8 = 0;
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising these plain structs to JSON cannot fail.
+    // Format 1 is written untagged: it is what every earlier release reads. Serialising these
+    // plain structs to JSON cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// A record's format and its body: untagged bytes are format 1.
+fn split_format<'a>(key: &str, bytes: &'a [u8]) -> Result<(u8, &'a [u8]), StoreError> {
+    match bytes {
+        [FORMAT_TAG, format, body @ ..] => Ok((*format, body)),
+        [FORMAT_TAG] => Err(StoreError::Corrupt {
+            key: key.to_string(),
+            message: "a format tag without a format number".to_string(),
+        }),
+        _ => Ok((1, bytes)),
+    }
+}
+
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    let (format, body) = split_format(key, bytes)?;
+    if format > FORMAT {
+        return Err(StoreError::NewerFormat {
+            key: key.to_string(),
+            format,
+        });
+    }
+    if format < OLDEST_READABLE_FORMAT {
+        return Err(StoreError::Corrupt {
+            key: key.to_string(),
+            message: format!("record format {format} is not one this broker reads"),
+        });
+    }
+    // Every readable format so far (only 1) has the same body; a format 2 would convert here.
+    serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
         key: key.to_string(),
         message: e.to_string(),
     })
@@ -64,7 +109,15 @@ impl Records {
         }
     }
 
+    /// Takes a single-use record, but only one this broker can read: a record it cannot read
+    /// (a newer broker's during a rolling upgrade, or a damaged one) is reported and left in
+    /// the store, never consumed and lost. Single-use records are written once and never
+    /// rewritten, so the record read first is the one taken.
     async fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let Some(peeked) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        decode::<T>(key, &peeked.value)?;
         match self.store.take(key).await? {
             Some(bytes) => Ok(Some(decode(key, &bytes)?)),
             None => Ok(None),
@@ -125,6 +178,48 @@ mod tests {
             r#""expires_at":2,"browser":"b"}"#
         ));
         assert_eq!(approval.category, Category::ConsentRequired);
+    }
+
+    // Untagged bytes are format 1 (every store written before formats were numbered); a tagged
+    // format 1 reads the same; a newer format is refused naming it; malformed tags are corrupt.
+    #[test]
+    fn record_formats_are_read_by_their_tag() {
+        let body = br#"{"tenant_id":"t","scopes":[],"approved_at_ms":1}"#;
+        let untagged: TenantApproval = decode("k", body).expect("format 1, untagged");
+        let mut tagged = vec![FORMAT_TAG, 1];
+        tagged.extend_from_slice(body);
+        let tagged: TenantApproval = decode("k", &tagged).expect("format 1, tagged");
+        assert_eq!(untagged.approved_at_ms, tagged.approved_at_ms);
+        assert_eq!(encode(&untagged), body.to_vec(), "format 1 is written untagged");
+
+        let mut newer = vec![FORMAT_TAG, FORMAT + 1];
+        newer.extend_from_slice(body);
+        let e = decode::<TenantApproval>("rec", &newer).unwrap_err();
+        assert!(matches!(e, StoreError::NewerFormat { ref key, format } if key == "rec" && format == FORMAT + 1));
+        assert!(
+            e.to_string()
+                .contains("written by a newer consent-broker; upgrade this broker"),
+            "{e}"
+        );
+
+        for bad in [&[FORMAT_TAG][..], &[FORMAT_TAG, 0, b'{', b'}'][..], &[][..]] {
+            assert!(
+                matches!(decode::<TenantApproval>("k", bad), Err(StoreError::Corrupt { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    // A single-use record this broker cannot read stays in the store for the broker that can.
+    #[tokio::test]
+    async fn an_unreadable_single_use_record_is_not_taken() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let key = keys::handoff_key("files", "code");
+        let newer = vec![FORMAT_TAG, FORMAT + 1, b'{', b'}'];
+        records.store.put(&key, newer.clone(), None).await.unwrap();
+        let e = records.take_handoff(&"files".into(), "code").await.unwrap_err();
+        assert!(matches!(e, StoreError::NewerFormat { .. }), "{e}");
+        assert_eq!(records.store.get(&key).await.unwrap().expect("left").value, newer);
     }
 
     // A category this build does not know (a newer broker's, or a renamed one) must not make the
