@@ -18,7 +18,7 @@ use crate::ratelimit::RefreshBudget;
 use crate::store::{
     EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
 };
-use crate::tokens::{RefreshSettings, TokenService, TokenServiceParts};
+use crate::tokens::{LocalOnly, RefreshSettings, TokenCache, TokenService, TokenServiceParts};
 use crate::webhooks::{LifecycleEvents, Outbox};
 
 /// Why the broker could not start.
@@ -71,6 +71,19 @@ pub struct App {
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
     /// waits for it, within the grace period, so a SIGTERM does not drop a rotated refresh token.
     pub background: tokio_util::task::TaskTracker,
+}
+
+/// The token cache's capacity for this store. Brokers sharing a Redis store would each keep a
+/// token another broker deleted or flipped, and they do not yet tell each other, so on Redis
+/// the cache is off (only the outage copy is kept, as before the cache); the memory and embedded
+/// stores are opened by one broker each, whose own invalidations are all there are.
+fn token_cache_capacity(config: &Config) -> usize {
+    match config.store {
+        crate::config::StoreConfig::Redis { .. } => 0,
+        crate::config::StoreConfig::Memory { .. } | crate::config::StoreConfig::Embedded { .. } => {
+            config.refresh.token_cache_capacity
+        }
+    }
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -142,6 +155,7 @@ impl AppState {
             metrics: metrics.clone(),
             events: Arc::new(LifecycleEvents::new(outbox.clone(), flow.clone())),
             background: background.clone(),
+            cache: Arc::new(TokenCache::new(token_cache_capacity(&config), Arc::new(LocalOnly))),
         }));
         let approval = Arc::new(ApprovalService::new(ApprovalServiceParts {
             records: records.clone(),

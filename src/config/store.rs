@@ -47,6 +47,8 @@ pub(super) struct RawStore {
     refresh_lease_ms: u64,
     refresh_wait_ms: u64,
     refresh_lease_renew: bool,
+    // The in-process token cache, for every backend.
+    token_cache_capacity: usize,
 }
 
 impl Default for RawStore {
@@ -69,6 +71,7 @@ impl Default for RawStore {
             refresh_lease_ms: 10_000,
             refresh_wait_ms: 15_000,
             refresh_lease_renew: true,
+            token_cache_capacity: 100_000,
         }
     }
 }
@@ -109,7 +112,13 @@ pub struct RefreshConfig {
     /// Whether the holder renews its lease; `false` only for tests and diagnosis (a slow refresh
     /// then loses its lease, which fencing must make harmless).
     pub renew: bool,
+    /// Access tokens each broker keeps decrypted in memory (`[store] token_cache_capacity`); 0
+    /// turns the cache off (every token call reads the store).
+    pub token_cache_capacity: usize,
 }
+
+/// Most tokens `[store] token_cache_capacity` may ask for (about 2 KB each: 20 GB).
+const MAX_TOKEN_CACHE_CAPACITY: usize = 10_000_000;
 
 impl RawStore {
     /// The backend with its keys, and the refresh lease every backend uses.
@@ -123,10 +132,17 @@ impl RawStore {
                 return Err(Invalid::new(key, "must be between 1 and 600000 milliseconds"));
             }
         }
+        if self.token_cache_capacity > MAX_TOKEN_CACHE_CAPACITY {
+            return Err(Invalid::new(
+                "store.token_cache_capacity",
+                "must be between 0 (off) and 10000000",
+            ));
+        }
         let refresh = RefreshConfig {
             lease: Duration::from_millis(self.refresh_lease_ms),
             wait: Duration::from_millis(self.refresh_wait_ms),
             renew: self.refresh_lease_renew,
+            token_cache_capacity: self.token_cache_capacity,
         };
         if self.backend != Backend::Redis {
             if self.url.is_some() {
@@ -212,5 +228,20 @@ mod tests {
         assert!(e.contains("store.refresh_lease_ms"), "{e}");
         let e = err_of(&base("refresh_wait_ms = 600001"));
         assert!(e.contains("store.refresh_wait_ms"), "{e}");
+    }
+
+    #[test]
+    fn token_cache_capacity_defaults_is_settable_and_bounded() {
+        figment::Jail::expect_with(|_| {
+            let cfg = Config::from_toml_str(&base(""), "t.toml").expect("defaults");
+            assert_eq!(cfg.refresh.token_cache_capacity, 100_000);
+            let cfg = Config::from_toml_str(&base("token_cache_capacity = 0"), "t.toml").expect("off");
+            assert_eq!(cfg.refresh.token_cache_capacity, 0);
+            Ok(())
+        });
+        let e = err_of(&base("token_cache_capacity = 10000001"));
+        assert!(e.contains("store.token_cache_capacity"), "{e}");
+        let e = err_of(&base("token_cache_capacity = -1"));
+        assert!(e.contains("store.token_cache_capacity"), "{e}");
     }
 }

@@ -334,6 +334,9 @@ pub async fn delete_connection(
     let (c, _) = owned_connection(&state, &caller, &id).await?;
     let event = state.outbox.deleted(&c);
     state.records.delete_connection_with(&c, event.as_ref()).await?;
+    // And after it, here and on every broker sharing the store: a token load that raced the
+    // delete must not leave the token cached anywhere.
+    state.tokens.deleted(&c.id);
     tracing::info!(connection = %c.id, connector = %c.connector, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,8 +15,10 @@
 //! refresh settings, a [`Clock`], metrics), so its paths are unit-tested against the memory store,
 //! a scripted endpoint and a manual clock (`tests.rs`).
 
+mod cache;
+#[cfg(test)]
+mod cache_tests;
 mod endpoint;
-mod served;
 mod single_flight;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -27,8 +29,8 @@ use std::time::Duration;
 use tracing::Instrument as _;
 use tracing::instrument::WithSubscriber as _;
 
+pub use cache::{InvalidationBus, LocalOnly, TokenCache};
 pub use endpoint::TokenEndpoint;
-pub use served::ServedTokens;
 pub use single_flight::SingleFlight;
 
 use crate::clock::Clock;
@@ -45,7 +47,7 @@ use crate::webhooks::ConnectionEvents;
 /// How a token request was answered (for logs and, later, metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Served {
-    /// The stored token was fresh enough.
+    /// The cached or stored token was fresh enough.
     CacheHit,
     /// This call (or one it waited for) refreshed it.
     Refreshed,
@@ -68,6 +70,8 @@ pub struct AccessToken {
     pub served: Served,
     /// True when it lives less than the caller's `min_ttl` (the best there is for now).
     pub min_ttl_unmet: bool,
+    /// The identity the token was issued for, which a cache hit is checked against.
+    pub issued_for: Option<TokenIdentity>,
 }
 
 /// Why no token could be served.
@@ -159,7 +163,7 @@ pub struct TokenService {
     metrics: Arc<Metrics>,
     events: Arc<dyn ConnectionEvents>,
     refreshes: SingleFlight,
-    served: ServedTokens,
+    cache: Arc<TokenCache>,
     background: tokio_util::task::TaskTracker,
 }
 
@@ -183,6 +187,8 @@ pub struct TokenServiceParts {
     pub events: Arc<dyn ConnectionEvents>,
     /// Where refreshes run, so shutdown can wait for them.
     pub background: tokio_util::task::TaskTracker,
+    /// The in-process token cache (shared with whatever delivers other brokers' invalidations).
+    pub cache: Arc<TokenCache>,
 }
 
 impl TokenService {
@@ -198,7 +204,7 @@ impl TokenService {
             metrics: parts.metrics,
             events: parts.events,
             refreshes: SingleFlight::default(),
-            served: ServedTokens::default(),
+            cache: parts.cache,
             background: parts.background,
         }
     }
@@ -209,9 +215,16 @@ impl TokenService {
         self.refreshes.is_empty()
     }
 
-    /// Forgets this broker's memory copy of a connector's connection (DELETE).
+    /// Forgets this broker's memory copy of a connector's connection (DELETE, before the store
+    /// is asked, so that an outage cannot keep it served).
     pub fn forget_owned(&self, connector: &ConnectorId, connection_id: &ConnectionId) {
-        self.served.forget_owned(connector, connection_id);
+        self.cache.forget_owned(connector, connection_id);
+    }
+
+    /// Forgets a deleted connection's token here and on every broker sharing the store (after
+    /// the delete: a load that raced it never puts the token back, see [`TokenCache`]).
+    pub fn deleted(&self, connection_id: &ConnectionId) {
+        self.cache.invalidate(connection_id);
     }
 
     fn now(&self) -> i64 {
@@ -271,12 +284,22 @@ impl TokenService {
         connection_id: &ConnectionId,
         min_ttl: Duration,
     ) -> Result<AccessToken, TokenServiceError> {
+        // A warm token never touches the store.
+        let hit = self.cache.hit(connector, connection_id, min_ttl, self.now(), |issued| {
+            self.connector(connector)
+                .map(|c| TokenIdentity::new(&issued.tenant_id, &c.client_id, &c.scopes))
+        });
+        if let Some(token) = hit {
+            return Ok(token);
+        }
+        let ticket = self.cache.ticket(connection_id);
         match self.serve(connector, connection_id, min_ttl).await {
             Ok(token) => {
-                self.served.remember(connector, connection_id, &token, self.now());
+                self.cache
+                    .remember(ticket, connector, connection_id, &token, self.now());
                 Ok(token)
             }
-            Err(TokenServiceError::Store(e)) => match self.served.recall(connector, connection_id, self.now()) {
+            Err(TokenServiceError::Store(e)) => match self.cache.recall(connector, connection_id, self.now()) {
                 Some(token) => {
                     tracing::warn!(connection = %connection_id, connector = %connector, error = %e, "store unreachable; serving the last token served from memory");
                     Ok(token)
@@ -294,7 +317,7 @@ impl TokenService {
                     | TokenServiceError::Store(_) => false,
                 };
                 if gone {
-                    self.served.forget(connection_id);
+                    self.cache.forget(connection_id);
                 }
                 Err(e)
             }
@@ -588,6 +611,9 @@ impl TokenService {
                 let recovered = updated.failing.take().and_then(|_| self.events.recovered(&updated));
                 match self.write_rotated(&updated, version, recovered.as_ref()).await? {
                     CasOutcome::Written(_) => {
+                        // The other brokers' copies are the old token; ours comes back with the
+                        // next load.
+                        self.cache.invalidate(connection_id);
                         // Where tests/integration/chaos.rs kills the broker: written, nobody answered.
                         fail::fail_point!("tokens::rotated_written");
                         tracing::info!(connection = %connection_id, connector = %connector_id, "access token refreshed");
@@ -723,7 +749,10 @@ impl TokenService {
             .update_connection_with(&conn, version, event.as_ref())
             .await?
         {
-            CasOutcome::Written(_) => Err(TokenServiceError::ReauthRequired(reason)),
+            CasOutcome::Written(_) => {
+                self.cache.invalidate(&conn.id);
+                Err(TokenServiceError::ReauthRequired(reason))
+            }
             // A concurrent sign-in or refresh replaced the record; answer from what is there now.
             CasOutcome::Conflict => {
                 let (latest, _) = self.load(&conn.connector, &conn.id).await?;
@@ -742,6 +771,7 @@ fn to_token(conn: &Connection, served: Served) -> AccessToken {
         scope: conn.scopes.join(" "),
         served,
         min_ttl_unmet: false,
+        issued_for: conn.token_identity.clone(),
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 
@@ -108,10 +108,28 @@ pub(crate) fn outage(retry_after: Option<Duration>) -> Answer {
     })
 }
 
+/// An invalidation bus that records what it was asked to publish.
+#[derive(Default)]
+pub(crate) struct Published(Mutex<Vec<String>>);
+
+impl Published {
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl InvalidationBus for Published {
+    fn publish(&self, connection_id: &ConnectionId) {
+        self.0.lock().unwrap().push(connection_id.as_str().to_string());
+    }
+}
+
 /// A store that can be switched off, like an unreachable Redis.
 pub(crate) struct Switchable {
     inner: MemoryStore,
-    down: AtomicBool,
+    pub(crate) down: AtomicBool,
+    /// Reads so far (the cache's tests count what reaches the store).
+    pub(crate) reads: AtomicUsize,
 }
 
 impl Switchable {
@@ -127,6 +145,7 @@ impl Switchable {
 #[async_trait]
 impl Store for Switchable {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.get(key).await
     }
@@ -227,17 +246,22 @@ fn connector(scopes: &[&str]) -> ConnectorConfig {
 pub(crate) struct Rig {
     pub(crate) service: Arc<TokenService>,
     pub(crate) records: Records,
-    store: Arc<Switchable>,
+    pub(crate) store: Arc<Switchable>,
+    /// The connection ids the service told other brokers to forget.
+    pub(crate) published: Arc<Published>,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) endpoint: Arc<Scripted>,
     pub(crate) metrics: Arc<Metrics>,
 }
 
-struct Options {
-    floor: Duration,
-    budget: Option<NonZeroU32>,
-    wait: Duration,
-    scopes: Vec<&'static str>,
+pub(crate) struct Options {
+    pub(crate) floor: Duration,
+    pub(crate) budget: Option<NonZeroU32>,
+    pub(crate) wait: Duration,
+    pub(crate) scopes: Vec<&'static str>,
+    /// `[store] token_cache_capacity`; off unless a test is about the cache, so that the other
+    /// tests see every store read they script.
+    pub(crate) cache: usize,
 }
 
 impl Default for Options {
@@ -247,6 +271,7 @@ impl Default for Options {
             budget: None,
             wait: Duration::from_millis(300),
             scopes: vec!["Files.Read.All"],
+            cache: 0,
         }
     }
 }
@@ -255,12 +280,14 @@ pub(crate) fn rig(endpoint: Arc<Scripted>) -> Rig {
     rig_with(endpoint, Options::default())
 }
 
-fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
+pub(crate) fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
     let store = Arc::new(Switchable {
         inner: MemoryStore::new(),
         down: AtomicBool::new(false),
+        reads: AtomicUsize::new(0),
     });
     let records = Records::new(store.clone());
+    let published = Arc::new(Published::default());
     let clock = Arc::new(ManualClock::at(NOW));
     let metrics = Arc::new(Metrics::for_connectors(&["files"], None));
     let connectors = Arc::new(std::collections::HashMap::from([(
@@ -283,11 +310,13 @@ fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
         metrics: metrics.clone(),
         events: Arc::new(crate::webhooks::NoEvents),
         background: tokio_util::task::TaskTracker::new(),
+        cache: Arc::new(TokenCache::new(opts.cache, published.clone())),
     }));
     Rig {
         service,
         records,
         store,
+        published,
         clock,
         endpoint,
         metrics,
@@ -331,14 +360,14 @@ impl Rig {
         self.records.connection(&id.into()).await.unwrap().expect("stored").0
     }
 
-    async fn token(&self, id: &str, min_ttl: u64) -> Result<AccessToken, TokenServiceError> {
+    pub(crate) async fn token(&self, id: &str, min_ttl: u64) -> Result<AccessToken, TokenServiceError> {
         self.service
             .access_token(&"files".into(), &id.into(), Duration::from_secs(min_ttl))
             .await
     }
 }
 
-fn refresh_token_of(conn: &Connection) -> &str {
+pub(crate) fn refresh_token_of(conn: &Connection) -> &str {
     conn.refresh_token.as_ref().expect("a refresh token").expose()
 }
 

@@ -1,0 +1,268 @@
+//! The in-process token cache (`[store] token_cache_capacity`): access tokens this broker served,
+//! kept decrypted in memory so that a warm token call never touches the store, and, while the
+//! store is unreachable, the last token served per connection (the outage copy).
+//!
+//! Only access tokens are kept, never a refresh token: an entry holds what the API answers plus
+//! the identity the token was issued for, so a hit passes the same identity check as the store
+//! path. A hit must still satisfy the caller's `min_ttl`; a token that does not goes to the store,
+//! which decides about refreshing exactly as it does without the cache.
+//!
+//! Invalidation: whatever deletes a connection, flips it to reauth_required or refreshes it calls
+//! [`TokenCache::invalidate`], which forgets the entry here and tells the other brokers sharing
+//! the store through an [`InvalidationBus`] (Redis pub/sub; the memory and embedded stores are
+//! opened by one broker each, so forgetting locally is all there is to do). A load from the store
+//! that started before an invalidation never puts its (possibly stale) token back: each shard
+//! counts its invalidations, and [`TokenCache::remember`] inserts only when the count is the one
+//! its [`Ticket`] saw before the load.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{AccessToken, Served};
+use crate::ids::{ConnectionId, ConnectorId};
+use crate::store::records::TokenIdentity;
+
+/// Shards of the map: callers for different connections rarely share a lock.
+const SHARDS: usize = 64;
+
+/// How many connections keep an outage copy when the cache is off (capacity 0), as before the
+/// cache existed.
+pub(crate) const OUTAGE_ONLY_CAPACITY: usize = 10_000;
+
+/// Tells the other brokers sharing the store that a connection's cached token must go.
+pub trait InvalidationBus: Send + Sync {
+    /// Announces that `connection_id`'s cached token is stale (deleted, flipped or refreshed).
+    /// Best effort and non-blocking: a broker that misses it clears its whole cache when its
+    /// subscription is lost, which is the only way to miss one.
+    fn publish(&self, connection_id: &ConnectionId);
+}
+
+/// The bus of a store only one broker opens (memory, embedded): nobody else has a cache.
+pub struct LocalOnly;
+
+impl InvalidationBus for LocalOnly {
+    fn publish(&self, _: &ConnectionId) {}
+}
+
+/// A cached token and what its hit is checked against.
+#[derive(Clone)]
+struct Entry {
+    connector: ConnectorId,
+    issued_for: TokenIdentity,
+    token: AccessToken,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<ConnectionId, Entry>,
+    /// Invalidations in this shard so far (see [`Ticket`]).
+    invalidations: u64,
+}
+
+/// Taken before a store load: the shard's invalidation count then, which the load's
+/// [`TokenCache::remember`] must still find.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    shard: usize,
+    invalidations: u64,
+}
+
+/// Access tokens by connection, bounded, in shards (see the module documentation).
+pub struct TokenCache {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    /// False with capacity 0: entries are then only the outage copy, never a hit.
+    serves_hits: bool,
+    hasher: RandomState,
+    bus: Arc<dyn InvalidationBus>,
+}
+
+impl TokenCache {
+    /// A cache of at most about `capacity` tokens (rounded up to a multiple of the shard count);
+    /// with 0, no hits, and an outage copy of [`OUTAGE_ONLY_CAPACITY`] tokens.
+    pub fn new(capacity: usize, bus: Arc<dyn InvalidationBus>) -> Self {
+        let (serves_hits, capacity) = match capacity {
+            0 => (false, OUTAGE_ONLY_CAPACITY),
+            n => (true, n),
+        };
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+            serves_hits,
+            hasher: RandomState::new(),
+            bus,
+        }
+    }
+
+    fn shard_of(&self, id: &ConnectionId) -> usize {
+        (self.hasher.hash_one(id.as_str()) as usize) % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached token of a connector's connection when it still lives `min_ttl` (and a
+    /// moment) and `expected` — the identity the connector would have it issued for now — is
+    /// the one it was issued for. Never with capacity 0.
+    pub(crate) fn hit(
+        &self,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
+        min_ttl: Duration,
+        now: i64,
+        expected: impl FnOnce(&TokenIdentity) -> Option<TokenIdentity>,
+    ) -> Option<AccessToken> {
+        if !self.serves_hits {
+            return None;
+        }
+        let entry = {
+            let shard = self.lock(self.shard_of(connection_id));
+            let e = shard.entries.get(connection_id)?;
+            let remaining = e.token.expires_at - now;
+            // The store path's rule: never an expired token, and at least min_ttl.
+            if e.connector != *connector || remaining <= 0 || remaining < min_ttl.as_secs() as i64 {
+                return None;
+            }
+            e.clone()
+        };
+        (expected(&entry.issued_for).as_ref() == Some(&entry.issued_for)).then(|| AccessToken {
+            served: Served::CacheHit,
+            ..entry.token
+        })
+    }
+
+    /// What a store load must hand to [`TokenCache::remember`].
+    pub(crate) fn ticket(&self, connection_id: &ConnectionId) -> Ticket {
+        let shard = self.shard_of(connection_id);
+        Ticket {
+            shard,
+            invalidations: self.lock(shard).invalidations,
+        }
+    }
+
+    /// Keeps a token served for a connector's connection, unless the connection was invalidated
+    /// since `ticket` was taken, or the token carries no identity (it could not pass a hit's
+    /// check). Past capacity, expired entries go first, then the one that expires soonest.
+    pub(crate) fn remember(
+        &self,
+        ticket: Ticket,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
+        token: &AccessToken,
+        now: i64,
+    ) {
+        let Some(issued_for) = token.issued_for.clone() else {
+            return;
+        };
+        let mut shard = self.lock(ticket.shard);
+        if shard.invalidations != ticket.invalidations {
+            return;
+        }
+        if shard.entries.len() >= self.per_shard && !shard.entries.contains_key(connection_id) {
+            shard.entries.retain(|_, e| e.token.expires_at > now);
+            if shard.entries.len() >= self.per_shard
+                && let Some(first) = shard
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.token.expires_at)
+                    .map(|(k, _)| k.clone())
+            {
+                shard.entries.remove(&first);
+            }
+        }
+        shard.entries.insert(
+            connection_id.clone(),
+            Entry {
+                connector: connector.clone(),
+                issued_for,
+                token: token.clone(),
+            },
+        );
+    }
+
+    /// The kept token of a connector's connection while it is still valid, whatever `min_ttl`
+    /// the caller asked for: the answer while the store is unreachable.
+    pub(crate) fn recall(
+        &self,
+        connector: &ConnectorId,
+        connection_id: &ConnectionId,
+        now: i64,
+    ) -> Option<AccessToken> {
+        let shard = self.lock(self.shard_of(connection_id));
+        match shard.entries.get(connection_id) {
+            Some(e) if e.connector == *connector && e.token.expires_at > now => Some(AccessToken {
+                served: Served::FromMemory,
+                ..e.token.clone()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Forgets a connection here only (this broker saw it gone, or was told so).
+    pub fn forget(&self, connection_id: &ConnectionId) {
+        let mut shard = self.lock(self.shard_of(connection_id));
+        shard.invalidations += 1;
+        shard.entries.remove(connection_id);
+    }
+
+    /// Forgets a connection's token if `connector` owns it (DELETE, before the store is asked).
+    pub fn forget_owned(&self, connector: &ConnectorId, connection_id: &ConnectionId) {
+        let mut shard = self.lock(self.shard_of(connection_id));
+        if shard
+            .entries
+            .get(connection_id)
+            .is_some_and(|e| e.connector == *connector)
+        {
+            shard.invalidations += 1;
+            shard.entries.remove(connection_id);
+        }
+    }
+
+    /// Forgets a connection here and on every broker sharing the store (deleted, flipped to
+    /// reauth_required, or refreshed).
+    pub fn invalidate(&self, connection_id: &ConnectionId) {
+        self.forget(connection_id);
+        self.bus.publish(connection_id);
+    }
+
+    /// Forgets everything (an invalidation may have been missed).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.invalidations += 1;
+            shard.entries.clear();
+        }
+    }
+
+    /// How many tokens are kept.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).entries.len())
+            .sum()
+    }
+
+    /// True when no token is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every secret the cache holds, exposed (tests check no refresh token is among them).
+    #[cfg(test)]
+    pub(crate) fn kept_secrets(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                let shard = s.lock().unwrap_or_else(|p| p.into_inner());
+                shard
+                    .entries
+                    .values()
+                    .map(|e| e.token.access_token.expose().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
