@@ -163,7 +163,16 @@ async fn lost_lease(rotation_grace_secs: u64) {
 
 #[tokio::test]
 async fn a_token_is_served_only_for_the_identity_it_was_issued_for() {
-    let w = World::new().await;
+    // The test changes stored identities behind the broker's back (as a config change would make
+    // them differ), so this broker must read the store on every call: no token cache.
+    let w = World::with(
+        |_| {},
+        crate::common::broker::BrokerOptions {
+            store: "backend = \"memory\"\ntoken_cache_capacity = 0".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let conn = w.connect(&w.upn("alice")).await;
     let records = &w.broker.state.records;
     let (stored, version) = records.connection(&cid(&conn)).await.unwrap().unwrap();
