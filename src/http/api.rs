@@ -202,6 +202,18 @@ async fn owned_connection(
 const LIST_MAX: usize = 500;
 const LIST_DEFAULT: usize = 100;
 
+/// The page size a listing asked for (`limit`), checked: 1-500, 100 when absent.
+pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(LIST_DEFAULT);
+    if !(1..=LIST_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidParameter,
+            format!("limit must be between 1 and {LIST_MAX}"),
+        ));
+    }
+    Ok(limit)
+}
+
 /// The cursor of a listing (connections, dead letters): the connector it was issued to and the
 /// list member to continue after, base64url so that it is opaque and URL-safe. Naming the connector is what lets one
 /// connector's cursor be refused to another (it could only ever page the caller's own list).
@@ -255,13 +267,7 @@ pub async fn list_connections(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ConnectionList>, ApiError> {
-    let limit = q.limit.unwrap_or(LIST_DEFAULT);
-    if !(1..=LIST_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            format!("limit must be between 1 and {LIST_MAX}"),
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(|c| decode_cursor(&caller, c)).transpose()?;
     let keep = |c: &Connection| {
         q.status.is_none_or(|s| ConnectionState::from(c.status) == s)

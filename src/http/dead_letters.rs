@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use super::api::{ApiPath, ApiQuery, Caller, decode_cursor, encode_cursor};
+use super::api::{ApiPath, ApiQuery, Caller, decode_cursor, encode_cursor, page_limit};
 use super::api_types::{
     DeadDelivery, DeadLetterInfo, DeadLetterList, DeadLetterQuery, DeadLetterRetried, ErrorBody, ErrorCode,
     RetryableErrorBody,
@@ -14,9 +14,6 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::store::records::{DeliveryState, OutboxEvent};
-
-const LIST_MAX: usize = 500;
-const LIST_DEFAULT: usize = 100;
 
 /// The caller's dead letters, newest first, a page at a time.
 #[utoipa::path(
@@ -40,13 +37,7 @@ pub async fn list(
     Caller(caller): Caller,
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
-    let limit = q.limit.unwrap_or(LIST_DEFAULT);
-    if !(1..=LIST_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidParameter,
-            format!("limit must be between 1 and {LIST_MAX}"),
-        ));
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(|c| decode_cursor(&caller, c)).transpose()?;
     let (letters, next) = state.records.dead_letters(&caller, after.as_deref(), limit).await?;
     Ok(Json(DeadLetterList {
