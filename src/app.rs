@@ -12,13 +12,18 @@ use crate::config::{Config, ConnectorConfig, Connectors, StoreConfig};
 use crate::entra::EntraClient;
 use crate::entra::id_token::KeyCache;
 use crate::flow::{EntraSignIn, FlowService, FlowServiceParts, FlowSettings};
+use crate::http::api_keys::ApiKeys;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::ratelimit::RefreshBudget;
 use crate::store::{
-    EmbeddedStore, EncryptedStore, MemoryStore, RedisStore, Store, StoreError, TimedStore, records::Records,
+    EmbeddedStore, EncryptedStore, MemoryStore, RedisChannel, RedisStore, Store, StoreError, TimedStore,
+    records::Records,
 };
-use crate::tokens::{LocalOnly, RefreshSettings, TokenCache, TokenService, TokenServiceParts};
+use crate::tokens::{
+    INVALIDATION_CHANNEL, InvalidationBus, Invalidations, LocalOnly, RefreshSettings, TokenCache, TokenService,
+    TokenServiceParts,
+};
 use crate::webhooks::{LifecycleEvents, Outbox};
 
 /// Why the broker could not start.
@@ -52,6 +57,8 @@ pub struct App {
     pub config: Config,
     /// Connectors by id.
     pub connectors: Connectors,
+    /// The connector of each API key (by the key's digest).
+    pub api_keys: ApiKeys,
     /// Typed store access.
     pub records: Records,
     /// Entra HTTP client.
@@ -68,22 +75,13 @@ pub struct App {
     pub approval: Arc<ApprovalService>,
     /// Rate limiters (`[limits]`), shared with the flow service for its start limit.
     pub limits: Arc<Limiters>,
+    /// The in-process token cache (the token service serves from it; sign-ins invalidate it).
+    pub token_cache: Arc<TokenCache>,
+    /// Cross-broker invalidation of the token cache, on a Redis store (run by the server).
+    pub invalidations: Option<Arc<Invalidations>>,
     /// Work that outlives the request that started it (refreshes, code exchanges): shutdown
     /// waits for it, within the grace period, so a SIGTERM does not drop a rotated refresh token.
     pub background: tokio_util::task::TaskTracker,
-}
-
-/// The token cache's capacity for this store. Brokers sharing a Redis store would each keep a
-/// token another broker deleted or flipped, and they do not yet tell each other, so on Redis
-/// the cache is off (only the outage copy is kept, as before the cache); the memory and embedded
-/// stores are opened by one broker each, whose own invalidations are all there are.
-fn token_cache_capacity(config: &Config) -> usize {
-    match config.store {
-        crate::config::StoreConfig::Redis { .. } => 0,
-        crate::config::StoreConfig::Memory { .. } | crate::config::StoreConfig::Embedded { .. } => {
-            config.refresh.token_cache_capacity
-        }
-    }
 }
 
 /// The handle handlers receive (`State<AppState>`).
@@ -101,14 +99,24 @@ impl AppState {
     /// Builds the state: opens the store (connecting to Redis is why this is async), builds the
     /// Entra client.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = open_store(&config).await?;
-        Self::with_store(config, store)
+        let (store, channel) = open_backend(&config).await?;
+        Self::with_store_and_channel(config, store, channel)
     }
 
     /// Builds the state over a given store (no encryption layer is added; a timing layer for
     /// the store-latency metric is), and warns about connector credentials that expire soon
     /// (exporting every known expiry as a metric).
     pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        Self::with_store_and_channel(config, store, None)
+    }
+
+    /// [`AppState::with_store`], with the Redis channel through which brokers sharing the store
+    /// invalidate each other's token caches (none: this broker is the store's only user).
+    pub fn with_store_and_channel(
+        config: Config,
+        store: Arc<dyn Store>,
+        channel: Option<RedisChannel>,
+    ) -> Result<Self, StartError> {
         let ids: Vec<&str> = config.connectors.iter().map(|c| c.id.as_str()).collect();
         let metrics = Arc::new(Metrics::for_connectors(&ids, Some(config.entra.authority.as_str())));
         let store: Arc<dyn Store> = Arc::new(TimedStore::new(store, metrics.clone()));
@@ -133,6 +141,19 @@ impl AppState {
         let outbox = Arc::new(Outbox::new(connectors.clone(), Arc::new(SystemClock)));
         let limits = Arc::new(Limiters::new(&config.limits, config.trusted_proxy_header.clone()));
         let pending_approvals = Arc::new(PendingApprovals::new(metrics.clone()));
+        let (bus, invalidations) = match channel {
+            Some(channel) => {
+                let (bus, invalidations) = Invalidations::new(channel);
+                (bus, Some(Arc::new(invalidations)))
+            }
+            None => (Arc::new(LocalOnly) as Arc<dyn InvalidationBus>, None),
+        };
+        let token_cache = Arc::new(TokenCache::new(config.refresh.token_cache_capacity, bus));
+        if invalidations.is_some() {
+            // No hits until the other brokers' invalidations are received.
+            token_cache.pause();
+        }
+        metrics.cache_subscribed(token_cache.is_listening() && token_cache.serves_hits());
         let flow = Arc::new(FlowService::new(FlowServiceParts {
             pending_approvals: pending_approvals.clone(),
             records: records.clone(),
@@ -144,6 +165,7 @@ impl AppState {
             metrics: metrics.clone(),
             outbox: outbox.clone(),
             background: background.clone(),
+            tokens: token_cache.clone(),
         }));
         let tokens = Arc::new(TokenService::new(TokenServiceParts {
             records: records.clone(),
@@ -155,7 +177,7 @@ impl AppState {
             metrics: metrics.clone(),
             events: Arc::new(LifecycleEvents::new(outbox.clone(), flow.clone())),
             background: background.clone(),
-            cache: Arc::new(TokenCache::new(token_cache_capacity(&config), Arc::new(LocalOnly))),
+            cache: token_cache.clone(),
         }));
         let approval = Arc::new(ApprovalService::new(ApprovalServiceParts {
             records: records.clone(),
@@ -168,6 +190,7 @@ impl AppState {
             settings: ApprovalSettings::from_config(&config),
         }));
         Ok(Self(Arc::new(App {
+            api_keys: ApiKeys::new(&config.connectors),
             records,
             entra,
             connectors,
@@ -178,6 +201,8 @@ impl AppState {
             metrics,
             background,
             limits,
+            token_cache,
+            invalidations,
             config,
         })))
     }
@@ -211,12 +236,21 @@ impl AppState {
 /// Opens the configured backend, wrapped in the encryption layer when `[encryption]` has keys
 /// (always, except for a memory store configured without): what the broker and `rotate-keys` use.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
-    let backend: Arc<dyn Store> = match &config.store {
-        StoreConfig::Memory { .. } => Arc::new(MemoryStore::new()),
-        StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
-        StoreConfig::Redis { redis, .. } => Arc::new(RedisStore::connect(redis).await?),
+    Ok(open_backend(config).await?.0)
+}
+
+/// [`open_store`], and on Redis the channel of the token cache's invalidations.
+async fn open_backend(config: &Config) -> Result<(Arc<dyn Store>, Option<RedisChannel>), StartError> {
+    let (backend, channel): (Arc<dyn Store>, _) = match &config.store {
+        StoreConfig::Memory { .. } => (Arc::new(MemoryStore::new()), None),
+        StoreConfig::Embedded { path, .. } => (Arc::new(EmbeddedStore::open(path)?), None),
+        StoreConfig::Redis { redis, .. } => {
+            let store = RedisStore::connect(redis).await?;
+            let channel = store.channel(INVALIDATION_CHANNEL);
+            (Arc::new(store), Some(channel))
+        }
     };
-    Ok(match &config.encryption {
+    let store: Arc<dyn Store> = match &config.encryption {
         Some(keys) => {
             tracing::info!(primary = %keys.primary_id(), keys = keys.ids().count(), "store values are encrypted at rest");
             Arc::new(EncryptedStore::new(backend, keys.clone()))
@@ -225,5 +259,6 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             tracing::warn!("store values are NOT encrypted at rest (memory store without [encryption] keys)");
             backend
         }
-    })
+    };
+    Ok((store, channel))
 }

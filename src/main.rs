@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = consent_broker::Config::load(&config)?;
-            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let _log = consent_broker::telemetry::init(config.log.json, &config.log.level);
             for warning in &config.warnings {
                 tracing::warn!("{warning}");
             }
@@ -174,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             encrypt_plaintext,
         } => {
             let config = consent_broker::Config::load(&config)?;
-            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let _log = consent_broker::telemetry::init(config.log.json, &config.log.level);
             let report = runtime()?.block_on(async {
                 let store = consent_broker::app::open_store(&config).await?;
                 let options = consent_broker::store::rotate::RotateOptions {
@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Demo { data_dir } => {
-            consent_broker::telemetry::init(false, "consent_broker=info,warn");
+            let _log = consent_broker::telemetry::init(false, "consent_broker=info,warn");
             runtime()?.block_on(consent_broker::demo::run(data_dir))?;
         }
     }

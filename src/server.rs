@@ -100,6 +100,10 @@ impl Application {
             state.outbox.wake(),
         )?;
         let webhooks = tokio::spawn(deliverer.run().with_current_subscriber());
+        let invalidations = state.invalidations.clone().map(|inv| {
+            let (cache, metrics) = (state.token_cache.clone(), state.metrics.clone());
+            tokio::spawn(async move { inv.run(cache, metrics).await }.with_current_subscriber())
+        });
         let router = in_current_dispatcher(crate::http::router(state.clone()));
         let handle = axum_server::Handle::new();
         let metrics_server = match metrics_listener {
@@ -178,6 +182,11 @@ impl Application {
         // An attempt cut off here is not recorded; the event stays due and is sent again
         // (delivery is at least once), by this broker after a restart or by another one.
         webhooks.abort();
+        // Invalidations still queued are lost with this broker's cache; the other brokers were
+        // told of every one already published.
+        if let Some(task) = &invalidations {
+            task.abort();
+        }
         // Awaited, not only aborted: each holds the store, and a restart on the same embedded
         // file needs it closed.
         let _ = purge.await;
@@ -185,6 +194,9 @@ impl Application {
         let _ = backfill.await;
         let _ = keepalive.await;
         let _ = webhooks.await;
+        if let Some(task) = invalidations {
+            let _ = task.await;
+        }
         if let Some(m) = metrics_server {
             // The shared handle has already told it to stop; a scrape in flight may finish.
             let _ = m.await;

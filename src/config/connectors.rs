@@ -1,7 +1,7 @@
 //! `[[connectors]]`: the registered connectors, their Entra app credentials (a client secret or
 //! a certificate, never inline), scopes, return URLs and API key hashes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -79,6 +79,8 @@ pub struct ConnectorConfig {
 pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, Invalid> {
     let mut connectors = Vec::with_capacity(raw.len());
     let mut ids = HashSet::new();
+    // A key must name one connector: the API finds the caller by the key's digest.
+    let mut key_owners: HashMap<String, ConnectorId> = HashMap::new();
     for (i, c) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("connectors[{i}].{field}");
         let invalid = |field: &str, message: String| Invalid::new(key(field), message);
@@ -123,7 +125,18 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
                         "must be \"sha256:<64 hex digits>\" (generate with `consent-broker new-api-key`)".into(),
                     )
                 })?;
-            api_key_hashes.push(hex.to_ascii_lowercase());
+            let hex = hex.to_ascii_lowercase();
+            if let Some(owner) = key_owners.get(&hex).filter(|o| o.as_str() != c.id) {
+                return Err(invalid(
+                    &format!("api_key_hashes[{j}]"),
+                    format!(
+                        "is also an API key of connector {:?}; give each connector its own keys",
+                        owner.as_str()
+                    ),
+                ));
+            }
+            key_owners.insert(hex.clone(), c.id.as_str().into());
+            api_key_hashes.push(hex);
         }
         if !is_tenant_segment(&c.tenant) {
             return Err(invalid(
@@ -289,6 +302,13 @@ mod tests {
 
         let e = err_of(&base(&format!("{CONNECTOR}{CONNECTOR}")));
         assert!(e.contains("duplicate connector id"), "{e}");
+
+        let other = CONNECTOR.replacen("id = \"", "id = \"other-", 1);
+        let e = err_of(&base(&format!("{CONNECTOR}{other}")));
+        assert!(
+            e.contains("api_key_hashes[0]") && e.contains("also an API key of connector"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -126,6 +126,10 @@ impl FlowService {
             .outbox
             .connection_created(&connection, flow.connector_state.as_deref());
         self.records.put_connection_with(&connection, event.as_ref()).await?;
+        if existing.is_some() {
+            // Any broker may still hold the token of the sign-in this one replaced.
+            self.tokens.invalidate(&connection.id);
+        }
 
         let ttl = self.settings.handoff_ttl;
         let handoff_code = self.issue_handoff(flow, &connection.id, ttl).await?;

@@ -36,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::Limiters;
 use crate::store::StoreError;
 use crate::store::records::{Connection, Records};
+use crate::tokens::TokenCache;
 use crate::webhooks::{Outbox, ReconnectLinks};
 
 pub use callback::{CallbackOutcome, CallbackParams, FailedFlow};
@@ -184,6 +185,7 @@ pub struct FlowService {
     pending_approvals: Arc<PendingApprovals>,
     outbox: Arc<Outbox>,
     background: tokio_util::task::TaskTracker,
+    tokens: Arc<TokenCache>,
 }
 
 /// What a [`FlowService`] is built from.
@@ -208,6 +210,8 @@ pub struct FlowServiceParts {
     pub outbox: Arc<Outbox>,
     /// Where code exchanges run, so shutdown can wait for them.
     pub background: tokio_util::task::TaskTracker,
+    /// The token cache, told when a returning user's sign-in replaces a connection's tokens.
+    pub tokens: Arc<TokenCache>,
 }
 
 impl FlowService {
@@ -224,6 +228,7 @@ impl FlowService {
             pending_approvals: parts.pending_approvals,
             outbox: parts.outbox,
             background: parts.background,
+            tokens: parts.tokens,
         }
     }
 

@@ -145,6 +145,7 @@ struct Rig {
     records: Records,
     clock: Arc<ManualClock>,
     entra: Arc<ScriptedEntra>,
+    tokens: Arc<crate::tokens::TokenCache>,
 }
 
 fn settings() -> FlowSettings {
@@ -170,6 +171,7 @@ fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
         ("crm".into(), connector("crm")),
     ]));
     let metrics = Arc::new(Metrics::for_connectors(&["files", "crm"], None));
+    let tokens = Arc::new(crate::tokens::TokenCache::new(100, Arc::new(crate::tokens::LocalOnly)));
     let service = Arc::new(FlowService::new(FlowServiceParts {
         records: records.clone(),
         entra: entra.clone(),
@@ -181,12 +183,14 @@ fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
         metrics: metrics.clone(),
         pending_approvals: Arc::new(crate::approval::PendingApprovals::new(metrics)),
         background: tokio_util::task::TaskTracker::new(),
+        tokens: tokens.clone(),
     }));
     Rig {
         service,
         records,
         clock,
         entra,
+        tokens,
     }
 }
 
@@ -629,4 +633,43 @@ fn failures_of_the_broker_or_entra_are_transient_and_the_callers_are_invalid_req
     ] {
         assert_eq!(e.category(), Category::InvalidRequest, "{e:?}");
     }
+}
+
+#[tokio::test]
+async fn a_returning_users_sign_in_drops_the_cached_token_of_their_connection() {
+    let r = rig(ScriptedEntra::answering(vec![issued(), issued()]));
+    let b = browser("a");
+    let sign_in = || async {
+        let state = started(&r, &b).await;
+        match r.service.callback(with_code(&state), Some(&b)).await.unwrap() {
+            CallbackOutcome::Completed { connection_id, .. } => connection_id,
+            _ => panic!("expected a connection"),
+        }
+    };
+    let first = sign_in().await;
+    let files: crate::ids::ConnectorId = "files".into();
+    let cached = crate::tokens::AccessToken {
+        access_token: Arc::new(Sensitive::new("at-cached")),
+        expires_at: NOW + 3_000,
+        scope: "Files.Read".into(),
+        served: crate::tokens::Served::Refreshed,
+        min_ttl_unmet: false,
+        issued_for: Some(Arc::new(crate::store::records::TokenIdentity::new(
+            &TENANT.into(),
+            "client",
+            &[],
+        ))),
+    };
+    r.tokens.remember(r.tokens.ticket(&first), &files, &first, &cached, NOW);
+    assert!(
+        r.tokens.recall(&files, &first, NOW).is_some(),
+        "kept after the first sign-in"
+    );
+
+    let second = sign_in().await;
+    assert_eq!(second, first, "the returning user keeps the connection");
+    assert!(
+        r.tokens.recall(&files, &first, NOW).is_none(),
+        "the token of the replaced sign-in is forgotten"
+    );
 }

@@ -16,7 +16,7 @@ use super::api_types::{
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::clock::rfc3339;
-use crate::crypto::{ct_eq, sha256_hex};
+use crate::crypto::ct_eq;
 use crate::ids::{ConnectionId, ConnectorId};
 use crate::store::records::Connection;
 use crate::tokens::TokenServiceError;
@@ -36,17 +36,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
-        let digest = sha256_hex(key);
-        // Compare against every hash without stopping early, so timing says nothing about which.
-        let mut found: Option<&ConnectorId> = None;
-        for connector in state.connectors.values() {
-            for hash in &connector.api_key_hashes {
-                if ct_eq(hash.as_bytes(), digest.as_bytes()) {
-                    found = Some(&connector.id);
-                }
-            }
-        }
-        let id = found.ok_or(ApiError::Unauthorized)?;
+        let id = state.api_keys.connector(key).ok_or(ApiError::Unauthorized)?;
         // After authentication, so nobody can spend a connector's budget without its key.
         state.limits.check_connector(id.as_str(), &state.metrics)?;
         Ok(Caller(id.clone()))
@@ -398,7 +388,7 @@ pub async fn token(
                 access_token: t.access_token.expose(),
                 token_type: TokenType::Bearer,
                 expires_at: rfc3339(t.expires_at),
-                scope: t.scope,
+                scope: &t.scope,
                 min_ttl_unmet: t.min_ttl_unmet,
             });
             if t.min_ttl_unmet {

@@ -453,7 +453,7 @@ pub struct AccessTokenBody<'a> {
     #[schema(format = DateTime)]
     pub expires_at: String,
     /// Space-separated scopes the token carries.
-    pub scope: String,
+    pub scope: &'a str,
     /// True when the token lives less than `min_ttl` because no fresher one could be had
     /// (the answer also carries a `Warning` header then).
     pub min_ttl_unmet: bool,

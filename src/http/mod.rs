@@ -1,6 +1,7 @@
 //! HTTP: the router, the security headers every response carries, and the handlers.
 
 pub mod api;
+pub mod api_keys;
 pub mod api_types;
 pub mod approval;
 pub mod binding;

@@ -7,7 +7,7 @@
 //! names, tenants capped at [`MAX_TENANT_LABELS`]), so a caller cannot grow the series count.
 //! Nothing secret is ever a label.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -128,6 +128,9 @@ pub struct Metrics {
     flows_failed: Family<FailureLabels, Counter>,
     entra_errors: Family<CodeLabels, Counter>,
     token_requests: Family<OutcomeLabels, Counter>,
+    /// The `token_requests` series of each configured connector, in [`OUTCOMES`] order, kept at
+    /// hand: counting a token request then allocates nothing.
+    token_series: HashMap<String, [Counter; 7]>,
     refresh_duration: Histogram,
     store_duration: HistogramFamily<OpLabels>,
     store_up: Gauge,
@@ -151,6 +154,21 @@ pub struct Metrics {
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     webhook_dead_letters: Family<ConnectorLabels, Counter>,
     consent_verifications: Family<OutcomeLabels, Counter>,
+    /// `token_cache_lookups_total{result="hit"}`, kept at hand: the hot path increments it.
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_invalidations: Family<CacheInvalidationLabels, Counter>,
+    cache_subscribed: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheInvalidationLabels {
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -418,6 +436,14 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        let lookups: Family<ResultLabels, Counter> = b.counters(
+            "token_cache_lookups",
+            "Token requests looked up in this broker's token cache, by result (hit: answered from memory).",
+        );
+        let cache_hits = lookups.get_or_create(&ResultLabels { result: "hit" }).clone();
+        let cache_misses = lookups.get_or_create(&ResultLabels { result: "miss" }).clone();
+        let token_requests: Family<OutcomeLabels, Counter> =
+            b.counters("token_requests", "Token requests, by outcome.");
         let m = Self {
             flows_started: b.counters("flows_started", "Sign-in flows started."),
             flows_completed: b.counters("flows_completed", "Sign-in flows that ended in a connection."),
@@ -426,7 +452,21 @@ impl Metrics {
                 "entra_errors",
                 "Errors Entra returned to sign-in callbacks and refreshes, by AADSTS code (other: not in the table; none: no code).",
             ),
-            token_requests: b.counters("token_requests", "Token requests, by outcome."),
+            token_series: connectors
+                .iter()
+                .map(|c| {
+                    let series = OUTCOMES.map(|o| {
+                        token_requests
+                            .get_or_create(&OutcomeLabels {
+                                connector: c.to_string(),
+                                outcome: o.as_str(),
+                            })
+                            .clone()
+                    });
+                    (c.to_string(), series)
+                })
+                .collect(),
+            token_requests,
             refresh_duration: b.add(
                 "refresh_duration_seconds",
                 "Duration of refreshes at Entra (retries included).",
@@ -503,11 +543,28 @@ impl Metrics {
                 "admin_consent_verifications",
                 "Admin-consent callbacks checked with Entra before recording the approval, by outcome.",
             ),
+            cache_hits,
+            cache_misses,
+            cache_invalidations: b.counters(
+                "token_cache_invalidations",
+                "Connection ids this broker published for the other brokers' token caches to drop, by outcome (lost: Redis did not take them in time).",
+            ),
+            cache_subscribed: b.add(
+                "token_cache_subscribed",
+                "1 while the token cache serves hits; on Redis, while this broker receives the other brokers' invalidations (0: every request goes to the store).",
+                Kind::Gauge,
+                Gauge::default(),
+            ),
             // Last: moved out once every family above is registered.
             registry: b.registry,
             families: b.families,
         };
         m.store_up.set(1);
+        for outcome in ["published", "lost"] {
+            let _ = m
+                .cache_invalidations
+                .get_or_create(&CacheInvalidationLabels { outcome });
+        }
         for connector in connectors {
             let connector = connector.to_string();
             let _ = m.flows_started.get_or_create(&ConnectorLabels {
@@ -529,12 +586,6 @@ impl Metrics {
                 let _ = m.webhook_deliveries.get_or_create(&OutcomeLabels {
                     connector: connector.clone(),
                     outcome,
-                });
-            }
-            for outcome in OUTCOMES {
-                let _ = m.token_requests.get_or_create(&OutcomeLabels {
-                    connector: connector.clone(),
-                    outcome: outcome.as_str(),
                 });
             }
             for outcome in VERIFICATIONS {
@@ -609,12 +660,21 @@ impl Metrics {
 
     /// A token request for `connector` ended in `outcome`.
     pub fn token_request(&self, connector: &str, outcome: TokenOutcome) {
-        self.token_requests
-            .get_or_create(&OutcomeLabels {
-                connector: connector.to_string(),
-                outcome: outcome.as_str(),
-            })
-            .inc();
+        match self.token_series.get(connector) {
+            Some(series) => {
+                if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+                    series[i].inc();
+                }
+            }
+            None => {
+                self.token_requests
+                    .get_or_create(&OutcomeLabels {
+                        connector: connector.to_string(),
+                        outcome: outcome.as_str(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// One refresh at Entra took `d`.
@@ -627,6 +687,36 @@ impl Metrics {
         self.store_duration
             .get_or_create(&OpLabels { op })
             .observe(d.as_secs_f64());
+    }
+
+    /// A token request was answered from the token cache (`true`) or went to the store.
+    pub fn cache_lookup(&self, hit: bool) {
+        if hit {
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+    }
+
+    /// `n` connection ids were published for the other brokers' caches.
+    pub fn cache_invalidations_published(&self, n: usize) {
+        self.cache_invalidation("published", n);
+    }
+
+    /// `n` connection ids could not be published (Redis did not take them in time).
+    pub fn cache_invalidations_lost(&self, n: usize) {
+        self.cache_invalidation("lost", n);
+    }
+
+    fn cache_invalidation(&self, outcome: &'static str, n: usize) {
+        self.cache_invalidations
+            .get_or_create(&CacheInvalidationLabels { outcome })
+            .inc_by(n as u64);
+    }
+
+    /// Whether this broker receives the other brokers' invalidations now.
+    pub fn cache_subscribed(&self, subscribed: bool) {
+        self.cache_subscribed.set(i64::from(subscribed));
     }
 
     /// The store's health check answered (`true`) or failed.

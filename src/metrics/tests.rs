@@ -55,6 +55,9 @@ fn families_name_every_registered_family_as_its_samples_do() {
     m.keepalive_failed("c", "transient");
     m.webhook_attempt("c", true);
     m.webhook_dead_letter("c");
+    m.cache_lookup(true);
+    m.cache_invalidations_published(1);
+    m.cache_subscribed(true);
     let text = m.render();
     let sampled: HashSet<&str> = text
         .lines()
@@ -83,4 +86,27 @@ fn label_values_are_escaped() {
         "{}",
         m.render()
     );
+}
+
+#[test]
+fn token_requests_of_configured_and_unknown_connectors_are_counted_in_their_series() {
+    let m = Metrics::for_connectors(&["files"], None);
+    m.token_request("files", TokenOutcome::Refreshed);
+    m.token_request("files", TokenOutcome::Refreshed);
+    m.token_request("files", TokenOutcome::NotFound);
+    m.token_request("late", TokenOutcome::CacheHit);
+    m.cache_lookup(true);
+    m.cache_lookup(false);
+    m.cache_lookup(false);
+    let text = m.render();
+    for line in [
+        "consent_broker_token_requests_total{connector=\"files\",outcome=\"refreshed\"} 2",
+        "consent_broker_token_requests_total{connector=\"files\",outcome=\"not_found\"} 1",
+        "consent_broker_token_requests_total{connector=\"files\",outcome=\"cache_hit\"} 0",
+        "consent_broker_token_requests_total{connector=\"late\",outcome=\"cache_hit\"} 1",
+        "consent_broker_token_cache_lookups_total{result=\"hit\"} 1",
+        "consent_broker_token_cache_lookups_total{result=\"miss\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
 }

@@ -25,7 +25,7 @@ mod redis;
 pub mod rotate;
 mod timed;
 
-pub use self::redis::{RedisFailure, RedisStore};
+pub use self::redis::{RedisChannel, RedisFailure, RedisStore, Subscription};
 pub use embedded::EmbeddedStore;
 pub use encrypted::{EncryptedStore, Keyring};
 pub use memory::MemoryStore;

@@ -49,7 +49,11 @@ use tokio::time::Instant;
 use super::{CasOutcome, Store, StoreError, Versioned};
 use crate::config::{RedisConfig, SentinelConfig, redact_redis_url};
 
+mod channel;
 mod event;
+
+use channel::SubscribeVia;
+pub use channel::{RedisChannel, Subscription};
 
 /// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
 /// Redis that comes back is used again within about a second.
@@ -154,6 +158,11 @@ impl SentinelConn {
         );
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, conn.clone()));
         Ok((generation, conn))
+    }
+
+    /// A client for the master the sentinels name now (for a connection of its own).
+    async fn master_client(&self) -> RedisResult<Client> {
+        self.sentinel.lock().await.async_get_client().await
     }
 
     fn forget(&self, generation: u64) {
@@ -284,6 +293,8 @@ pub struct RedisStore {
     scripts: Scripts,
     /// Passwords from the configured URLs, scrubbed from every error message.
     secrets: Vec<String>,
+    /// Where a channel subscription connects (see [`RedisChannel`]).
+    subscribe_via: SubscribeVia,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -397,7 +408,7 @@ impl RedisStore {
             None => None,
         };
 
-        let conn = if let Some(sentinel) = &config.sentinel {
+        let (conn, subscribe_via) = if let Some(sentinel) = &config.sentinel {
             let client = sentinel_client(&config.urls, sentinel, certs).map_err(fail)?;
             let conn = SentinelConn {
                 sentinel: tokio::sync::Mutex::new(client),
@@ -422,7 +433,8 @@ impl RedisStore {
                     ));
                 }
             }
-            Conn::Sentinel(Arc::new(conn))
+            let conn = Arc::new(conn);
+            (Conn::Sentinel(conn.clone()), SubscribeVia::Sentinel(conn))
         } else if config.cluster {
             // Both timeouts set explicitly: the cluster builder has no response timeout by
             // default, and the overall request timeout (retries and redirects included) follows
@@ -430,11 +442,23 @@ impl RedisStore {
             let mut builder = ClusterClient::builder(config.urls.iter().map(String::as_str))
                 .connection_timeout(config.connect_timeout)
                 .response_timeout(config.response_timeout);
+            let seeds = config
+                .urls
+                .iter()
+                .map(|url| match &certs {
+                    Some(certs) => Client::build_with_tls(url.as_str(), certs.clone()),
+                    None => Client::open(url.as_str()),
+                })
+                .collect::<RedisResult<Vec<_>>>()
+                .map_err(fail)?;
             if let Some(certs) = certs {
                 builder = builder.certs(certs);
             }
             let client = builder.build().map_err(fail)?;
-            Conn::Cluster(client.get_async_connection().await.map_err(fail)?)
+            (
+                Conn::Cluster(client.get_async_connection().await.map_err(fail)?),
+                SubscribeVia::Seeds(seeds),
+            )
         } else {
             let url = config
                 .urls
@@ -449,7 +473,10 @@ impl RedisStore {
                 .set_connection_timeout(Some(config.connect_timeout))
                 .set_response_timeout(Some(config.response_timeout))
                 .set_max_delay(RECONNECT_MAX_DELAY);
-            Conn::Standalone(client.get_connection_manager_with_config(manager).await.map_err(fail)?)
+            (
+                Conn::Standalone(client.get_connection_manager_with_config(manager).await.map_err(fail)?),
+                SubscribeVia::Server(Box::new(client)),
+            )
         };
 
         let store = Self {
@@ -458,6 +485,7 @@ impl RedisStore {
             timeout: config.response_timeout,
             scripts: Scripts::new(),
             secrets,
+            subscribe_via,
         };
         for script in store.scripts.all() {
             let conn = store.conn.clone();

@@ -7,16 +7,20 @@
 //! path. A hit must still satisfy the caller's `min_ttl`; a token that does not goes to the store,
 //! which decides about refreshing exactly as it does without the cache.
 //!
-//! Invalidation: whatever deletes a connection, flips it to reauth_required or refreshes it calls
-//! [`TokenCache::invalidate`], which forgets the entry here and tells the other brokers sharing
-//! the store through an [`InvalidationBus`] (Redis pub/sub; the memory and embedded stores are
-//! opened by one broker each, so forgetting locally is all there is to do). A load from the store
+//! Invalidation: whatever deletes a connection, flips it to reauth_required, refreshes it or signs
+//! its user in again calls [`TokenCache::invalidate`], which forgets the entry here and tells the
+//! other brokers sharing the store through an [`InvalidationBus`] (Redis pub/sub, see
+//! `invalidation.rs`; the memory and embedded stores are opened by one broker each, so
+//! forgetting locally is all there is to do). While a broker may miss what others publish (not
+//! yet subscribed, or the subscription lost) it serves no hits ([`TokenCache::pause`]), and it
+//! forgets everything when it subscribes again ([`TokenCache::resume`]). A load from the store
 //! that started before an invalidation never puts its (possibly stale) token back: each shard
 //! counts its invalidations, and [`TokenCache::remember`] inserts only when the count is the one
 //! its [`Ticket`] saw before the load.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,17 +50,17 @@ impl InvalidationBus for LocalOnly {
     fn publish(&self, _: &ConnectionId) {}
 }
 
-/// A cached token and what its hit is checked against.
-#[derive(Clone)]
+/// A cached token and what its hit is checked against; shared, so that a hit copies nothing
+/// but reference counts.
 struct Entry {
     connector: ConnectorId,
-    issued_for: TokenIdentity,
+    issued_for: Arc<TokenIdentity>,
     token: AccessToken,
 }
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<ConnectionId, Entry>,
+    entries: HashMap<ConnectionId, Arc<Entry>>,
     /// Invalidations in this shard so far (see [`Ticket`]).
     invalidations: u64,
 }
@@ -75,6 +79,8 @@ pub struct TokenCache {
     per_shard: usize,
     /// False with capacity 0: entries are then only the outage copy, never a hit.
     serves_hits: bool,
+    /// False while invalidations from other brokers may be missed (see [`TokenCache::pause`]).
+    listening: AtomicBool,
     hasher: RandomState,
     bus: Arc<dyn InvalidationBus>,
 }
@@ -91,6 +97,7 @@ impl TokenCache {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS),
             serves_hits,
+            listening: AtomicBool::new(true),
             hasher: RandomState::new(),
             bus,
         }
@@ -104,18 +111,18 @@ impl TokenCache {
         self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached token of a connector's connection when it still lives `min_ttl` (and a
-    /// moment) and `expected` — the identity the connector would have it issued for now — is
-    /// the one it was issued for. Never with capacity 0.
+    /// The cached token of a connector's connection when it still lives `min_ttl` and
+    /// `acceptable` accepts the identity it was issued for (the connector's current client id and
+    /// scopes). Never with capacity 0, nor while paused.
     pub(crate) fn hit(
         &self,
         connector: &ConnectorId,
         connection_id: &ConnectionId,
         min_ttl: Duration,
         now: i64,
-        expected: impl FnOnce(&TokenIdentity) -> Option<TokenIdentity>,
+        acceptable: impl FnOnce(&TokenIdentity) -> bool,
     ) -> Option<AccessToken> {
-        if !self.serves_hits {
+        if !self.serves_hits || !self.listening.load(Ordering::Acquire) {
             return None;
         }
         let entry = {
@@ -128,9 +135,9 @@ impl TokenCache {
             }
             e.clone()
         };
-        (expected(&entry.issued_for).as_ref() == Some(&entry.issued_for)).then(|| AccessToken {
+        acceptable(&entry.issued_for).then(|| AccessToken {
             served: Served::CacheHit,
-            ..entry.token
+            ..entry.token.clone()
         })
     }
 
@@ -175,11 +182,11 @@ impl TokenCache {
         }
         shard.entries.insert(
             connection_id.clone(),
-            Entry {
+            Arc::new(Entry {
                 connector: connector.clone(),
                 issued_for,
                 token: token.clone(),
-            },
+            }),
         );
     }
 
@@ -226,6 +233,29 @@ impl TokenCache {
     pub fn invalidate(&self, connection_id: &ConnectionId) {
         self.forget(connection_id);
         self.bus.publish(connection_id);
+    }
+
+    /// Stops serving hits (entries stay, as the outage copy) while another broker's invalidations
+    /// could be missed: before the first subscription and whenever it is lost.
+    pub fn pause(&self) {
+        self.listening.store(false, Ordering::Release);
+    }
+
+    /// Forgets everything, then serves hits again (subscribed anew: whatever was published while
+    /// not subscribed is unknown, so nothing kept from before may be a hit).
+    pub fn resume(&self) {
+        self.clear();
+        self.listening.store(true, Ordering::Release);
+    }
+
+    /// True when the cache answers token requests (capacity above 0).
+    pub fn serves_hits(&self) -> bool {
+        self.serves_hits
+    }
+
+    /// True while hits are served (not paused).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 
     /// Forgets everything (an invalidation may have been missed).

@@ -17,12 +17,12 @@ fn identity(scope: &str) -> TokenIdentity {
 
 fn token(access: &str, expires_at: i64) -> AccessToken {
     AccessToken {
-        access_token: Sensitive::new(access),
+        access_token: Arc::new(Sensitive::new(access)),
         expires_at,
         scope: "Files.Read.All".into(),
         served: Served::Refreshed,
         min_ttl_unmet: false,
-        issued_for: Some(identity("Files.Read.All")),
+        issued_for: Some(Arc::new(identity("Files.Read.All"))),
     }
 }
 
@@ -36,9 +36,13 @@ fn keep(cache: &TokenCache, id: &str, t: &AccessToken) {
 }
 
 fn hit(cache: &TokenCache, id: &str, min_ttl: u64, expected: &TokenIdentity) -> Option<AccessToken> {
-    cache.hit(&"files".into(), &id.into(), Duration::from_secs(min_ttl), NOW, |_| {
-        Some(expected.clone())
-    })
+    cache.hit(
+        &"files".into(),
+        &id.into(),
+        Duration::from_secs(min_ttl),
+        NOW,
+        |issued| issued.same_client_and_scopes(expected),
+    )
 }
 
 fn with_cache(answers: Vec<Result<crate::entra::client::TokenResponse, TokenError>>) -> super::tests::Rig {
@@ -69,14 +73,13 @@ fn a_hit_needs_the_connector_min_ttl_and_the_identity() {
         "the connector's scopes changed"
     );
     assert!(
-        c.hit(&"crm".into(), &"c1".into(), Duration::ZERO, NOW, |_| Some(
-            files.clone()
-        ))
-        .is_none(),
+        c.hit(&"crm".into(), &"c1".into(), Duration::ZERO, NOW, |issued| issued
+            .same_client_and_scopes(&files))
+            .is_none(),
         "another connector's connection"
     );
     assert!(
-        c.hit(&"files".into(), &"c1".into(), Duration::ZERO, NOW, |_| None)
+        c.hit(&"files".into(), &"c1".into(), Duration::ZERO, NOW, |_| false)
             .is_none(),
         "a connector that is gone"
     );

@@ -19,10 +19,12 @@ mod cache;
 #[cfg(test)]
 mod cache_tests;
 mod endpoint;
+mod invalidation;
 mod single_flight;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use tracing::instrument::WithSubscriber as _;
 
 pub use cache::{InvalidationBus, LocalOnly, TokenCache};
 pub use endpoint::TokenEndpoint;
+pub use invalidation::{CHANNEL as INVALIDATION_CHANNEL, Invalidations};
 pub use single_flight::SingleFlight;
 
 use crate::clock::Clock;
@@ -60,18 +63,18 @@ pub enum Served {
 /// An access token for the API response.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
-    /// The token.
-    pub access_token: Sensitive,
+    /// The token (shared: a cache hit hands out the cached one without copying it).
+    pub access_token: Arc<Sensitive>,
     /// Unix seconds.
     pub expires_at: i64,
     /// Space-separated scopes.
-    pub scope: String,
+    pub scope: Arc<str>,
     /// How it was served.
     pub served: Served,
     /// True when it lives less than the caller's `min_ttl` (the best there is for now).
     pub min_ttl_unmet: bool,
     /// The identity the token was issued for, which a cache hit is checked against.
-    pub issued_for: Option<TokenIdentity>,
+    pub issued_for: Option<Arc<TokenIdentity>>,
 }
 
 /// Why no token could be served.
@@ -164,6 +167,9 @@ pub struct TokenService {
     events: Arc<dyn ConnectionEvents>,
     refreshes: SingleFlight,
     cache: Arc<TokenCache>,
+    /// Each connector's client id and scopes as a [`TokenIdentity`] holds them (normalised once,
+    /// not per request); the tenant is left empty.
+    issued_to: HashMap<ConnectorId, TokenIdentity>,
     background: tokio_util::task::TaskTracker,
 }
 
@@ -194,7 +200,13 @@ pub struct TokenServiceParts {
 impl TokenService {
     /// Builds the service.
     pub fn new(parts: TokenServiceParts) -> Self {
+        let issued_to = parts
+            .connectors
+            .values()
+            .map(|c| (c.id.clone(), TokenIdentity::new(&"".into(), &c.client_id, &c.scopes)))
+            .collect();
         Self {
+            issued_to,
             records: parts.records,
             endpoint: parts.endpoint,
             connectors: parts.connectors,
@@ -285,10 +297,16 @@ impl TokenService {
         min_ttl: Duration,
     ) -> Result<AccessToken, TokenServiceError> {
         // A warm token never touches the store.
+        // The identity a hit needs is its own tenant's with the connector's current client id and
+        // scopes, so only those two are compared (precomputed per connector).
         let hit = self.cache.hit(connector, connection_id, min_ttl, self.now(), |issued| {
-            self.connector(connector)
-                .map(|c| TokenIdentity::new(&issued.tenant_id, &c.client_id, &c.scopes))
+            self.issued_to
+                .get(connector)
+                .is_some_and(|current| issued.same_client_and_scopes(current))
         });
+        if self.cache.serves_hits() {
+            self.metrics.cache_lookup(hit.is_some());
+        }
         if let Some(token) = hit {
             return Ok(token);
         }
@@ -401,12 +419,8 @@ impl TokenService {
         connector: &ConnectorId,
         conn: &Connection,
     ) -> Result<TokenIdentity, TokenServiceError> {
-        let connector = self.connector(connector).ok_or(TokenServiceError::NotFound)?;
-        Ok(TokenIdentity::new(
-            &conn.tenant_id,
-            &connector.client_id,
-            &connector.scopes,
-        ))
+        let current = self.issued_to.get(connector).ok_or(TokenServiceError::NotFound)?;
+        Ok(current.for_tenant(&conn.tenant_id))
     }
 
     /// The stored token when it is fresh enough and was issued for `identity`; the reauth error
@@ -766,12 +780,12 @@ impl TokenService {
 
 fn to_token(conn: &Connection, served: Served) -> AccessToken {
     AccessToken {
-        access_token: conn.access_token.clone(),
+        access_token: Arc::new(conn.access_token.clone()),
         expires_at: conn.access_expires_at,
-        scope: conn.scopes.join(" "),
+        scope: conn.scopes.join(" ").into(),
         served,
         min_ttl_unmet: false,
-        issued_for: conn.token_identity.clone(),
+        issued_for: conn.token_identity.clone().map(Arc::new),
     }
 }
 

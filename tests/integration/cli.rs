@@ -92,7 +92,8 @@ fn check_config_warns_about_credentials_close_to_expiry() {
     let connector = |id: &str, expires: &str| {
         format!(
             "[[connectors]]\nid = \"{id}\"\ndisplay_name = \"{id}\"\nclient_id = \"00000000-0000-0000-0000-000000000001\"\nclient_secret_env = \"CB_CLI_SECRET\"\nclient_secret_expires_at = \"{expires}\"\nscopes = [\"User.Read\"]\nreturn_urls = [\"https://app.example.com/done\"]\napi_key_hashes = [\"sha256:{}\"]\n",
-            "ab".repeat(32)
+            // Each connector its own key: one key naming two connectors is refused.
+            if id == "soon" { "ab" } else { "cd" }.repeat(32)
         )
     };
     let text = format!(

@@ -30,4 +30,5 @@ mod resources;
 mod security;
 mod shared_refresh;
 mod sim_wire;
+mod token_cache;
 mod webhooks;

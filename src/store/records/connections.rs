@@ -122,6 +122,20 @@ impl TokenIdentity {
             scopes,
         }
     }
+
+    /// This identity's client id and scopes for `tenant_id`.
+    pub fn for_tenant(&self, tenant_id: &TenantId) -> Self {
+        Self {
+            tenant_id: TenantId::new(tenant_id.as_str().to_ascii_lowercase()),
+            client_id: self.client_id.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+
+    /// True when both name the same client id and scope set (whatever their tenants).
+    pub fn same_client_and_scopes(&self, other: &TokenIdentity) -> bool {
+        self.client_id == other.client_id && self.scopes == other.scopes
+    }
 }
 
 /// A refresh lease this broker holds on one connection (see [`Records::try_lease`]).
