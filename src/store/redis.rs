@@ -28,7 +28,8 @@
 //!
 //! `scan` (for maintenance jobs) is `SCAN … MATCH {key_prefix}* COUNT limit`; on a cluster it
 //! walks the masters one after the other, each named by the lowest slot it serves (the cursor is
-//! `<slot>:<SCAN cursor>`), with the command routed to the master of that slot.
+//! `<slot>:<SCAN cursor>`), with the command routed to the master of that slot. `export` and
+//! `import` (backup and restore) walk the same way; see `redis/dump.rs`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,7 @@ use tokio::time::Instant;
 use super::{CasOutcome, Store, StoreError, Versioned};
 use crate::config::{RedisConfig, SentinelConfig, redact_redis_url};
 
+mod dump;
 mod event;
 
 /// Upper bound of the wait between two reconnect attempts of the standalone connection, so that a
@@ -538,15 +540,44 @@ impl RedisStore {
         .await
     }
 
-    /// The record keys (prefix removed) among the names `SCAN` returned. Names that are not
-    /// UTF-8 were not written by the broker and are left out.
-    fn unprefixed(&self, names: Vec<Vec<u8>>) -> Vec<String> {
+    /// The names `SCAN` returned with the prefix removed, records and indexes alike. Names that
+    /// are not UTF-8 were not written by the broker and are left out.
+    fn stripped(&self, names: Vec<Vec<u8>>) -> Vec<String> {
         names
             .into_iter()
             .filter_map(|n| String::from_utf8(n).ok())
             .filter_map(|n| n.strip_prefix(self.prefix.as_str()).map(str::to_string))
-            .filter(|k| !k.starts_with(INDEX_PREFIX))
             .collect()
+    }
+
+    /// The record keys (prefix removed) among the names `SCAN` returned.
+    fn unprefixed(&self, names: Vec<Vec<u8>>) -> Vec<String> {
+        let mut keys = self.stripped(names);
+        keys.retain(|k| !k.starts_with(INDEX_PREFIX));
+        keys
+    }
+
+    /// One page of `SCAN … MATCH {prefix}*` (see [`Store::scan`] for the cursor): the names as
+    /// Redis returned them, records and indexes.
+    async fn scan_names(
+        &self,
+        cursor: Option<String>,
+        count: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<String>), StoreError> {
+        match &self.conn {
+            Conn::Standalone(_) | Conn::Sentinel(_) => {
+                let from = match cursor {
+                    None => 0,
+                    Some(c) => c
+                        .parse::<u64>()
+                        .map_err(|e| StoreError::backend_from(format!("redis SCAN: invalid cursor {c:?}"), e))?,
+                };
+                let (next, names): (u64, Vec<Vec<u8>>) =
+                    self.command("SCAN", self.scan_cmd(from, count), false).await?;
+                Ok((names, (next != 0).then(|| next.to_string())))
+            }
+            Conn::Cluster(conn) => self.scan_cluster(conn, cursor, count).await,
+        }
     }
 
     /// `SCAN cursor MATCH {prefix}* COUNT count`.
@@ -578,7 +609,7 @@ impl RedisStore {
         conn: &ClusterConnection,
         cursor: Option<String>,
         count: usize,
-    ) -> Result<(Vec<String>, Option<String>), StoreError> {
+    ) -> Result<(Vec<Vec<u8>>, Option<String>), StoreError> {
         let masters = self.masters(conn).await?;
         let (slot, node_cursor) = match cursor {
             None => match masters.first() {
@@ -607,7 +638,7 @@ impl RedisStore {
             0 => masters.iter().find(|m| **m > slot).map(|m| format!("{m}:0")),
             n => Some(format!("{slot}:{n}")),
         };
-        Ok((self.unprefixed(names), next))
+        Ok((names, next))
     }
 
     /// One script; every script may write, so on Sentinel it waits for replicas as configured.
@@ -718,20 +749,30 @@ impl Store for RedisStore {
     }
 
     async fn scan(&self, cursor: Option<String>, limit: usize) -> Result<(Vec<String>, Option<String>), StoreError> {
-        let count = limit.max(1);
-        match &self.conn {
-            Conn::Standalone(_) | Conn::Sentinel(_) => {
-                let from = match cursor {
-                    None => 0,
-                    Some(c) => c
-                        .parse::<u64>()
-                        .map_err(|e| StoreError::backend_from(format!("redis SCAN: invalid cursor {c:?}"), e))?,
-                };
-                let (next, names): (u64, Vec<Vec<u8>>) =
-                    self.command("SCAN", self.scan_cmd(from, count), false).await?;
-                Ok((self.unprefixed(names), (next != 0).then(|| next.to_string())))
+        let (names, next) = self.scan_names(cursor, limit.max(1)).await?;
+        Ok((self.unprefixed(names), next))
+    }
+
+    /// See the module documentation of `dump`: key by key, each record read atomically.
+    async fn export(&self, sink: &mut super::ExportSink<'_>) -> Result<(), StoreError> {
+        self.export_keys(sink).await
+    }
+
+    async fn import(&self, entries: Vec<super::Entry>) -> Result<(), StoreError> {
+        self.import_entries(entries).await
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let mut cursor = None;
+        loop {
+            let (names, next) = self.scan_names(cursor, 1_000).await?;
+            if !self.stripped(names).is_empty() {
+                return Ok(false);
             }
-            Conn::Cluster(conn) => self.scan_cluster(conn, cursor, count).await,
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(true),
+            }
         }
     }
 
