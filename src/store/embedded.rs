@@ -551,7 +551,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {
-        self.blocking(|db| dump::is_empty_in(db)).await
+        self.blocking(dump::is_empty_in).await
     }
 
     async fn rewrite_in_place(

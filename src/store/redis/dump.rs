@@ -20,6 +20,9 @@ use crate::store::{Entry, ExportSink, RawRecord, StoreError, now_millis};
 
 /// Names asked for per `SCAN` page, and index members per `ZRANGEBYLEX` page.
 const PAGE: usize = 1_000;
+/// What `HMGET v d` and `PTTL` answer for one record: (version, value), then milliseconds left.
+type RecordReply = ((Option<Vec<u8>>, Option<Vec<u8>>), i64);
+
 /// Members per `ZADD` of an import.
 const ZADD_BATCH: usize = 500;
 
@@ -86,8 +89,7 @@ impl RedisStore {
             .cmd("PTTL")
             .arg(&full);
         let now = now_millis();
-        let ((version, value), pttl): ((Option<Vec<u8>>, Option<Vec<u8>>), i64) =
-            self.pipeline("HMGET+PTTL", pipe, false).await?;
+        let ((version, value), pttl): RecordReply = self.pipeline("HMGET+PTTL", pipe, false).await?;
         let corrupt = |message: &str| StoreError::Corrupt {
             key: key.to_string(),
             message: message.into(),
