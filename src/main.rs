@@ -49,9 +49,9 @@ enum Command {
         #[arg(long)]
         encrypt_plaintext: bool,
     },
-    /// Write a consistent, still-encrypted snapshot of the store to a file (0600), while brokers
-    /// run: the embedded store in one read transaction, or the broker's keys in Redis (by the
-    /// key prefix, with their expiries). Prints counts, never values.
+    /// Write the store, still encrypted, to a file (0600) while brokers run: the embedded store
+    /// as one consistent snapshot (one read transaction), Redis key by key (the broker's keys by
+    /// the key prefix, with their expiries). Prints counts, never values.
     Backup {
         /// Config file (TOML) naming the store.
         #[arg(long, short, env = "BROKER_CONFIG")]

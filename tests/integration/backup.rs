@@ -413,6 +413,28 @@ async fn a_redis_backup_under_load_restores_every_connection_under_another_prefi
         text(&out)
     );
 
+    // A Redis backup restores into the embedded store as well: same keys, same sealed values.
+    let embedded = dir.path().join("from-redis.redb");
+    let embedded_config = cli_config(
+        dir.path(),
+        "embedded",
+        w.sim.base_url(),
+        &format!("backend = \"embedded\"\npath = \"{}\"", embedded.display()),
+        None,
+    );
+    let out = restore(&embedded_config, &file, false);
+    assert!(out.status.success() && text(&out).contains("conn 3"), "{}", text(&out));
+    let key = EncryptionKey::from_hex(TEST_ENCRYPTION_KEY).unwrap();
+    let keys = Keyring::new("test", vec![("test".into(), key)]).unwrap();
+    let records = Records::new(Arc::new(EncryptedStore::new(
+        Arc::new(EmbeddedStore::open(&embedded).unwrap()),
+        keys,
+    )));
+    for id in &conns {
+        assert!(records.connection(&cid(id)).await.unwrap().is_some(), "{id}");
+    }
+    drop(records);
+
     serves_every_connection(&w, second, fresh_store, &conns, &before, &refreshed).await;
 }
 
