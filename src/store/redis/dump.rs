@@ -44,6 +44,21 @@ impl RedisStore {
         .await
     }
 
+    /// True when `SCAN` finds no name under the prefix (no record, no index).
+    pub(super) async fn no_names(&self) -> Result<bool, StoreError> {
+        let mut cursor = None;
+        loop {
+            let (names, next) = self.scan_names(cursor, PAGE).await?;
+            if !self.stripped(names).is_empty() {
+                return Ok(false);
+            }
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(true),
+            }
+        }
+    }
+
     pub(super) async fn export_keys(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
         let mut seen = HashSet::new();
         let mut cursor = None;
