@@ -456,3 +456,63 @@ fn the_memory_store_is_refused_with_a_reason() {
         "no partial file left: config and secrets only"
     );
 }
+
+/// The store failing: a Redis that is gone fails the backup with a reason and leaves the previous
+/// file as it was (and no partial file); an embedded store file that is not there is named; a
+/// restore into a Redis that is gone fails before anything is written.
+#[tokio::test]
+async fn a_store_that_is_not_there_fails_with_a_reason_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = RedisServer::start();
+    let config = cli_config(dir.path(), "redis", "http://127.0.0.1:9", &redis.store_section(), None);
+    redis.stop();
+    let target = dir.path().join("r.backup");
+    std::fs::write(&target, b"previous backup").unwrap();
+    let out = backup(&config, &target);
+    assert!(
+        !out.status.success() && text(&out).contains("cannot connect to Redis"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"previous backup",
+        "the previous backup is kept"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("partial")), "{names:?}");
+
+    let missing = dir.path().join("none.redb");
+    let embedded = cli_config(
+        dir.path(),
+        "embedded",
+        "http://127.0.0.1:9",
+        &format!("backend = \"embedded\"\npath = \"{}\"", missing.display()),
+        None,
+    );
+    let out = backup(&embedded, &dir.path().join("e.backup"));
+    assert!(
+        !out.status.success() && text(&out).contains("there is no store file"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.path().join("e.backup").exists() && !missing.exists(),
+        "nothing created"
+    );
+
+    let empty = dir.path().join("empty.backup");
+    let writer =
+        consent_broker::backup::format::Writer::new(Vec::new(), &consent_broker::backup::format::Header::new("redis"))
+            .unwrap();
+    std::fs::write(&empty, writer.finish().unwrap()).unwrap();
+    let out = restore(&config, &empty, false);
+    assert!(
+        !out.status.success() && text(&out).contains("cannot connect to Redis"),
+        "{}",
+        text(&out)
+    );
+}
