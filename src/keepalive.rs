@@ -337,6 +337,39 @@ mod tests {
         );
     }
 
+    // During a rolling upgrade a newer broker may rewrite a connection in a format this one does
+    // not read: keep-alive skips it, leaves the record as it is, and looks again a round later.
+    #[tokio::test]
+    async fn a_connection_it_cannot_read_is_skipped_left_untouched_and_looked_at_later() {
+        use crate::store::Store;
+        let r = rig(Scripted::new(vec![]));
+        r.connection("c1", 3600).await;
+        let key = "conn:{c1}";
+        let body = r.store.get(key).await.unwrap().expect("stored").value;
+        let mut newer = vec![crate::store::records::FORMAT_TAG, crate::store::records::FORMAT + 1];
+        newer.extend_from_slice(&body);
+        r.store.put(key, newer.clone(), None).await.unwrap();
+        let before = r.store.get(key).await.unwrap().unwrap();
+
+        let ka = keepalive(&r);
+        assert_eq!(ka.round().await.unwrap(), Round::default(), "not counted as due");
+        assert_eq!(r.endpoint.calls(), 0, "no refresh of a record it cannot read");
+        assert_eq!(
+            r.store.get(key).await.unwrap(),
+            Some(before),
+            "bytes and version unchanged"
+        );
+        assert_eq!(
+            r.records.keepalive_due(i64::MAX, 10).await.unwrap(),
+            [(crate::store::records::keepalive_member(NOW + 60, "c1"), "c1".into())],
+            "filed again one check interval later, once"
+        );
+        assert!(
+            r.records.keepalive_due(NOW, 10).await.unwrap().is_empty(),
+            "not read again in the same round"
+        );
+    }
+
     #[tokio::test]
     async fn jitter_is_fixed_per_connection_and_under_a_tenth_of_the_idle_time() {
         let r = rig(Scripted::new(vec![]));

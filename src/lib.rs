@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod approval;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -35,7 +35,7 @@ enum Command {
     /// or environment variable named in [[encryption.keys]]; how to configure it goes to stderr.
     NewEncryptionKey,
     /// Re-encrypt every stored record under the primary key, in batches, while brokers run
-    /// (Redis; the embedded store admits one process, so stop its broker first). Exits non-zero
+    /// (Redis; the embedded store admits one writing process, so stop its broker first). Exits non-zero
     /// when a record could not be re-encrypted.
     RotateKeys {
         /// Config file (TOML) with the [encryption] keys: the new primary and every old key.
@@ -48,6 +48,32 @@ enum Command {
         /// them as unreadable).
         #[arg(long)]
         encrypt_plaintext: bool,
+    },
+    /// Write the store, still encrypted, to a file (0600) while brokers run: the embedded store
+    /// as one consistent snapshot (one read transaction), Redis key by key (the broker's keys by
+    /// the key prefix, with their expiries). Prints counts, never values.
+    Backup {
+        /// Config file (TOML) naming the store.
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// The backup file to write (replaced atomically when it exists).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Load a backup into the configured store, which must be empty (stop the brokers first;
+    /// the embedded store is refused while its broker runs). Checks the whole file before
+    /// writing anything. Prints counts, never values.
+    Restore {
+        /// Config file (TOML) naming the store and the encryption keys the backup was taken with.
+        #[arg(long, short, env = "BROKER_CONFIG")]
+        config: PathBuf,
+        /// The backup file to read.
+        #[arg(long)]
+        from: PathBuf,
+        /// Write into a store that is not empty: the backup's records replace those of the same
+        /// key, the others are kept.
+        #[arg(long)]
+        force: bool,
     },
     /// Explain an Entra error a user pasted (sign-in page text, log line, exception, token body, URL).
     Explain {
@@ -192,6 +218,39 @@ fn main() -> anyhow::Result<()> {
                     "{} record(s) could not be re-encrypted; keep the old keys configured until they are dealt with",
                     report.failed
                 );
+            }
+        }
+        Command::Backup { config, to } => {
+            let config = consent_broker::Config::load(&config)?;
+            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let summary = runtime()?.block_on(consent_broker::backup::backup(&config, &to))?;
+            println!(
+                "backup: {} records and {} index entries of the {} store written to {}",
+                summary.record_count(),
+                summary.member_count(),
+                summary.store,
+                to.display()
+            );
+            for line in summary.details() {
+                println!("{line}");
+            }
+        }
+        Command::Restore { config, from, force } => {
+            let config = consent_broker::Config::load(&config)?;
+            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let summary = runtime()?.block_on(consent_broker::backup::restore(&config, &from, force))?;
+            println!(
+                "restore: {} records and {} index entries from {} written to the {} store",
+                summary.record_count(),
+                summary.member_count(),
+                from.display(),
+                summary.store
+            );
+            for line in summary.details() {
+                println!("{line}");
+            }
+            for warning in summary.warnings() {
+                eprintln!("warning: {warning}");
             }
         }
         Command::Explain { text, file, json, lang } => {

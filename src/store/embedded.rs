@@ -16,8 +16,11 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 use super::{
-    CasOutcome, Store, StoreError, Versioned, WriteOutcome, check_event_key, expiry_for, is_expired, now_millis,
+    CasOutcome, ExportSink, Store, StoreError, Versioned, WriteOutcome, check_event_key, expiry_for, is_expired,
+    now_millis,
 };
+
+mod dump;
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// The ordered indexes: (index, member), ordered by index then member.
@@ -97,13 +100,26 @@ fn decode<'a>(key: &str, raw: &'a [u8]) -> Result<(u64, u64, &'a [u8]), StoreErr
     Ok((version, expires_at, &raw[HEADER..]))
 }
 
+/// How the broker shares its file: one writing process (the broker) and any number of read-only
+/// ones beside it (`consent-broker backup`, [`EmbeddedStore::export_file`]), which read a
+/// consistent snapshot in one read transaction while the broker goes on writing. redb's default
+/// mode locks the whole file, so a backup could only be taken with the broker stopped, and
+/// copying the file while it writes is not safe. This mode costs each commit one more flush
+/// (redb commits in two phases so that a reader in another process never follows a commit whose
+/// pages are not on disk yet). A second writing process is refused as before.
+pub(super) const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
+
 /// Opens (or creates) the file and its table.
 fn open_database(path: &Path) -> Result<Database, StoreError> {
-    let db = Database::create(path).map_err(|e| match e {
-        // redb locks the file: a second process (rotate-keys next to a running broker) is refused.
+    let db = redb::Builder::new()
+        .set_concurrency_mode(CONCURRENCY)
+        .create(path)
+        .map_err(|e| match e {
+        // redb locks the file: a second writing process (rotate-keys or restore next to a running
+        // broker) is refused.
         e @ redb::DatabaseError::DatabaseAlreadyOpen => StoreError::backend_from(
             format!(
-                "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one process at a time",
+                "cannot open {}: the file is in use by another process (a running broker?); the embedded store admits one writing process at a time",
                 path.display()
             ),
             e,
@@ -522,6 +538,22 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    /// One read transaction for the whole export: a consistent snapshot while writers go on.
+    async fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(dump::CHANNEL);
+        let reading = self.blocking(move |db| dump::export_in(db, &tx));
+        dump::drain(reading, rx, sink).await
+    }
+
+    /// In write transactions of a batch each: a failed one leaves the file as the last committed.
+    async fn import(&self, entries: Vec<super::Entry>) -> Result<(), StoreError> {
+        self.blocking(move |db| dump::import_in(db, entries)).await
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.blocking(dump::is_empty_in).await
+    }
+
     async fn rewrite_in_place(
         &self,
         key: &str,
@@ -556,6 +588,9 @@ mod tests {
         super::super::conformance::scan_and_rewrite(&store).await;
         let store = EmbeddedStore::open(&dir.path().join("ordered.redb")).unwrap();
         super::super::conformance::ordered_scan(&store).await;
+        let source = EmbeddedStore::open(&dir.path().join("export.redb")).unwrap();
+        let target = EmbeddedStore::open(&dir.path().join("import.redb")).unwrap();
+        super::super::conformance::export_and_import(&source, &target).await;
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    CasOutcome, Store, StoreError, Versioned, Write, WriteOutcome, check_event_key, expiry_for, is_expired, now_millis,
+    CasOutcome, Entry as Dumped, ExportSink, RawRecord, Store, StoreError, Versioned, Write, WriteOutcome,
+    check_event_key, expiry_for, is_expired, now_millis,
 };
 
 #[derive(Debug, Clone)]
@@ -263,6 +264,42 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError> {
+        self.contents()?.into_iter().try_for_each(sink)
+    }
+
+    async fn import(&self, entries: Vec<Dumped>) -> Result<(), StoreError> {
+        let mut members = Vec::new();
+        self.with_map(|map, now| {
+            for entry in entries {
+                match entry {
+                    Dumped::Record(r) if !is_expired(r.expires_at_ms, now) => {
+                        map.insert(
+                            r.key,
+                            Entry {
+                                value: r.value,
+                                version: r.version,
+                                expires_at: r.expires_at_ms,
+                            },
+                        );
+                    }
+                    Dumped::Record(_) => {}
+                    Dumped::IndexMember { index, member } => members.push((index, member)),
+                }
+            }
+        })?;
+        self.with_indexes(|ix| {
+            for (index, member) in members {
+                ix.entry(index).or_default().insert(member);
+            }
+        })
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let no_records = self.with_map(|map, now| map.values().all(|e| is_expired(e.expires_at, now)))?;
+        Ok(no_records && self.with_indexes(|ix| ix.is_empty())?)
+    }
+
     async fn rewrite_in_place(
         &self,
         key: &str,
@@ -280,6 +317,44 @@ impl Store for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Everything live, taken under both locks at once so that records and indexes agree.
+    fn contents(&self) -> Result<Vec<Dumped>, StoreError> {
+        let map = self
+            .map
+            .lock()
+            .map_err(|_| StoreError::backend("memory store lock poisoned"))?;
+        let indexes = self
+            .indexes
+            .lock()
+            .map_err(|_| StoreError::backend("memory store lock poisoned"))?;
+        let now = now_millis();
+        let mut out: Vec<Dumped> = map
+            .iter()
+            .filter(|(_, e)| !is_expired(e.expires_at, now))
+            .map(|(key, e)| {
+                Dumped::Record(RawRecord {
+                    key: key.clone(),
+                    value: e.value.clone(),
+                    version: e.version,
+                    expires_at_ms: e.expires_at,
+                })
+            })
+            .collect();
+        let mut names: Vec<&String> = indexes.keys().collect();
+        names.sort();
+        for index in names {
+            for member in &indexes[index] {
+                out.push(Dumped::IndexMember {
+                    index: index.clone(),
+                    member: member.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +367,6 @@ mod tests {
         super::super::conformance::ordered_scan(&MemoryStore::new()).await;
         super::super::conformance::concurrent_take(std::sync::Arc::new(MemoryStore::new())).await;
         super::super::conformance::concurrent_write_with_event(std::sync::Arc::new(MemoryStore::new())).await;
+        super::super::conformance::export_and_import(&MemoryStore::new(), &MemoryStore::new()).await;
     }
 }

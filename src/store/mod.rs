@@ -9,7 +9,8 @@
 //! expiry; an expired record is invisible to every operation even before the purge task removes it.
 //!
 //! [`EncryptedStore`] wraps any backend and encrypts every value at rest; [`rotate`] re-encrypts
-//! a store under a new key.
+//! a store under a new key. [`Store::export`] and [`Store::import`] move a store's contents, as
+//! stored, in and out (`consent-broker backup` and `restore`, [`crate::backup`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -165,6 +166,39 @@ pub enum WriteOutcome {
     NotApplied,
 }
 
+/// One record exactly as a backend keeps it, for backup and restore: the value as stored (sealed
+/// when the store is encrypted, so a backup holds no secret in clear), its version and its
+/// absolute expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The record's key (without the Redis `key_prefix`).
+    pub key: String,
+    /// The record's bytes as the backend holds them.
+    pub value: Vec<u8>,
+    /// The record's version.
+    pub version: u64,
+    /// When it expires, in Unix epoch milliseconds; 0 for never.
+    pub expires_at_ms: u64,
+}
+
+/// One item of a store's contents, as [`Store::export`] hands them out and [`Store::import`]
+/// takes them back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A live record.
+    Record(RawRecord),
+    /// A member of an ordered index.
+    IndexMember {
+        /// The index's name.
+        index: String,
+        /// The member.
+        member: String,
+    },
+}
+
+/// Where [`Store::export`] puts each entry; an error stops the export and is returned by it.
+pub type ExportSink<'a> = dyn FnMut(Entry) -> Result<(), StoreError> + Send + 'a;
+
 /// Refuses an event that would overwrite the very record its write changes: "both" would then
 /// be one record, and which of the two values wins would depend on the backend.
 pub(crate) fn check_event_key(write: &Write, event_key: &str) -> Result<(), StoreError> {
@@ -262,6 +296,26 @@ pub trait Store: Send + Sync + 'static {
     /// first when `None`). Members added or removed meanwhile do not disturb the others, so a
     /// walk page by page meets every member that was there throughout exactly once.
     async fn index_range(&self, index: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Hands every live record (as stored, with its version and expiry) and every index member to
+    /// `sink`, for `consent-broker backup`; never for request handling.
+    ///
+    /// Memory and embedded read one consistent state (the memory store under its locks, the
+    /// embedded store in one read transaction, while writers go on). Redis has no such read: it
+    /// walks the keys with `SCAN` (every master in turn on a cluster) and reads each key
+    /// atomically, so the result is consistent per record, not across records. Records pass
+    /// through the encryption layer still sealed.
+    async fn export(&self, sink: &mut ExportSink<'_>) -> Result<(), StoreError>;
+
+    /// Writes `entries` as they are, for `consent-broker restore`: each record with its version,
+    /// its expiry (one already past is not written) and its bytes unchanged (still sealed: the
+    /// encryption layer passes them through), replacing a record of the same key; each index
+    /// member added. Not atomic as a whole; each record is written atomically.
+    async fn import(&self, entries: Vec<Entry>) -> Result<(), StoreError>;
+
+    /// True when the store holds no live record and no index member (restore refuses to write
+    /// into a store that is not, unless forced).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
 
     /// The encryption layer, when this store is one (`rotate-keys` needs it); `None` otherwise.
     fn encryption(&self) -> Option<&EncryptedStore> {

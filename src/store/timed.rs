@@ -104,6 +104,15 @@ impl Store for TimedStore {
         )
         .await
     }
+    async fn export(&self, sink: &mut super::ExportSink<'_>) -> Result<(), StoreError> {
+        self.timed("export", self.inner.export(sink)).await
+    }
+    async fn import(&self, entries: Vec<super::Entry>) -> Result<(), StoreError> {
+        self.timed("import", self.inner.import(entries)).await
+    }
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.timed("is_empty", self.inner.is_empty()).await
+    }
     // Forwarded so `rotate-keys` still finds the encryption layer under the timing one.
     fn encryption(&self) -> Option<&EncryptedStore> {
         self.inner.encryption()

@@ -222,6 +222,18 @@ impl Store for Switchable {
             .rewrite_in_place(key, expected_version, expected_value, value)
             .await
     }
+    async fn export(&self, sink: &mut crate::store::ExportSink<'_>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.export(sink).await
+    }
+    async fn import(&self, entries: Vec<crate::store::Entry>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.import(entries).await
+    }
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.is_empty().await
+    }
 }
 
 fn connector(scopes: &[&str]) -> ConnectorConfig {

@@ -162,3 +162,37 @@ async fn an_outage_during_keepalive_flips_nothing_and_a_revoked_grant_flips_the_
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(w.sim.token_grants("refresh_token").await, attempts);
 }
+
+/// During a rolling upgrade a newer broker may write a connection in a format this one does not
+/// read: keep-alive on this broker never refreshes it, never rewrites it, and keeps it filed to
+/// look at again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_of_a_newer_format_is_left_untouched_by_keepalive() {
+    let redis = RedisServer::start();
+    let w = World::with(|_| {}, opts(redis.store_section())).await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let store = w.broker.state.records.store().clone();
+    let key = format!("conn:{{{conn}}}");
+    let body = store.get(&key).await.unwrap().expect("stored").value;
+    // As a broker of record format 2 would write it (through the same encryption layer).
+    let mut newer = vec![0u8, 2];
+    newer.extend_from_slice(&body);
+    let version = store.put(&key, newer.clone(), None).await.unwrap();
+
+    // Idle after 3 s, looked at every second: a readable connection would be refreshed by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        w.sim.token_grants("refresh_token").await,
+        0,
+        "no refresh of a record it cannot read"
+    );
+    let left = store.get(&key).await.unwrap().expect("still there");
+    assert_eq!((left.value, left.version), (newer, version), "left byte for byte");
+    let filed = w.broker.state.records.keepalive_due(i64::MAX, 100).await.unwrap();
+    assert_eq!(
+        filed.iter().filter(|(_, id)| id.as_str() == conn).count(),
+        1,
+        "still filed, once: {filed:?}"
+    );
+    assert!(w.broker.logs().contains("keep-alive cannot read a connection"));
+}

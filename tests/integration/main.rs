@@ -4,6 +4,7 @@
 mod common;
 
 mod approval;
+mod backup;
 mod binding;
 mod browser;
 mod certificate;

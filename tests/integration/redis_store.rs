@@ -18,6 +18,15 @@ async fn connect(config: &consent_broker::config::RedisConfig) -> Arc<RedisStore
     Arc::new(RedisStore::connect(config).await.expect("connect to Redis"))
 }
 
+/// Export from one key prefix and import into another of the same Redis (both empty): backup
+/// and restore's store half, with the names of both walks (records and indexes) by prefix.
+async fn export_and_import(config: &consent_broker::config::RedisConfig) {
+    let (mut a, mut b) = (config.clone(), config.clone());
+    a.key_prefix = "exp-a:".into();
+    b.key_prefix = "exp-b:".into();
+    conformance::export_and_import(connect(&a).await.as_ref(), connect(&b).await.as_ref()).await;
+}
+
 #[tokio::test]
 async fn standalone_passes_the_store_suite() {
     let server = RedisServer::start();
@@ -25,6 +34,7 @@ async fn standalone_passes_the_store_suite() {
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
     conformance::concurrent_write_with_event(store.clone()).await;
+    export_and_import(&server.config()).await;
 }
 
 #[tokio::test]
@@ -320,6 +330,7 @@ async fn cluster_passes_the_store_suite() {
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
     conformance::concurrent_write_with_event(store.clone()).await;
+    export_and_import(&cluster.config()).await;
 }
 
 #[tokio::test]
@@ -629,6 +640,7 @@ async fn sentinel_passes_the_store_suite_with_a_password() {
     conformance::run(store.as_ref()).await;
     conformance::concurrent_take(store.clone()).await;
     conformance::concurrent_write_with_event(store.clone()).await;
+    export_and_import(&group.config()).await;
 
     // The store talks to the master the sentinels name, with the data nodes' password.
     store.put("where", b"m".to_vec(), None).await.unwrap();

@@ -313,11 +313,16 @@ impl Records {
     /// broker older than this one): scans every record, adds each connection to its list, then
     /// leaves a marker so that later starts skip the scan. Safe to run on several brokers at
     /// once (adding is idempotent); returns how many connections it listed.
+    ///
+    /// A connection it cannot read (a newer broker's, or damaged) is skipped, and then no marker
+    /// is left: the next start scans again, so the connection is listed once it reads (after
+    /// this broker is upgraded, or the record repaired) rather than never.
     pub async fn list_unlisted_connections(&self) -> Result<usize, StoreError> {
         if self.store.get(LIST_BACKFILLED).await?.is_some() {
             return Ok(0);
         }
         let mut listed = 0;
+        let mut skipped = 0;
         let mut cursor = None;
         loop {
             let (keys, next) = self.store.scan(cursor, 500).await?;
@@ -337,7 +342,10 @@ impl Records {
                     }
                     Ok(None) => {}
                     // Left for an operator (rotate-keys reports it); it is not listed.
-                    Err(e) => tracing::warn!(key = %key, error = %e, "an unreadable connection was not listed"),
+                    Err(e) => {
+                        skipped += 1;
+                        tracing::warn!(key = %key, error = %e, "an unreadable connection was not listed");
+                    }
                 }
             }
             match next {
@@ -345,8 +353,23 @@ impl Records {
                 None => break,
             }
         }
-        self.store.put(LIST_BACKFILLED, encode(&true), None).await?;
+        if skipped == 0 {
+            self.store.put(LIST_BACKFILLED, encode(&true), None).await?;
+        } else {
+            tracing::warn!(
+                skipped,
+                "connections this broker cannot read were not listed; the next start tries again"
+            );
+        }
         Ok(listed)
+    }
+
+    /// Whether `key` is the marker [`Records::list_unlisted_connections`] leaves. A restore
+    /// leaves it out, so that the restored store's first broker lists every connection again
+    /// (adding is idempotent): that repairs any list or keep-alive entry a backup of a busy
+    /// Redis, which is consistent per record only, missed.
+    pub fn is_listing_marker(key: &str) -> bool {
+        key == LIST_BACKFILLED
     }
 
     /// Takes the refresh lease of a connection for `ttl` when nobody holds it; `None` when
@@ -592,5 +615,54 @@ mod tests {
         let ids: Vec<&str> = page.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["conn_old_2", "conn_old_1", "conn_old_0"], "newest first");
         assert_eq!(records.list_unlisted_connections().await.unwrap(), 0, "once per store");
+    }
+
+    // A connection skipped as unreadable keeps the listing pending: once it reads (this broker
+    // upgraded, the record repaired), a later start lists it.
+    #[tokio::test]
+    async fn an_unreadable_connection_keeps_the_listing_pending_until_it_reads() {
+        let records = Records::new(Arc::new(crate::store::MemoryStore::new()));
+        let json = serde_json::json!({
+            "id": "conn_new", "connector": "files", "end_user": null,
+            "tenant_id": "t", "user": {"oid": "o", "name": null, "preferred_username": null},
+            "scopes": [], "access_token": "at", "access_expires_at": 0, "refresh_token": "rt",
+            "created_at": 100, "refreshed_at": 100, "status": "active", "reauth": null,
+            "return_url": null
+        });
+        let key = connection_key("conn_new");
+        // As a broker of a newer record format wrote it.
+        let mut newer = vec![super::super::FORMAT_TAG, super::super::FORMAT + 1];
+        newer.extend_from_slice(json.to_string().as_bytes());
+        records.store.put(&key, newer.clone(), None).await.unwrap();
+        assert_eq!(records.list_unlisted_connections().await.unwrap(), 0);
+        assert!(
+            records.store.get(LIST_BACKFILLED).await.unwrap().is_none(),
+            "no marker while a connection was skipped"
+        );
+        assert_eq!(
+            records.store.get(&key).await.unwrap().unwrap().value,
+            newer,
+            "left untouched"
+        );
+        assert_eq!(
+            records.list_unlisted_connections().await.unwrap(),
+            0,
+            "still unreadable"
+        );
+
+        // The upgrade: the record now reads.
+        records
+            .store
+            .put(&key, json.to_string().into_bytes(), None)
+            .await
+            .unwrap();
+        assert_eq!(records.list_unlisted_connections().await.unwrap(), 1);
+        let (page, _) = records
+            .connections_page(&ConnectorId::new("files"), None, 10, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert!(records.store.get(LIST_BACKFILLED).await.unwrap().is_some());
+        assert!(Records::is_listing_marker(LIST_BACKFILLED) && !Records::is_listing_marker(&key));
     }
 }

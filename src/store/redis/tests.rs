@@ -2,6 +2,7 @@
 //! `tests/integration/redis_store.rs`).
 
 use super::*;
+use ::redis::Value;
 
 #[test]
 fn ttls_become_pexpire_arguments() {
