@@ -222,7 +222,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Backup { config, to } => {
             let config = consent_broker::Config::load(&config)?;
-            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let _log = consent_broker::telemetry::init(config.log.json, &config.log.level);
             let summary = runtime()?.block_on(consent_broker::backup::backup(&config, &to))?;
             println!(
                 "backup: {} records and {} index entries of the {} store written to {}",
@@ -237,7 +237,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Restore { config, from, force } => {
             let config = consent_broker::Config::load(&config)?;
-            consent_broker::telemetry::init(config.log.json, &config.log.level);
+            let _log = consent_broker::telemetry::init(config.log.json, &config.log.level);
             let summary = runtime()?.block_on(consent_broker::backup::restore(&config, &from, force))?;
             println!(
                 "restore: {} records and {} index entries from {} written to the {} store",
