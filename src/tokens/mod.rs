@@ -1,12 +1,13 @@
 //! Serving access tokens: cache hit, refresh (once per connection however many callers ask),
 //! or a clear "reauth required" / "try later".
 //!
-//! Concurrency: callers for one connection queue on that connection's in-process lock; the first
-//! takes the connection's refresh lease in the store (`lease:{<id>}`), so that one broker among
+//! Concurrency: callers for one connection in this process share one flight ([`SingleFlight`]):
+//! whoever arrives while it runs gets its token. The flight takes the connection's refresh lease
+//! in the store (`lease:{<id>}`), so that one broker among
 //! all that share the store refreshes, renews the lease while Entra answers, and writes with
 //! compare-and-swap on the version read under the lease (the fencing token: a refresher that lost
-//! its lease never overwrites a newer rotation). Everyone else re-reads the store and finds the
-//! fresh token. The rotated refresh token is durably written before anyone is answered.
+//! its lease never overwrites a newer rotation). Callers on other brokers wait for the lease
+//! and re-read the store. The rotated refresh token is durably written before anyone is answered.
 //!
 //! A token is served only for the identity it was issued for: the connection's tenant and the
 //! connector's current client id and scope set ([`TokenIdentity`]).
@@ -165,7 +166,7 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     events: Arc<dyn ConnectionEvents>,
-    refreshes: SingleFlight,
+    refreshes: SingleFlight<AccessToken>,
     cache: Arc<TokenCache>,
     /// Each connector's client id and scopes as a [`TokenIdentity`] holds them (normalised once,
     /// not per request); the tenant is left empty.
@@ -390,8 +391,11 @@ impl TokenService {
         // `server::in_current_dispatcher`).
         let refresh = self.background.spawn(
             async move {
+                // Keyed by connector too: a flight's token is shared only with callers of the
+                // connector that owns it (another connector's caller gets its own "not found").
+                let key = format!("{connector}\n{id}");
                 this.refreshes
-                    .run(id.as_str(), this.refresh_leased(&connector, &id, min_ttl, seen_version))
+                    .run(&key, this.refresh_leased(&connector, &id, min_ttl, seen_version))
                     .await
             }
             .in_current_span()
