@@ -112,6 +112,18 @@ async fn a_refresh_a_flip_and_a_delete_on_one_broker_reach_the_others_cache() {
     let conn = w.connect(&alice).await;
     let before = cached_at(&other, &conn).await;
 
+    // A quiet subscription outlives its keep-alive pings (every 5 s): the token is still a hit.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let hits = lookups(&other, "hit").await;
+    let (_, again) = token_at(&other.url, &conn, 0).await;
+    assert_eq!(access_token(&again), before);
+    assert_eq!(lookups(&other, "hit").await, hits + 1.0, "still cached after the pings");
+    assert!(
+        !other.logs().contains("lost the token cache invalidation subscription"),
+        "{}",
+        other.logs()
+    );
+
     // A refresh on the first broker: the other serves the new token, not its cached one (which
     // would otherwise live for an hour).
     let (status, refreshed) = token_at(&w.broker.url, &conn, 7_200).await;

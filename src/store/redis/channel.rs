@@ -160,7 +160,9 @@ impl Subscription {
                     }
                 }
                 () = tokio::time::sleep(PING_EVERY) => {
-                    match tokio::time::timeout(self.timeout, self.sink.ping::<String>()).await {
+                    // Any answer will do: a subscribed connection answers PING with a
+                    // ["pong", ""] message, not the plain "PONG" of other connections.
+                    match tokio::time::timeout(self.timeout, self.sink.ping::<::redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) | Err(_) => return None,
                     }
