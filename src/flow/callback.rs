@@ -172,9 +172,10 @@ impl FlowService {
                 pending: &self.pending_approvals,
                 outbox: &self.outbox,
             };
+            let page = crate::approval::page_id(&flow);
             let id = recorder
                 .record(
-                    &self.settings.public(&crate::approval::page_path(&flow.id)),
+                    &self.settings.public(&crate::approval::page_path(page)),
                     self.clock.now_millis(),
                     &flow,
                     &failed.classification,
@@ -232,7 +233,7 @@ impl FlowService {
                 };
                 session.category = Some(c.category);
                 session.aadsts = c.primary_code();
-                session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
+                session.approval_flow = f.approval_path.as_ref().map(|_| crate::approval::page_id(flow).clone());
             }
             Err(e) => {
                 session.status = SessionStatus::Failed;

@@ -136,6 +136,7 @@ fn connector(id: &str) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        publisher: Default::default(),
         webhooks: Vec::new(),
     }
 }

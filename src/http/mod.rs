@@ -30,7 +30,7 @@ use error::ApiError;
 /// Largest request body accepted (the contract's largest is a 64 KiB `explain` text).
 const MAX_BODY: usize = 80 * 1024;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// One path of the main router and the handlers behind it.
 pub struct Route {

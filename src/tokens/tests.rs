@@ -238,6 +238,7 @@ fn connector(scopes: &[&str]) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        publisher: Default::default(),
         webhooks: Vec::new(),
     }
 }

@@ -21,8 +21,13 @@ fn find(names: &[&str]) -> Option<String> {
 }
 
 impl Browser {
-    /// Starts chromedriver on a free port and opens a headless Chromium session.
+    /// Starts chromedriver on a free port and opens a headless Chromium session (English).
     pub async fn start() -> Browser {
+        Self::start_in("en-US").await
+    }
+
+    /// The same, with the browser's language (and so its `Accept-Language`) set to `lang`.
+    pub async fn start_in(lang: &str) -> Browser {
         let driver_bin = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
             .expect("chromedriver is missing: run scripts/test (installs Debian's chromium and chromium-driver)");
         let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
@@ -45,9 +50,10 @@ impl Browser {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=1280,2000", "--lang=en-US",
+                    "--disable-sync", "--window-size=1280,2000", format!("--lang={lang}"),
                     format!("--user-data-dir={}", profile.path().display()),
-                ]
+                ],
+                "prefs": { "intl.accept_languages": lang },
             }
         });
         let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();

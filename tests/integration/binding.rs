@@ -180,7 +180,7 @@ async fn approval_continue_from_another_browser_starts_nothing() {
 
     // The user's own browser continues.
     let (_, _, html) = get(&w.http, &page).await;
-    assert!(html.contains("id=\"try-again\""), "{html}");
+    assert!(html.contains("id=\"continue\""), "{html}");
     let (status, location, _) = get(&w.http, &format!("{page}/continue")).await;
     assert_eq!(status, StatusCode::FOUND);
     let authorize = url::Url::parse(&location.unwrap()).unwrap();

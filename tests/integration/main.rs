@@ -4,6 +4,7 @@
 mod common;
 
 mod approval;
+mod approval_states;
 mod binding;
 mod browser;
 mod certificate;
@@ -22,6 +23,7 @@ mod listing;
 mod logs;
 mod metrics;
 mod openapi;
+mod pages_browser;
 mod record_formats;
 mod redis_store;
 mod refresh_guard;

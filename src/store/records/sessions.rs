@@ -95,6 +95,10 @@ pub struct Flow {
     /// one completes in no browser.
     #[serde(default)]
     pub browser: String,
+    /// The approval page this sign-in was continued from: when it needs approval again, it ends
+    /// on that page (same address, the one already sent to IT), not on a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_page: Option<FlowId>,
 }
 
 /// The reconnect link handed out for a connection that needs a new sign-in, kept so that a

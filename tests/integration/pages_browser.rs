@@ -1,0 +1,230 @@
+//! Every state of the approval page in a real headless Chromium, in English and German, at desktop
+//! (1280 px) and phone (390 px) width: what is shown and what is not, the flip to "approved"
+//! without a reload, and no sideways scrolling on a phone. Screenshots go to target/screenshots/.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use serde_json::json;
+
+use crate::approval::approve_via_admin_link;
+use crate::common::browser::Browser;
+use crate::common::flows::{World, with_param};
+
+/// The words each state is recognised by, per language.
+struct Words {
+    tag: &'static str,
+    lang: &'static str,
+    pending_title: &'static str,
+    approved_title: &'static str,
+    expired_title: &'static str,
+    requested_status: &'static str,
+    diagnosis: &'static str,
+    admin_toggle: &'static str,
+}
+
+const EN: Words = Words {
+    tag: "en",
+    lang: "en-US",
+    pending_title: "Files Connector needs your organization's approval",
+    approved_title: "Files Connector is approved",
+    expired_title: "This approval page has expired",
+    requested_status: "Your request is with your administrators.",
+    diagnosis: "Approved, but still not working?",
+    admin_toggle: "I'm an administrator",
+};
+
+const DE: Words = Words {
+    tag: "de",
+    lang: "de-DE",
+    pending_title: "Files Connector braucht die Freigabe Ihrer Organisation",
+    approved_title: "Files Connector ist freigegeben",
+    expired_title: "Diese Freigabeseite ist abgelaufen",
+    requested_status: "Ihre Anfrage liegt bei Ihren Administratoren.",
+    diagnosis: "Freigegeben, aber es funktioniert trotzdem nicht?",
+    admin_toggle: "Ich bin Administrator/in",
+};
+
+async fn text(b: &Browser, css: &str) -> String {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn shown(b: &Browser, css: &str) -> bool {
+    match b.client.find(Locator::Css(css)).await {
+        Ok(e) => e.is_displayed().await.unwrap(),
+        Err(_) => false,
+    }
+}
+
+async fn js(b: &Browser, script: &str) -> serde_json::Value {
+    b.client.execute(script, vec![]).await.unwrap()
+}
+
+/// Screenshots at both widths, checking that the phone width never scrolls sideways.
+async fn shoot(b: &Browser, name: &str) {
+    for (width, height) in [(1280, 1000), (390, 844)] {
+        b.client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let overflow = js(
+            b,
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        )
+        .await;
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{name} at {width} px scrolls sideways by {overflow} px"
+        );
+        b.screenshot(&format!("approval-{name}-{width}")).await;
+    }
+    b.client.set_window_size(1280, 1000).await.unwrap();
+}
+
+async fn wait_for_title(b: &Browser, title: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = text(b, "#title").await;
+        if now == title {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the page did not turn to {title:?}: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Signs `who` in through the browser to their approval page; returns its URL.
+async fn open_page(w: &World, b: &Browser, who: &str) -> String {
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn(who)}))
+        .await;
+    b.client.goto(s["connect_url"].as_str().unwrap()).await.unwrap();
+    let url = b.client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/v1/approval/"), "{url}");
+    url.to_string()
+}
+
+async fn every_state(words: &Words) {
+    let b = Browser::start_in(words.lang).await;
+    let tag = words.tag;
+    // Worlds of their own: an approval in one tenant shows on the other tenants' pages ("approved
+    // for another organization").
+    let w = World::new().await;
+    // Pending (90094, Fabrikam's workflow is off), then approved in another window: the page
+    // flips by itself, announces it and moves focus to "continue".
+    let frank = open_page(&w, &b, "frank").await;
+    assert_eq!(text(&b, "#title").await, words.pending_title);
+    assert!(text(&b, "#organization").await.ends_with("fabrikam.onmicrosoft.com"));
+    assert_eq!(text(&b, "#admin > summary").await, words.admin_toggle);
+    assert!(!shown(&b, "#continue").await && !shown(&b, "#try-again").await);
+    shoot(&b, &format!("pending-{tag}")).await;
+    b.client
+        .find(Locator::Css("#admin > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let admin_link = b
+        .client
+        .find(Locator::Id("admin-link"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    shoot(&b, &format!("pending-admin-{tag}")).await;
+    let user_window = b.client.window().await.unwrap();
+    let admin_window = b.client.new_window(true).await.unwrap();
+    b.client.switch_to_window(admin_window.handle).await.unwrap();
+    b.client.goto(&admin_link).await.unwrap();
+    b.client.close_window().await.unwrap();
+    b.client.switch_to_window(user_window).await.unwrap();
+    wait_for_title(&b, words.approved_title).await;
+    assert_eq!(
+        b.client.current_url().await.unwrap().as_str(),
+        frank,
+        "no reload, same address"
+    );
+    assert!(shown(&b, "#approved-view").await && shown(&b, "#continue").await);
+    assert!(!shown(&b, "#waiting-view").await && !shown(&b, "#admin").await);
+    assert_eq!(
+        js(&b, "return document.activeElement && document.activeElement.id;").await,
+        json!("continue")
+    );
+    let region = b.client.find(Locator::Id("approval-status")).await.unwrap();
+    assert_eq!(region.attr("role").await.unwrap().as_deref(), Some("status"));
+    shoot(&b, &format!("approved-{tag}")).await;
+
+    // After a reload it is the same page: approved, nothing else.
+    b.client.refresh().await.unwrap();
+    assert_eq!(text(&b, "#title").await, words.approved_title);
+    assert!(shown(&b, "#continue").await && !shown(&b, "#it-message").await && !shown(&b, "#admin-link").await);
+    shoot(&b, &format!("approved-reloaded-{tag}")).await;
+
+    let w = World::new().await;
+
+    // Request sent (90095, Northwind's workflow is on).
+    let nina_first = open_page(&w, &b, "nina").await;
+    assert_eq!(text(&b, "#title").await, words.pending_title);
+    assert_eq!(text(&b, "#approval-status").await, words.requested_status);
+    assert!(
+        shown(&b, "#copy-message").await && shown(&b, "#copy-link").await,
+        "the script ran"
+    );
+    assert!(shown(&b, "#live-note").await);
+    assert!(!shown(&b, "#admin-link").await, "the admin part is closed for the user");
+    assert!(!shown(&b, "#try-again").await && !shown(&b, "#approved-view").await);
+    shoot(&b, &format!("requested-{tag}")).await;
+
+    // Approved but still failing: Northwind approves only one of the two permissions, and nina's
+    // next sign-in fails again on a new page (her first one turned approved).
+    let html = b.client.source().await.unwrap();
+    let (code, _) = approve_via_admin_link(&w, &html, |u| {
+        with_param(&u, "scope", "https://graph.microsoft.com/Files.Read.All")
+    })
+    .await;
+    assert_eq!(code, reqwest::StatusCode::OK);
+    let nina_second = open_page(&w, &b, "nina").await;
+    assert_ne!(nina_second, nina_first);
+    assert_eq!(text(&b, "#diagnosis-heading").await, words.diagnosis);
+    assert!(text(&b, "#diagnosis").await.contains("Sites.Read.All"));
+    b.client
+        .find(Locator::Css("#admin > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(shown(&b, "#admin-link").await, "re-approval is the admin's fix");
+    shoot(&b, &format!("still-failing-{tag}")).await;
+
+    // Expired: the same page past its time.
+    let records = &w.broker.state.records;
+    let id = nina_second.rsplit('/').next().unwrap();
+    let mut approval = records.approval(&id.into()).await.unwrap().unwrap();
+    approval.expires_at = consent_broker::clock::now_unix() - 1;
+    records.put_approval(&approval, Duration::from_secs(600)).await.unwrap();
+    b.client.refresh().await.unwrap();
+    assert_eq!(text(&b, "#title").await, words.expired_title);
+    assert!(shown(&b, "#expired-view").await);
+    assert!(!shown(&b, "#it-message").await && !shown(&b, "#admin").await && !shown(&b, "#continue").await);
+    shoot(&b, &format!("expired-{tag}")).await;
+
+    b.close().await;
+}
+
+#[tokio::test]
+async fn every_approval_page_state_in_english() {
+    every_state(&EN).await;
+}
+
+#[tokio::test]
+async fn every_approval_page_state_in_german() {
+    every_state(&DE).await;
+}
