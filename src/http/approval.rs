@@ -1,13 +1,14 @@
 //! The approval page, its status, "continue", and the admin-consent round trip.
 
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::api_types::{ApprovalStatusBody, ErrorBody, RetryableErrorBody};
 use super::binding::BrowserCookie;
+use super::browser::PageQuery;
 use super::error::{ApiError, PageError};
 use super::found;
 use super::i18n::{Lang, fill};
@@ -35,7 +36,8 @@ fn not_found(lang: Lang) -> PageError {
         status: StatusCode::NOT_FOUND,
         content: PageContent {
             lang,
-            ..PageContent::message(t.approval_not_found, t.approval_not_found)
+            back_button: true,
+            ..PageContent::message(t.approval_not_found_title, t.approval_not_found)
         },
         retry_after: None,
     }
@@ -228,20 +230,29 @@ pub struct StartQuery {
 )]
 pub async fn admin_consent_start(
     State(state): State<AppState>,
-    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+    PageQuery(q): PageQuery<StartQuery>,
 ) -> Result<Response, PageError> {
-    let connector = q.connector.as_deref().ok_or(FlowError::InvalidParameter {
-        field: "connector",
-        message: "is required",
-    })?;
-    let tenant = q.tenant.as_deref().ok_or(FlowError::InvalidParameter {
-        field: "tenant",
-        message: "is required",
-    })?;
+    let lang = Lang::from_headers(&headers);
+    let (Some(connector), Some(tenant)) = (q.connector.as_deref(), q.tenant.as_deref()) else {
+        // Someone opened the address without the link's parameters (typed, or cut off in a mail).
+        let t = lang.texts();
+        let mut content = PageContent {
+            lang,
+            ..PageContent::message(t.start_incomplete.0, t.start_incomplete.1)
+        };
+        content.back_button = true;
+        return Err(PageError {
+            status: StatusCode::BAD_REQUEST,
+            content,
+            retry_after: None,
+        });
+    };
     let url = state
         .approval
         .admin_consent_start(connector, tenant, q.flow.as_deref())
-        .await?;
+        .await
+        .map_err(|e| PageError::from_flow(e, lang))?;
     Ok(found(url.as_str()))
 }
 
@@ -280,17 +291,8 @@ pub async fn admin_consent_callback(
         .admin_consent_callback(raw.as_deref().unwrap_or(""))
         .await
     {
-        Err(FlowError::InvalidState) => {
-            return Err(PageError {
-                status: StatusCode::BAD_REQUEST,
-                content: PageContent {
-                    lang,
-                    ..PageContent::message(t.consent_failed_title, t.consent_state_invalid)
-                },
-                retry_after: None,
-            });
-        }
-        other => other?,
+        Err(FlowError::InvalidState) => return Err(spent_state(&state, raw.as_deref().unwrap_or(""), lang).await),
+        other => other.map_err(|e| PageError::from_flow(e, lang))?,
     };
     let name = |id: &ConnectorId| {
         state
@@ -309,8 +311,9 @@ pub async fn admin_consent_callback(
                 &fill(t.thanks_title, &[("connector", &n)]),
                 fill(t.thanks_body, &[("connector", &n), ("tenant", tenant_id.as_str())]),
             );
-            if let Some(f) = flow_id {
-                page.action = Some((t.continue_label.to_string(), state.public(&approval::page_path(&f))));
+            match flow_id {
+                Some(f) => page.action = Some((t.back_to_approval.to_string(), state.public(&approval::page_path(&f)))),
+                None => page.back_button = true,
             }
             (StatusCode::OK, page)
         }
@@ -351,19 +354,21 @@ pub async fn admin_consent_callback(
                     .approval
                     .start_link(&connector, tenant_id.as_str(), flow_id.as_ref()),
             ));
-            page.details.push(("Tenant ID".into(), tenant_id.to_string()));
+            page.details.push((t.label_tenant_id.into(), tenant_id.to_string()));
             (status, page)
         }
         ConsentOutcome::Failed { classification, .. } => {
             let mut page = PageContent::message(t.consent_failed_title, classification.user_message_in(lang));
             page.paragraphs.push(classification.admin_message_in(lang).to_string());
             if let Some(code) = classification.primary_code() {
-                page.details.push(("Error code".into(), format!("AADSTS{code}")));
+                page.details.push((t.label_error_code.into(), format!("AADSTS{code}")));
             }
             (StatusCode::OK, page)
         }
     };
     content.lang = lang;
+    // Pages without a link of their own (cancelled, not an admin, wrong tenant, failed) offer "back".
+    content.back_button = content.action.is_none();
     let mut response = pages::render(status, &content);
     if let Some(r) = retry
         && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
@@ -371,4 +376,43 @@ pub async fn admin_consent_callback(
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Ok(response)
+}
+
+/// The page for an admin-consent callback whose state is unknown, spent or expired. Reloading the
+/// thank-you page is the common case: when the callback reports success for a tenant that has
+/// since approved a connector, say that it is done rather than that it failed. Nothing is
+/// recorded either way (the answer itself proves nothing; see `approval::consent`).
+async fn spent_state(state: &AppState, raw: &str, lang: Lang) -> PageError {
+    let t = lang.texts();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let said_approved = get("admin_consent").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let tenant = get("tenant").filter(|t| uuid::Uuid::parse_str(t).is_ok());
+    let mut approved = Vec::new();
+    if let (true, Some(tenant)) = (said_approved, tenant) {
+        for connector in &state.config.connectors {
+            if let Ok(Some(_)) = state.records.tenant_approval(&connector.id, &tenant.into()).await {
+                approved.push(connector.display_name.as_str());
+            }
+        }
+    }
+    let mut content = if approved.is_empty() {
+        PageContent::message(t.consent_link_used_title, t.consent_state_invalid)
+    } else {
+        PageContent::message(
+            t.consent_already_done_title,
+            fill(t.consent_already_done_body, &[("connector", &approved.join(", "))]),
+        )
+    };
+    content.lang = lang;
+    content.back_button = true;
+    PageError {
+        status: if approved.is_empty() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        content,
+        retry_after: None,
+    }
 }

@@ -335,6 +335,7 @@ impl PageError {
             status,
             content: PageContent {
                 lang,
+                back_button: true,
                 ..PageContent::message(title, fill(text, &[("detail", &e.to_string())]))
             },
             retry_after,

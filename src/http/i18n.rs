@@ -192,7 +192,7 @@ pub struct Texts {
     pub connected_title: &'static str,
     /// "{connector} is now connected to your Microsoft account."
     pub connected_lead: &'static str,
-    /// Copy instructions with `{connector}` and `{minutes}`.
+    /// Copy instructions with `{connector}`.
     pub connected_code: &'static str,
     /// Error page title.
     pub failed_title: &'static str,
@@ -206,6 +206,40 @@ pub struct Texts {
     pub flow_errors: FlowErrorTexts,
     /// Shown instead of "continue" on an approval page opened in another browser than the user's.
     pub continue_elsewhere: &'static str,
+    /// Link back to the approval page.
+    pub back_to_approval: &'static str,
+    /// Title when an admin-consent answer's state is unknown or spent.
+    pub consent_link_used_title: &'static str,
+    /// Title when a spent admin-consent answer's tenant has approved.
+    pub consent_already_done_title: &'static str,
+    /// Its text, `{connector}`.
+    pub consent_already_done_body: &'static str,
+    /// Title of an unknown approval page.
+    pub approval_not_found_title: &'static str,
+    /// `/v1/admin-consent/start` opened without its parameters.
+    pub start_incomplete: Message,
+    /// A browser at an address the broker does not serve.
+    pub page_not_found: Message,
+    /// A browser at an address meant for apps (an API error).
+    pub api_address: Message,
+    /// A browser at an API address that is busy or unavailable (429, 503).
+    pub service_busy: Message,
+    /// Before the connected account's name.
+    pub connected_account: &'static str,
+    /// Copies the handoff code.
+    pub copy_code: &'static str,
+    /// After copying the code.
+    pub code_copied: &'static str,
+    /// The live countdown, `{time}` as m:ss.
+    pub code_expires_in: &'static str,
+    /// Without the script: `{minutes}`.
+    pub code_expires_at: &'static str,
+    /// Once the countdown ran out.
+    pub code_expired: &'static str,
+    /// After the code, `{connector}`.
+    pub close_window: &'static str,
+    /// The button of pages without a link to offer.
+    pub go_back: &'static str,
     /// A category as people read it (support details, error pages).
     pub category_name: fn(crate::entra::Category) -> &'static str,
     /// Approved page title.

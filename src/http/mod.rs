@@ -10,6 +10,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod i18n;
 pub mod limits;
+pub mod negotiate;
 pub mod observe;
 pub mod openapi;
 pub mod pages;
@@ -190,6 +191,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::request_timeout,
         ))
+        // Inside `record`, so the pages it makes carry the request's id.
+        .layer(axum::middleware::from_fn(negotiate::pages_for_browsers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
         .with_state(state);
     for (name, value) in headers {

@@ -54,7 +54,11 @@ async fn a_waiting_page_offers_the_user_part_first_and_tells_no_lies_without_jav
         "id=\"page-link\" class=\"link\" type=\"text\" readonly value=\"{page}\""
     )));
     // The support reference, with readable labels.
-    assert!(html.contains("<dt>Category</dt><dd><code>Administrator approval required</code></dd>"));
+    assert!(
+        html.contains(
+            "<dt>Category</dt><dd><code>Administrator approval required (admin_approval_required)</code></dd>"
+        )
+    );
     assert!(html.contains(&format!("<dt>Reference</dt><dd><code>{}</code></dd>", flow_id(&page))));
     // No sentence twice.
     let body = &html[html.find("<body>").unwrap()..];

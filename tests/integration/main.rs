@@ -13,6 +13,7 @@ mod cli;
 mod deploy;
 mod docs;
 mod encryption;
+mod error_pages;
 mod explain;
 mod happy;
 mod hardening;

@@ -80,7 +80,7 @@ async fn shoot(b: &Browser, name: &str) {
             overflow.as_i64().unwrap() <= 0,
             "{name} at {width} px scrolls sideways by {overflow} px"
         );
-        b.screenshot(&format!("approval-{name}-{width}")).await;
+        b.screenshot(&format!("{name}-{width}")).await;
     }
     b.client.set_window_size(1280, 1000).await.unwrap();
 }
@@ -121,7 +121,7 @@ async fn every_state(words: &Words) {
     assert!(text(&b, "#organization").await.ends_with("fabrikam.onmicrosoft.com"));
     assert_eq!(text(&b, "#admin > summary").await, words.admin_toggle);
     assert!(!shown(&b, "#continue").await && !shown(&b, "#try-again").await);
-    shoot(&b, &format!("pending-{tag}")).await;
+    shoot(&b, &format!("approval-pending-{tag}")).await;
     b.client
         .find(Locator::Css("#admin > summary"))
         .await
@@ -138,7 +138,7 @@ async fn every_state(words: &Words) {
         .await
         .unwrap()
         .unwrap();
-    shoot(&b, &format!("pending-admin-{tag}")).await;
+    shoot(&b, &format!("approval-pending-admin-{tag}")).await;
     let user_window = b.client.window().await.unwrap();
     let admin_window = b.client.new_window(true).await.unwrap();
     b.client.switch_to_window(admin_window.handle).await.unwrap();
@@ -159,13 +159,13 @@ async fn every_state(words: &Words) {
     );
     let region = b.client.find(Locator::Id("approval-status")).await.unwrap();
     assert_eq!(region.attr("role").await.unwrap().as_deref(), Some("status"));
-    shoot(&b, &format!("approved-{tag}")).await;
+    shoot(&b, &format!("approval-approved-{tag}")).await;
 
     // After a reload it is the same page: approved, nothing else.
     b.client.refresh().await.unwrap();
     assert_eq!(text(&b, "#title").await, words.approved_title);
     assert!(shown(&b, "#continue").await && !shown(&b, "#it-message").await && !shown(&b, "#admin-link").await);
-    shoot(&b, &format!("approved-reloaded-{tag}")).await;
+    shoot(&b, &format!("approval-approved-reloaded-{tag}")).await;
 
     let w = World::new().await;
 
@@ -180,7 +180,7 @@ async fn every_state(words: &Words) {
     assert!(shown(&b, "#live-note").await);
     assert!(!shown(&b, "#admin-link").await, "the admin part is closed for the user");
     assert!(!shown(&b, "#try-again").await && !shown(&b, "#approved-view").await);
-    shoot(&b, &format!("requested-{tag}")).await;
+    shoot(&b, &format!("approval-requested-{tag}")).await;
 
     // Approved but still failing: Northwind approves only one of the two permissions, and nina's
     // next sign-in fails again on a new page (her first one turned approved).
@@ -202,7 +202,7 @@ async fn every_state(words: &Words) {
         .await
         .unwrap();
     assert!(shown(&b, "#admin-link").await, "re-approval is the admin's fix");
-    shoot(&b, &format!("still-failing-{tag}")).await;
+    shoot(&b, &format!("approval-still-failing-{tag}")).await;
 
     // Expired: the same page past its time.
     let records = &w.broker.state.records;
@@ -214,7 +214,7 @@ async fn every_state(words: &Words) {
     assert_eq!(text(&b, "#title").await, words.expired_title);
     assert!(shown(&b, "#expired-view").await);
     assert!(!shown(&b, "#it-message").await && !shown(&b, "#admin").await && !shown(&b, "#continue").await);
-    shoot(&b, &format!("expired-{tag}")).await;
+    shoot(&b, &format!("approval-expired-{tag}")).await;
 
     b.close().await;
 }
@@ -227,4 +227,177 @@ async fn every_approval_page_state_in_english() {
 #[tokio::test]
 async fn every_approval_page_state_in_german() {
     every_state(&DE).await;
+}
+
+/// One code of each category that ends on an error page (the two approval categories end on the
+/// approval page instead).
+const CATEGORY_CODES: &[(&str, u32)] = &[
+    ("user_declined", 65004),
+    ("not_assigned", 50105),
+    ("conditional_access", 53003),
+    ("interaction_required", 50076),
+    ("reauth_required", 50013),
+    ("app_misconfigured", 50011),
+    ("tenant_misconfigured", 90002),
+    ("client_credential_invalid", 7000215),
+    ("transient", 90033),
+    ("invalid_request", 500141),
+    ("unknown", 99999991),
+];
+
+/// Starts a sign-in outside the browser, hands its binding cookie to the browser, and sends the
+/// browser to the callback with Entra's error for `code`: the page a user sees after that error.
+async fn error_page_in(w: &World, b: &Browser, code: u32) {
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("alice")}))
+        .await;
+    let r = crate::common::broker::client()
+        .get(s["connect_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let (name, value) = cookie.split(';').next().unwrap().split_once('=').unwrap();
+    let authorize = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let state = crate::common::flows::param(&authorize, "state").unwrap();
+    b.client.goto(&format!("{}/healthz", w.broker.url)).await.unwrap();
+    // Set by script: WebDriver's add-cookie refuses an IP address as the cookie's domain.
+    b.client
+        .execute(
+            "document.cookie = arguments[0] + '=' + arguments[1] + '; path=/';",
+            vec![json!(name), json!(value)],
+        )
+        .await
+        .unwrap();
+    let mut callback = url::Url::parse(&format!("{}/v1/callback", w.broker.url)).unwrap();
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        // An unknown code comes with an OAuth error nobody knows either.
+        .append_pair(
+            "error",
+            if code == 99999991 {
+                "unheard_of"
+            } else {
+                "access_denied"
+            },
+        )
+        .append_pair("error_description", &format!("AADSTS{code}: the sign-in failed."))
+        .append_pair("trace_id", "0b9d1e2f-1111-4222-8333-444455556666")
+        .append_pair("correlation_id", "7c8d9e0f-aaaa-4bbb-8ccc-ddddeeeeffff");
+    b.client.goto(callback.as_str()).await.unwrap();
+}
+
+/// No sentence of the page's visible text appears twice.
+async fn no_sentence_twice(b: &Browser, name: &str) {
+    let text = text(b, "main").await;
+    let sentences: Vec<&str> = text
+        .split(['.', '\n'])
+        .map(str::trim)
+        .filter(|s| s.len() > 25)
+        .collect();
+    for (i, s) in sentences.iter().enumerate() {
+        assert!(!sentences[i + 1..].contains(s), "{name}: said twice: {s}");
+    }
+}
+
+#[tokio::test]
+async fn every_error_category_has_a_way_on_and_a_support_reference() {
+    let w = World::new().await;
+    for (lang, words) in [
+        ("en-US", ("Trace ID", "Copy details")),
+        ("de-DE", ("Trace-ID", "Details kopieren")),
+    ] {
+        let b = Browser::start_in(lang).await;
+        for (category, code) in CATEGORY_CODES {
+            error_page_in(&w, &b, *code).await;
+            let name = format!("error-{category}-{}", &lang[..2]);
+            let way_on = shown(&b, "#primary-action").await || shown(&b, "#go-back").await;
+            assert!(way_on, "{name}: no way on");
+            assert!(shown(&b, "#copy-details").await, "{name}");
+            assert_eq!(text(&b, "#copy-details").await, words.1);
+            // The reference holds what support asks for, in the page's language.
+            let details = b
+                .client
+                .find(Locator::Id("copy-details"))
+                .await
+                .unwrap()
+                .attr("data-text")
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(details.contains(&format!("AADSTS{code}")), "{name}: {details}");
+            assert!(
+                details.contains(&format!("{}: 0b9d1e2f-1111-4222-8333-444455556666", words.0)),
+                "{details}"
+            );
+            assert!(details.contains(&format!("({category})")), "{details}");
+            no_sentence_twice(&b, &name).await;
+            if lang == "en-US" || *category == "user_declined" {
+                shoot(&b, &name).await;
+            }
+        }
+        b.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_code_page_copies_the_whole_code_and_reads_at_phone_width() {
+    let w = World::new().await;
+    let b = Browser::start().await;
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("alice")}))
+        .await;
+    b.client.goto(s["connect_url"].as_str().unwrap()).await.unwrap();
+    let code_el = b.client.find(Locator::Id("handoff-code")).await.unwrap();
+    let code = code_el.attr("data-code").await.unwrap().unwrap();
+    assert!(code.len() >= 32, "{code}");
+    assert!(text(&b, "#connected-account").await.contains(&w.upn("alice")));
+    assert!(shown(&b, "#close-window").await);
+    assert!(
+        text(&b, "#code-expiry").await.starts_with("The code expires in "),
+        "the countdown runs"
+    );
+    // At 320 px the whole code is on screen (wrapped in groups) and selecting it gives the code
+    // exactly, without the spaces between the groups.
+    b.client.set_window_size(320, 700).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let fits = js(
+        &b,
+        "var c = document.getElementById('handoff-code'); var r = c.getBoundingClientRect(); \
+         return r.left >= 0 && r.right <= document.documentElement.clientWidth && c.scrollWidth <= c.clientWidth;",
+    )
+    .await;
+    assert_eq!(fits, json!(true), "the code fits at 320 px");
+    let overflow = js(
+        &b,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+    )
+    .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page scrolls sideways at 320 px by {overflow}"
+    );
+    let selected = js(
+        &b,
+        "var s = window.getSelection(); s.selectAllChildren(document.getElementById('handoff-code')); return s.toString();",
+    )
+    .await;
+    assert_eq!(selected, json!(code), "a selection copies the code exactly");
+    b.screenshot("code-page-320").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+    // The copy button copies the same code, and says so.
+    let button = b.client.find(Locator::Id("copy-code")).await.unwrap();
+    assert_eq!(button.attr("data-text").await.unwrap().as_deref(), Some(code.as_str()));
+    button.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while text(&b, "#code-done").await != "Code copied." {
+        assert!(Instant::now() < deadline, "no confirmation after copying");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.screenshot("code-page-copied").await;
+    // And it is the code that redeems.
+    let (status, body) = w.redeem(&code).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    b.close().await;
 }

@@ -199,6 +199,8 @@ pub(super) struct ApprovalPage {
     expired_body: String,
     back_url: Option<String>,
     details: Vec<(&'static str, String)>,
+    /// The details as "label: value" lines, for the copy button.
+    details_text: String,
     can_continue: bool,
 }
 
@@ -381,7 +383,7 @@ pub(super) fn build(i: Inputs<'_>) -> ApprovalPage {
             crate::flow::return_url::with_params(&u, &params).to_string()
         });
 
-    let mut details = vec![(t.label_category, category_name(approval.category, lang).to_string())];
+    let mut details = vec![(t.label_category, category_name(approval.category, lang))];
     if let Some(code) = approval.aadsts {
         details.push((t.label_error_code, format!("AADSTS{code}")));
     }
@@ -390,8 +392,17 @@ pub(super) fn build(i: Inputs<'_>) -> ApprovalPage {
     }
     details.push((t.label_reference, approval.flow_id.to_string()));
     details.push((t.label_time, when(approval.created_at_ms)));
+    if let Some(id) = super::super::observe::current_request_id() {
+        details.push((t.label_request_id, id));
+    }
 
+    let details_text = details
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     ApprovalPage {
+        details_text,
         lang: lang.code(),
         t,
         view: view.as_str(),
@@ -439,7 +450,8 @@ pub(super) fn build(i: Inputs<'_>) -> ApprovalPage {
     }
 }
 
-/// A category as people read it, in `lang` (the API's snake_case names are for programs).
-pub fn category_name(category: Category, lang: Lang) -> &'static str {
-    (lang.texts().category_name)(category)
+/// A category as people read it, in `lang`, followed by the API's name for it (what support
+/// tools such as `consent-broker explain` and the connector's logs use).
+pub fn category_name(category: Category, lang: Lang) -> String {
+    format!("{} ({})", (lang.texts().category_name)(category), category.as_str())
 }

@@ -11,7 +11,7 @@
     if (!field) return;
     button.hidden = false;
     button.addEventListener("click", function () {
-      var text = field.value !== undefined ? field.value : field.textContent;
+      var text = button.getAttribute("data-text") || field.value || field.textContent;
       if (field.select) field.select();
       var finish = function () { if (done) done.textContent = button.getAttribute("data-copied"); };
       if (navigator.clipboard && navigator.clipboard.writeText) {
@@ -39,6 +39,13 @@
       setTimeout(tick, 1000);
     };
     if (left > 0 && template) tick();
+  }
+
+  // Pages without a link to offer: "go back" where the browser has somewhere to go back to.
+  var back = document.getElementById("go-back");
+  if (back && window.history.length > 1) {
+    back.hidden = false;
+    back.addEventListener("click", function () { window.history.back(); });
   }
 
   var main = document.getElementById("approval");

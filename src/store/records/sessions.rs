@@ -150,6 +150,24 @@ impl Records {
         Ok(())
     }
 
+    /// Another connect token for an existing session (valid for `ttl`): the "try again" link of a
+    /// failed sign-in's page, equivalent to the link the user followed.
+    pub async fn add_connect_token(
+        &self,
+        session: &ConnectSession,
+        connect_token: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let target = ConnectTokenTarget {
+            connector: session.connector.clone(),
+            session_id: session.id.clone(),
+        };
+        self.store
+            .put(&connect_token_key(connect_token), encode(&target), Some(ttl))
+            .await?;
+        Ok(())
+    }
+
     /// A connector's session.
     pub async fn session(&self, connector: &ConnectorId, id: &str) -> Result<Option<ConnectSession>, StoreError> {
         Ok(self.get(&session_key(connector.as_str(), id)).await?.map(|(s, _)| s))

@@ -1,0 +1,89 @@
+//! Browsers get pages, programs get JSON: an error answer of the API (JSON) to a request that
+//! asks for HTML (a browser's navigation sends `Accept: text/html,...`) is replaced by a readable
+//! page with the same status and `Retry-After`. Requests that do not ask for HTML, which is every
+//! API client and the approval page's own status poll, get the JSON unchanged.
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::i18n::Lang;
+use super::pages::{self, PageContent};
+
+/// Whether the request asks for HTML (a browser navigating), not JSON.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut pieces = part.trim().split(';');
+            let kind = pieces.next().unwrap_or("").trim();
+            // `text/html;q=0` is a refusal, not a request.
+            let refused = pieces.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            kind.eq_ignore_ascii_case("text/html") && !refused
+        })
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// The middleware: see the module's comment.
+pub async fn pages_for_browsers(req: Request, next: Next) -> Response {
+    let html = wants_html(req.headers());
+    let lang = Lang::from_headers(req.headers());
+    let response = next.run(req).await;
+    let status = response.status();
+    if !html || !(status.is_client_error() || status.is_server_error()) || !is_json(&response) {
+        return response;
+    }
+    let t = lang.texts();
+    let (message, back) = match status {
+        StatusCode::NOT_FOUND => (t.page_not_found, true),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => (t.service_busy, false),
+        _ => (t.api_address, true),
+    };
+    let mut content = PageContent {
+        lang,
+        ..PageContent::message(message.0, message.1)
+    };
+    content.back_button = back;
+    let mut page = pages::render(status, &content);
+    // What a browser needs of the original answer: when to retry, and how to authenticate.
+    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = response.headers().get(&name) {
+            page.headers_mut().insert(name, v.clone());
+        }
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn only_requests_that_ask_for_html_are_browsers() {
+        assert!(wants_html(&accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
+        assert!(wants_html(&accept("TEXT/HTML")));
+        assert!(!wants_html(&accept("application/json")));
+        assert!(!wants_html(&accept("*/*")));
+        assert!(!wants_html(&accept("application/json, text/html;q=0")));
+        assert!(!wants_html(&HeaderMap::new()));
+    }
+}
