@@ -245,7 +245,7 @@ async fn a_consent_for_another_tenant_than_asked_is_refused_without_asking_entra
         .admin_consent_callback(&approved_query(&state, other))
         .await
         .unwrap();
-    assert!(matches!(outcome, ConsentOutcome::WrongTenant), "{outcome:?}");
+    assert!(matches!(outcome, ConsentOutcome::WrongTenant { .. }), "{outcome:?}");
     assert!(r.entra.checks().is_empty());
     assert!(
         r.records

@@ -300,6 +300,9 @@ pub async fn admin_consent_callback(
             .map_or_else(|| id.to_string(), |c| c.display_name.clone())
     };
     let mut retry = None;
+    // The admin came from an approval page: that is where to go on.
+    let back_to_page =
+        |flow: Option<&FlowId>| flow.map(|f| (t.back_to_approval.to_string(), state.public(&approval::page_path(f))));
     let (status, mut content) = match outcome {
         ConsentOutcome::Approved {
             connector,
@@ -311,27 +314,27 @@ pub async fn admin_consent_callback(
                 &fill(t.thanks_title, &[("connector", &n)]),
                 fill(t.thanks_body, &[("connector", &n), ("tenant", tenant_id.as_str())]),
             );
-            match flow_id {
-                Some(f) => page.action = Some((t.back_to_approval.to_string(), state.public(&approval::page_path(&f)))),
-                None => page.back_button = true,
-            }
+            page.action = back_to_page(flow_id.as_ref());
             (StatusCode::OK, page)
         }
-        ConsentOutcome::Cancelled { .. } => (
-            StatusCode::OK,
-            PageContent::message(t.consent_cancelled_title, t.consent_cancelled_body),
-        ),
-        ConsentOutcome::NotAdmin { connector } => (
-            StatusCode::OK,
-            PageContent::message(
+        ConsentOutcome::Cancelled { flow_id, .. } => {
+            let mut page = PageContent::message(t.consent_cancelled_title, t.consent_cancelled_body);
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::OK, page)
+        }
+        ConsentOutcome::NotAdmin { connector, flow_id } => {
+            let mut page = PageContent::message(
                 t.consent_not_admin_title,
                 fill(t.consent_not_admin_body, &[("connector", &name(&connector))]),
-            ),
-        ),
-        ConsentOutcome::WrongTenant => (
-            StatusCode::BAD_REQUEST,
-            PageContent::message(t.consent_failed_title, t.consent_wrong_tenant),
-        ),
+            );
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::OK, page)
+        }
+        ConsentOutcome::WrongTenant { flow_id } => {
+            let mut page = PageContent::message(t.consent_failed_title, t.consent_wrong_tenant);
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::BAD_REQUEST, page)
+        }
         ConsentOutcome::Unconfirmed {
             connector,
             tenant_id,
@@ -357,11 +360,29 @@ pub async fn admin_consent_callback(
             page.details.push((t.label_tenant_id.into(), tenant_id.to_string()));
             (status, page)
         }
-        ConsentOutcome::Failed { classification, .. } => {
-            let mut page = PageContent::message(t.consent_failed_title, classification.user_message_in(lang));
-            page.paragraphs.push(classification.admin_message_in(lang).to_string());
-            if let Some(code) = classification.primary_code() {
+        ConsentOutcome::Failed {
+            classification: c,
+            flow_id,
+            ..
+        } => {
+            let (user, admin) = (c.user_message_in(lang), c.admin_message_in(lang));
+            let mut page = PageContent::message(t.consent_failed_title, user);
+            if admin != user {
+                page.paragraphs.push(admin.to_string());
+            }
+            page.action = back_to_page(flow_id.as_ref());
+            page.details
+                .push((t.label_category.into(), category_name(c.category, lang)));
+            if let Some(code) = c.primary_code() {
                 page.details.push((t.label_error_code.into(), format!("AADSTS{code}")));
+            }
+            for (label, id) in [
+                (t.label_trace_id, &c.trace_id),
+                (t.label_correlation_id, &c.correlation_id),
+            ] {
+                if let Some(id) = id {
+                    page.details.push((label.into(), id.clone()));
+                }
             }
             (StatusCode::OK, page)
         }

@@ -269,9 +269,15 @@ async fn admin_consent_errors_have_their_own_pages() {
     let (page, html) = approval_page(&w, "frank").await;
     let (_, cancelled) = approve_via_admin_link(&w, &html, |u| u).await;
     assert!(cancelled.contains("Approval cancelled"), "{cancelled}");
+    assert_eq!(
+        button_href(&cancelled).as_deref(),
+        Some(page.as_str()),
+        "the way on is back to the approval page"
+    );
     let frank = w.upn("frank");
     let (_, not_admin) = approve_via_admin_link(&w, &html, |u| with_param(&u, "login_hint", &frank)).await;
     assert!(not_admin.contains("This account cannot approve apps"), "{not_admin}");
+    assert_eq!(button_href(&not_admin).as_deref(), Some(page.as_str()));
     assert_eq!(status(&w, &page).await["status"], "pending", "nothing was recorded");
     // Unknown state.
     let r = w
