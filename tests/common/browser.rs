@@ -87,6 +87,32 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
+    /// axe-core's serious and critical violations on the current page (WCAG 2.1 A and AA rules
+    /// and best practices), as "rule (impact): element, ..." lines. axe-core is installed by
+    /// scripts/test under target/axe and injected here, so the check runs offline.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/axe/node_modules/axe-core/axe.min.js");
+        let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run scripts/test (it installs axe-core from npm)",
+                path.display()
+            )
+        });
+        self.client.execute(&axe, vec![]).await.expect("inject axe-core");
+        let found = self
+            .client
+            .execute(
+                "return axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}, resultTypes: ['violations']})
+                   .then(function (r) { return r.violations
+                     .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                     .map(function (v) { return v.id + ' (' + v.impact + '): ' + v.nodes.map(function (n) { return n.target.join(' '); }).slice(0, 5).join(', '); }); });",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        serde_json::from_value(found).expect("a list of violations")
+    }
+
     /// Ends the session and the driver.
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;

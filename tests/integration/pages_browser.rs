@@ -66,8 +66,16 @@ async fn js(b: &Browser, script: &str) -> serde_json::Value {
     b.client.execute(script, vec![]).await.unwrap()
 }
 
-/// Screenshots at both widths, checking that the phone width never scrolls sideways.
+/// No serious or critical accessibility violation on the current page (axe-core).
+async fn accessible(b: &Browser, name: &str) {
+    let violations = b.accessibility_violations().await;
+    assert!(violations.is_empty(), "{name}: {violations:#?}");
+}
+
+/// Screenshots at both widths, checking that the phone width never scrolls sideways, and the
+/// page's accessibility.
 async fn shoot(b: &Browser, name: &str) {
+    accessible(b, name).await;
     for (width, height) in [(1280, 1000), (390, 844)] {
         b.client.set_window_size(width, height).await.unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -333,6 +341,7 @@ async fn every_error_category_has_a_way_on_and_a_support_reference() {
             );
             assert!(details.contains(&format!("({category})")), "{details}");
             no_sentence_twice(&b, &name).await;
+            accessible(&b, &name).await;
             if lang == "en-US" || *category == "user_declined" {
                 shoot(&b, &name).await;
             }
@@ -384,6 +393,7 @@ async fn the_code_page_copies_the_whole_code_and_reads_at_phone_width() {
     )
     .await;
     assert_eq!(selected, json!(code), "a selection copies the code exactly");
+    accessible(&b, "code-page-320").await;
     b.screenshot("code-page-320").await;
     b.client.set_window_size(1280, 900).await.unwrap();
     // The copy button copies the same code, and says so.
@@ -399,5 +409,23 @@ async fn the_code_page_copies_the_whole_code_and_reads_at_phone_width() {
     // And it is the code that redeems.
     let (status, body) = w.redeem(&code).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_accessibility_check_finds_what_it_should() {
+    // A page with two known failures: an image without alternative text, and no language.
+    let b = Browser::start().await;
+    b.client
+        .goto("data:text/html,<!doctype html><html><head><title>t</title></head><body><main><img src='x.png'><button></button></main></body></html>")
+        .await
+        .unwrap();
+    let violations = b.accessibility_violations().await;
+    for rule in ["image-alt", "button-name", "html-has-lang"] {
+        assert!(
+            violations.iter().any(|v| v.starts_with(&format!("{rule} ("))),
+            "{rule}: {violations:#?}"
+        );
+    }
     b.close().await;
 }
