@@ -240,6 +240,8 @@ pub struct Texts {
     pub close_window: &'static str,
     /// The button of pages without a link to offer.
     pub go_back: &'static str,
+    /// Support label: what a developer reads about an invalid parameter.
+    pub label_detail: &'static str,
     /// A category as people read it (support details, error pages).
     pub category_name: fn(crate::entra::Category) -> &'static str,
     /// Approved page title.

@@ -223,4 +223,27 @@ async fn german_error_pages_are_german_throughout() {
     ] {
         assert!(!html.contains(english), "{english} on a German page: {html}");
     }
+    // A link missing a parameter: the sentence is German, the developers' detail is in the reference.
+    let r = german
+        .get(format!("{}/v1/authorize?return_url=https://x.example/", w.broker.url))
+        .header("accept-language", "de-DE,de;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Sein Teil \u{201e}connector\u{201c} fehlt oder ist falsch"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<dt>Detail</dt><dd><code>connector: is required</code></dd>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<dt>Kategorie</dt><dd><code>Ungültige Anfrage (invalid_request)</code></dd>"),
+        "{html}"
+    );
+    let lead = &html[html.find("<p class=\"lead\">").unwrap()..];
+    assert!(!lead[..lead.find("</p>").unwrap()].contains("is required"), "{html}");
 }

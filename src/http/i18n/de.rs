@@ -75,7 +75,10 @@ pub const DE: Texts = Texts {
             "Anmeldelink nicht erlaubt",
             "Dieser Anmeldelink würde Sie zu einer Adresse schicken, die die App nicht registriert hat; er wurde deshalb gestoppt.",
         ),
-        invalid_parameter: ("Ungültiger Anmeldelink", "Der Anmeldelink ist ungültig ({detail})."),
+        invalid_parameter: (
+            "Ungültiger Anmeldelink",
+            "Der Anmeldelink ist ungültig: Sein Teil \u{201e}{detail}\u{201c} fehlt oder ist falsch. Beginnen Sie erneut in der App.",
+        ),
         unknown_session: (
             "Anmeldelink abgelaufen",
             "Dieser Anmeldelink ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
@@ -143,6 +146,7 @@ pub const DE: Texts = Texts {
     code_expired: "Der Code ist abgelaufen. Beginnen Sie erneut in der App.",
     close_window: "Sobald Sie den Code in {connector} eingefügt haben, können Sie dieses Fenster schließen.",
     go_back: "Zurück",
+    label_detail: "Detail",
     category_name: category_name_de,
     approved_title: "{connector} ist freigegeben",
     expired_title: "Diese Freigabeseite ist abgelaufen",

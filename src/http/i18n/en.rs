@@ -75,7 +75,10 @@ pub const EN: Texts = Texts {
             "Sign-in link not allowed",
             "This sign-in link would send you to an address the app has not registered, so it was stopped.",
         ),
-        invalid_parameter: ("Invalid sign-in link", "The sign-in link is not valid ({detail})."),
+        invalid_parameter: (
+            "Invalid sign-in link",
+            "The sign-in link is not valid: its \u{201c}{detail}\u{201d} part is missing or wrong. Start again from the app.",
+        ),
         unknown_session: (
             "Sign-in link expired",
             "This sign-in link is unknown or has expired. Start again from the app.",
@@ -143,6 +146,7 @@ pub const EN: Texts = Texts {
     code_expired: "The code has expired. Start again from the app.",
     close_window: "Once you have pasted the code into {connector}, you can close this window.",
     go_back: "Go back",
+    label_detail: "Detail",
     category_name: category_name_en,
     approved_title: "{connector} is approved",
     expired_title: "This approval page has expired",
