@@ -1,7 +1,8 @@
-//! Browsers get pages, programs get JSON: an error answer of the API (JSON) to a request that
-//! asks for HTML (a browser's navigation sends `Accept: text/html,...`) is replaced by a readable
-//! page with the same status and `Retry-After`. Requests that do not ask for HTML, which is every
-//! API client and the approval page's own status poll, get the JSON unchanged.
+//! Browsers get pages, programs get JSON: an error answer that is not a page (the API's JSON, or
+//! the router's bare 405 and the body limit's plain text) to a request that asks for HTML (a
+//! browser's navigation sends `Accept: text/html,...`) is replaced by a readable page with the same
+//! status and `Retry-After`. Requests that do not ask for HTML, which is every API client, probe
+//! and the approval page's own status poll, get the answer unchanged.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,12 +28,12 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
         })
 }
 
-fn is_json(response: &Response) -> bool {
+fn is_page(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// The middleware: see the module's comment.
@@ -41,7 +42,7 @@ pub async fn pages_for_browsers(req: Request, next: Next) -> Response {
     let lang = Lang::from_headers(req.headers());
     let response = next.run(req).await;
     let status = response.status();
-    if !html || !(status.is_client_error() || status.is_server_error()) || !is_json(&response) {
+    if !html || !(status.is_client_error() || status.is_server_error()) || is_page(&response) {
         return response;
     }
     let t = lang.texts();
@@ -57,7 +58,7 @@ pub async fn pages_for_browsers(req: Request, next: Next) -> Response {
     content.back_button = back;
     let mut page = pages::render(status, &content);
     // What a browser needs of the original answer: when to retry, and how to authenticate.
-    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
         if let Some(v) = response.headers().get(&name) {
             page.headers_mut().insert(name, v.clone());
         }

@@ -17,7 +17,11 @@ async fn get(w: &World, path: &str, accept: Option<&str>) -> (StatusCode, String
         r = r.header("accept", a);
     }
     let r = r.send().await.unwrap();
-    let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+    let kind = r
+        .headers()
+        .get("content-type")
+        .map_or("", |v| v.to_str().unwrap())
+        .to_string();
     (r.status(), kind, r.text().await.unwrap())
 }
 
@@ -50,6 +54,16 @@ async fn browsers_get_pages_where_programs_get_json() {
     let (status, _, body) = get(&w, "/v1/connections", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "unauthorized");
+    // A POST-only address opened in a browser: the router's bare 405 becomes a page too.
+    let (status, kind, html) = get(&w, "/v1/connect-sessions", Some(BROWSER_ACCEPT)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        kind.starts_with("text/html") && html.contains("This address is for apps"),
+        "{html}"
+    );
+    let (status, kind, _) = get(&w, "/v1/connect-sessions", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(!kind.starts_with("text/html"), "{kind}");
     // German readers get it in German.
     let r = w
         .http
