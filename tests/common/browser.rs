@@ -28,6 +28,15 @@ impl Browser {
 
     /// The same, with the browser's language (and so its `Accept-Language`) set to `lang`.
     pub async fn start_in(lang: &str) -> Browser {
+        Self::start_with(lang, false).await
+    }
+
+    /// The same, with the system's colour scheme dark (pages' `prefers-color-scheme: dark`).
+    pub async fn start_dark() -> Browser {
+        Self::start_with("en-US", true).await
+    }
+
+    async fn start_with(lang: &str, dark: bool) -> Browser {
         let driver_bin = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
             .expect("chromedriver is missing: run scripts/test (installs Debian's chromium and chromium-driver)");
         let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
@@ -44,15 +53,27 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--window-size=1280,2000".into(),
+            format!("--lang={lang}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if dark {
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=1280,2000", format!("--lang={lang}"),
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
                 "prefs": { "intl.accept_languages": lang },
             }
         });

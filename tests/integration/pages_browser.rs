@@ -429,3 +429,32 @@ async fn the_accessibility_check_finds_what_it_should() {
     }
     b.close().await;
 }
+
+#[tokio::test]
+async fn in_dark_mode_the_pages_keep_their_contrast() {
+    let w = World::new().await;
+    let b = Browser::start_dark().await;
+    open_page(&w, &b, "frank").await;
+    assert_eq!(
+        js(&b, "return window.matchMedia('(prefers-color-scheme: dark)').matches;").await,
+        json!(true),
+        "the browser asks for the dark scheme"
+    );
+    b.client
+        .find(Locator::Css("#admin > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shoot(&b, "approval-pending-dark").await;
+    error_page_in(&w, &b, 50105).await;
+    shoot(&b, "error-not_assigned-dark").await;
+    let s = w
+        .session(json!({"connector": "files", "end_user": "u", "login_hint": w.upn("alice")}))
+        .await;
+    b.client.goto(s["connect_url"].as_str().unwrap()).await.unwrap();
+    assert!(shown(&b, "#copy-code").await);
+    shoot(&b, "code-page-dark").await;
+    b.close().await;
+}
