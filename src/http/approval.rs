@@ -51,7 +51,7 @@ fn not_found(lang: Lang) -> PageError {
     tag = "approval",
     params(("flow_id" = String, Path, description = "The failed sign-in's flow, from the callback's redirect or the session's `approval_url`.")),
     responses(
-        (status = 200, description = "The approval page: the connector, the tenant, each permission in plain words, what the user can do now, the admin's one-click link and the three ways to fix it for everyone. With JavaScript it polls `/v1/approval/{flow_id}/status`.", content_type = "text/html"),
+        (status = 200, description = "The approval page, one state at a time: waiting (the connector, its publisher and links, the organization by domain, each permission in plain words, what the user can do now, and under \"I'm an administrator\" the one-click link and the ways to fix it for everyone), request sent, approved (only \"Approved — continue\" and what was approved), expired (with \"start again\"), or approved but still failing. With JavaScript it polls `/v1/approval/{flow_id}/status` and turns approved or expired by itself.", content_type = "text/html"),
         (status = 404, description = "No such approval page (unknown or expired flow).", content_type = "text/html"),
         (status = 429, description = "Over the per-address limit of browser pages.", content_type = "text/html",
             headers(("Retry-After" = u64, description = "Seconds to wait."))),

@@ -114,7 +114,7 @@ pub async fn authorize(
     responses(
         (status = 302, description = "Success: to `return_url?handoff=<code>&state=<connector state>`. `admin_approval_required` or `consent_required`: to `/v1/approval/{flow_id}`.",
             headers(("Location" = String, description = "The return URL with the handoff code, or the approval page."))),
-        (status = 200, description = "Out-of-band success: the \"copy this code\" page with the handoff code. Any other classified error: a page that says who can fix it and how, with \"back to <connector>\" (`return_url?error=<category>&aadsts=<code>&state=..`).", content_type = "text/html"),
+        (status = 200, description = "Out-of-band success: the \"copy this code\" page with the handoff code. Any other classified error: a page that says who can fix it and how, with \"try again\" or \"sign in with another account\" (a fresh link of the connect session) where a new attempt can succeed, and \"back to <connector>\" (`return_url?error=<category>&aadsts=<code>&state=..`), and a support reference.", content_type = "text/html"),
         (status = 400, description = "A page, nothing stored: unknown, reused or expired `state`, no `code`, a repeated parameter, an id_token that fails validation, or a browser that does not carry the sign-in's cookie.", content_type = "text/html"),
         (status = 429, description = "Over the per-address limit.", content_type = "text/html",
             headers(("Retry-After" = u64, description = "Seconds to wait."))),

@@ -274,8 +274,8 @@ pub struct Texts {
     pub delegated_note: &'static str,
     /// "Published by {publisher}".
     pub published_by: &'static str,
-    /// In the IT message when no publisher is configured.
-    pub publisher_not_named: &'static str,
+    /// The IT message's publisher line, `{publisher}`.
+    pub it_publisher: &'static str,
     /// Verified publisher.
     pub verified_yes: &'static str,
     /// Unverified publisher.

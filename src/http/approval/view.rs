@@ -333,9 +333,10 @@ pub(super) fn build(i: Inputs<'_>) -> ApprovalPage {
     } else {
         t.verified_no
     };
+    // "Publisher: Contoso Ltd. Publisher verified by Microsoft." (or just the second sentence).
     let publisher_line = match &publisher.name {
-        Some(p) => format!("{} ({verified})", fill(t.published_by, &[("publisher", p)])),
-        None => format!("{} ({verified})", t.publisher_not_named),
+        Some(p) => format!("{}. {verified}.", fill(t.it_publisher, &[("publisher", p)])),
+        None => format!("{verified}."),
     };
     let permission_lines: Vec<String> = permissions
         .iter()

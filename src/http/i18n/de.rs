@@ -163,7 +163,7 @@ pub const DE: Texts = Texts {
     admin_goes_to: "Öffnet die Seite für die Administratorzustimmung von Microsoft unter {host}: Dort melden Sie sich an, prüfen die Berechtigungen und stimmen zu.",
     delegated_note: "Das sind delegierte Berechtigungen: {connector} handelt für die jeweils angemeldete Person und erreicht nur, was diese Person erreichen kann.",
     published_by: "Herausgeber: {publisher}",
-    publisher_not_named: "Herausgeber: vom Betreiber nicht angegeben",
+    it_publisher: "Herausgeber: {publisher}",
     verified_yes: "Herausgeber von Microsoft verifiziert",
     verified_no: "Herausgeber nicht von Microsoft verifiziert",
     publisher_site: "Website des Herausgebers",

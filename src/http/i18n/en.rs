@@ -163,7 +163,7 @@ pub const EN: Texts = Texts {
     admin_goes_to: "Opens Microsoft's admin-consent page at {host}: you sign in there, review the permissions and approve.",
     delegated_note: "These are delegated permissions: {connector} acts for each signed-in user and can only reach what that user can reach.",
     published_by: "Published by {publisher}",
-    publisher_not_named: "Publisher: not stated by the operator",
+    it_publisher: "Publisher: {publisher}",
     verified_yes: "Publisher verified by Microsoft",
     verified_no: "Publisher not verified by Microsoft",
     publisher_site: "Publisher's website",
