@@ -188,7 +188,15 @@ pub async fn continue_flow(
         .flow
         .start_for_approval(&approval, cookie.as_ref().map(BrowserCookie::binding).as_ref(), client)
         .await
-        .map_err(|e| PageError::from_flow(e, lang))?;
+        .map_err(|e| {
+            // Whatever stopped it, the way on is the page it came from, which says what to do.
+            let mut page = PageError::from_flow(e, lang);
+            page.content.action = Some((
+                lang.texts().back_to_approval.to_string(),
+                state.public(&approval::page_path(&approval.flow_id)),
+            ));
+            page
+        })?;
     let cookie = cookie.ok_or(FlowError::OtherBrowser)?;
     let mut response = found(url.as_str());
     // Long enough for the new sign-in, and for coming back to this page if it fails again.

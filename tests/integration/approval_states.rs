@@ -268,3 +268,42 @@ async fn no_low_impact_advice_for_admin_only_permissions_even_when_verified() {
     );
     assert!(!html.contains("badge-low") && !html.contains("low impact"), "{html}");
 }
+
+#[tokio::test]
+async fn an_expired_page_with_a_return_url_starts_again_at_the_connector() {
+    let w = World::new().await;
+    let s = w
+        .session(serde_json::json!({
+            "connector": "files", "end_user": "u", "login_hint": w.upn("frank"),
+            "return_url": crate::common::broker::RETURN_A, "state": "st-1",
+        }))
+        .await;
+    let authorize = w.redirect_of(s["connect_url"].as_str().unwrap()).await;
+    let callback = w.redirect_of(authorize.as_str()).await;
+    let page = w.redirect_of(callback.as_str()).await.to_string();
+    let records = &w.broker.state.records;
+    let mut approval = records
+        .approval(&flow_id(&page).as_str().into())
+        .await
+        .unwrap()
+        .unwrap();
+    approval.expires_at = consent_broker::clock::now_unix() - 1;
+    records.put_approval(&approval, Duration::from_secs(600)).await.unwrap();
+    let html = w.http.get(&page).send().await.unwrap().text().await.unwrap();
+    let at = html.find("id=\"start-again\"").expect("start again");
+    let tag = &html[at..at + html[at..].find('>').unwrap()];
+    let href = tag[tag.find("href=\"").unwrap() + 6..tag.len() - 1]
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let back = url::Url::parse(&href).unwrap();
+    assert!(href.starts_with(crate::common::broker::RETURN_A), "{href}");
+    assert_eq!(
+        crate::common::flows::param(&back, "error").as_deref(),
+        Some("admin_approval_required")
+    );
+    assert_eq!(crate::common::flows::param(&back, "state").as_deref(), Some("st-1"));
+    // "Continue" on an expired page starts nothing and leads back to the page.
+    let r = w.http.get(format!("{page}/continue")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("Back to the approval page"));
+}
