@@ -185,7 +185,12 @@ async fn every_state(words: &Words) {
         shown(&b, "#copy-message").await && shown(&b, "#copy-link").await,
         "the script ran"
     );
-    assert!(shown(&b, "#live-note").await);
+    let live = b.client.find(Locator::Id("live-note")).await.unwrap();
+    assert_eq!(
+        live.text().await.unwrap(),
+        live.attr("data-live").await.unwrap().unwrap(),
+        "with the script, the page says it follows by itself"
+    );
     assert!(!shown(&b, "#admin-link").await, "the admin part is closed for the user");
     assert!(!shown(&b, "#try-again").await && !shown(&b, "#approved-view").await);
     shoot(&b, &format!("approval-requested-{tag}")).await;
