@@ -152,8 +152,6 @@ pub struct Texts {
     pub it_message: &'static str,
     /// "Try again"
     pub try_again: &'static str,
-    /// "Continue"
-    pub continue_label: &'static str,
     /// Diagnosis heading.
     pub diagnosis_heading: &'static str,
     /// Diagnosis: scopes added since approval.

@@ -41,7 +41,6 @@ pub const DE: Texts = Texts {
     copied: "Kopiert.",
     it_message: "Hallo IT-Team,\n\n{intro}\n\nApp: {connector}, Anwendungs-ID (Client-ID) {client_id}\n{publisher_line}\n\nSie fordert diese delegierten Berechtigungen an (sie erreicht nur, was die jeweils angemeldete Person erreicht):\n{permission_lines}\n\n{advice_lines}\n\nUm sie für alle freizugeben, kann eine Administratorin oder ein Administrator diesen Link öffnen; er führt zur Seite für die Administratorzustimmung von Microsoft ({entra_host}):\n{admin_link}\n\n{other_ways}\n\nDie Freigabeseite: {page_url}\nReferenz: {reference}\n\nVielen Dank!",
     try_again: "Erneut versuchen",
-    continue_label: "Weiter",
     diagnosis_heading: "Freigegeben, aber es funktioniert trotzdem nicht?",
     diag_new_scopes: "Ihre Organisation hat {connector} am {date} freigegeben, aber die App fordert jetzt zusätzlich an: {permissions}. Ein Administrator muss sie erneut freigeben.",
     diag_other_tenant: "{connector} wurde für eine andere Organisation freigegeben, nicht für {tenant}. Prüfen Sie, ob Sie mit dem Arbeitskonto der richtigen Organisation angemeldet sind.",

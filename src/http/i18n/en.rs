@@ -41,7 +41,6 @@ pub const EN: Texts = Texts {
     copied: "Copied.",
     it_message: "Hello IT team,\n\n{intro}\n\nApp: {connector}, application (client) ID {client_id}\n{publisher_line}\n\nIt asks for these delegated permissions (it can only reach what each signed-in user can reach):\n{permission_lines}\n\n{advice_lines}\n\nTo approve it for everyone, an administrator can open this link; it leads to Microsoft's admin-consent page ({entra_host}):\n{admin_link}\n\n{other_ways}\n\nThe approval page: {page_url}\nReference: {reference}\n\nThank you!",
     try_again: "Try again",
-    continue_label: "Continue",
     diagnosis_heading: "Approved, but still not working?",
     diag_new_scopes: "Your organization approved {connector} on {date}, but it now also asks for: {permissions}. An administrator needs to approve it again.",
     diag_other_tenant: "{connector} was approved for another organization, not for {tenant}. Check that you signed in with your work account for the right organization.",
