@@ -5,14 +5,21 @@
 //! and the approval page's own status poll, get the answer unchanged.
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::i18n::Lang;
 use super::pages::{self, PageContent};
 
-/// Whether the request asks for HTML (a browser navigating), not JSON.
+/// Whether the request is a browser navigating: a GET (or HEAD) without credentials that asks
+/// for HTML. API calls carry `Authorization` and keep their JSON even when their HTTP library
+/// sends a browser-like `Accept` (Java's default one names `text/html`), and so do POSTs.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) && !headers.contains_key(header::AUTHORIZATION) && wants_html(headers)
+}
+
+/// Whether the request asks for HTML, not JSON.
 pub fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -38,7 +45,7 @@ fn is_page(response: &Response) -> bool {
 
 /// The middleware: see the module's comment.
 pub async fn pages_for_browsers(req: Request, next: Next) -> Response {
-    let html = wants_html(req.headers());
+    let html = is_navigation(req.method(), req.headers());
     let lang = Lang::from_headers(req.headers());
     let response = next.run(req).await;
     let status = response.status();
@@ -86,5 +93,18 @@ mod tests {
         assert!(!wants_html(&accept("*/*")));
         assert!(!wants_html(&accept("application/json, text/html;q=0")));
         assert!(!wants_html(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn api_calls_are_never_navigations_whatever_they_accept() {
+        let java = accept("text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2");
+        assert!(is_navigation(&Method::GET, &java));
+        assert!(!is_navigation(&Method::POST, &java), "a POST is a program's");
+        let mut with_key = java.clone();
+        with_key.insert(header::AUTHORIZATION, "Bearer k".parse().unwrap());
+        assert!(
+            !is_navigation(&Method::GET, &with_key),
+            "a call with credentials is a program's"
+        );
     }
 }

@@ -78,6 +78,31 @@ async fn browsers_get_pages_where_programs_get_json() {
         html.contains("<h1>Seite nicht gefunden</h1>") && html.contains("<dt>Anfrage-ID</dt>"),
         "{html}"
     );
+    // A program whose HTTP library sends a browser-like Accept still gets JSON: it sends its key.
+    let r = w
+        .http
+        .get(format!("{}/v1/connections/cn_nope", w.broker.url))
+        .header("accept", "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2")
+        .bearer_auth("wrong-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized");
+    let r = w
+        .http
+        .post(format!("{}/v1/handoff/redeem", w.broker.url))
+        .header("accept", BROWSER_ACCEPT)
+        .json(&json!({"code": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     // The API with a key is unchanged, and so is the approval page's poll (it asks for JSON).
     let (status, body) = w.api(Method::GET, "/v1/connections/cn_nope", Some(KEY_A), None).await;
     assert_eq!((status, &body["error"]), (StatusCode::NOT_FOUND, &json!("not_found")));
