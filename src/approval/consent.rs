@@ -31,14 +31,21 @@ pub enum ConsentOutcome {
     Cancelled {
         /// Connector id.
         connector: ConnectorId,
+        /// The approval page that started it.
+        flow_id: Option<FlowId>,
     },
     /// The account could not approve for the tenant.
     NotAdmin {
         /// Connector id.
         connector: ConnectorId,
+        /// The approval page that started it.
+        flow_id: Option<FlowId>,
     },
     /// Entra approved another tenant than the one asked for.
-    WrongTenant,
+    WrongTenant {
+        /// The approval page that started it.
+        flow_id: Option<FlowId>,
+    },
     /// The callback said "approved" but Entra did not confirm it; nothing was recorded.
     Unconfirmed {
         /// Connector id.
@@ -56,6 +63,8 @@ pub enum ConsentOutcome {
         connector: ConnectorId,
         /// Entra's error.
         classification: Box<Classification>,
+        /// The approval page that started it.
+        flow_id: Option<FlowId>,
     },
 }
 
@@ -271,16 +280,23 @@ impl ApprovalService {
             let cancelled =
                 err.error_subcode.as_deref() == Some("cancel") || c.primary_code() == Some(aadsts::CONSENT_DECLINED);
             return Ok(if cancelled {
-                ConsentOutcome::Cancelled { connector }
+                ConsentOutcome::Cancelled {
+                    connector,
+                    flow_id: pending.flow_id,
+                }
             } else if matches!(c.category, Category::AdminApprovalRequired | Category::NotAssigned)
                 || c.primary_code()
                     .is_some_and(|code| aadsts::NOT_AN_APPROVER.contains(&code))
             {
-                ConsentOutcome::NotAdmin { connector }
+                ConsentOutcome::NotAdmin {
+                    connector,
+                    flow_id: pending.flow_id,
+                }
             } else {
                 ConsentOutcome::Failed {
                     connector,
                     classification: Box::new(c),
+                    flow_id: pending.flow_id,
                 }
             });
         }
@@ -302,7 +318,9 @@ impl ApprovalService {
         // The `tenant` parameter is not authenticated (entra.md §3.1): accept only the tenant asked for.
         if pending.expected_tenant_id.as_ref().is_some_and(|t| *t != tenant_id) {
             tracing::warn!(connector = %connector, "admin consent came back for another tenant than requested");
-            return Ok(ConsentOutcome::WrongTenant);
+            return Ok(ConsentOutcome::WrongTenant {
+                flow_id: pending.flow_id,
+            });
         }
         let scopes: Vec<String> = get("scope")?
             .unwrap_or("")
@@ -324,6 +342,7 @@ impl ApprovalService {
                 return Ok(ConsentOutcome::Failed {
                     connector,
                     classification,
+                    flow_id: pending.flow_id,
                 });
             }
         }

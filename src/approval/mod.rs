@@ -57,6 +57,12 @@ pub fn needs_approval_page(category: Category) -> bool {
     }
 }
 
+/// The approval page a flow that needs approval ends on: the page it was continued from, so that
+/// the address already sent to IT stays the one that works, else a page of its own.
+pub fn page_id(flow: &Flow) -> &FlowId {
+    flow.approval_page.as_ref().unwrap_or(&flow.id)
+}
+
 /// The page path for an approval.
 pub fn page_path(flow_id: &FlowId) -> String {
     format!("/v1/approval/{flow_id}")
@@ -66,6 +72,19 @@ pub fn page_path(flow_id: &FlowId) -> String {
 fn hint_domain(login_hint: Option<&str>) -> Option<String> {
     let domain = login_hint?.rsplit_once('@')?.1.to_ascii_lowercase();
     crate::config::is_tenant_segment(&domain).then_some(domain)
+}
+
+/// What to call the organization on its pages: a domain people recognise, never a GUID when a
+/// domain is known: the tenant the flow named when it is a domain, else the domain of the user's
+/// sign-in name, else the tenant GUID the flow named (a retry from an approval page names the GUID).
+pub fn organization_label(named_tenant: Option<&str>, login_hint: Option<&str>) -> Option<String> {
+    let named = named_tenant.filter(|t| !is_generic_tenant(t));
+    let is_guid = |t: &str| uuid::Uuid::parse_str(t).is_ok();
+    named
+        .filter(|t| !is_guid(t))
+        .map(str::to_string)
+        .or_else(|| hint_domain(login_hint))
+        .or_else(|| named.map(str::to_string))
 }
 
 fn is_generic_tenant(t: &str) -> bool {
@@ -98,13 +117,13 @@ impl Recorder<'_> {
         let (records, entra, pending, outbox) = (self.records, self.entra, self.pending, self.outbox);
         // Which organization: the flow's own tenant when it named one, else the user's domain.
         let named = (!is_generic_tenant(&flow.tenant)).then(|| flow.tenant.clone());
-        let label = named.clone().or_else(|| hint_domain(flow.login_hint.as_deref()));
+        let label = organization_label(named.as_deref(), flow.login_hint.as_deref());
         let tenant_id = match &label {
             Some(t) => entra.resolve_tenant(t).await,
             None => None,
         };
         let approval = Approval {
-            flow_id: flow.id.clone(),
+            flow_id: page_id(flow).clone(),
             connector: flow.connector.clone(),
             session_id: flow.session_id.clone(),
             return_url: flow.return_url.clone(),
@@ -141,7 +160,7 @@ impl Recorder<'_> {
             approval.created_at_ms,
         );
         tracing::info!(flow = %flow.id, connector = %flow.connector, tenant = approval.tenant_id.as_ref().map_or("?", |t| t.as_str()), "approval page opened");
-        Ok(flow.id.clone())
+        Ok(approval.flow_id)
     }
 }
 

@@ -116,6 +116,7 @@ fn rig(verdict: Verdict) -> Rig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        publisher: Default::default(),
         webhooks: Vec::new(),
     };
     let connectors: crate::config::Connectors =
@@ -244,7 +245,7 @@ async fn a_consent_for_another_tenant_than_asked_is_refused_without_asking_entra
         .admin_consent_callback(&approved_query(&state, other))
         .await
         .unwrap();
-    assert!(matches!(outcome, ConsentOutcome::WrongTenant), "{outcome:?}");
+    assert!(matches!(outcome, ConsentOutcome::WrongTenant { .. }), "{outcome:?}");
     assert!(r.entra.checks().is_empty());
     assert!(
         r.records
@@ -354,4 +355,30 @@ fn links_carry_the_connector_tenant_and_page() {
             ("flow".to_string(), "fl_1".to_string()),
         ]
     );
+}
+
+#[test]
+fn the_organization_is_named_by_domain_not_by_guid() {
+    use super::organization_label;
+    let guid = "7d3e5a9f-0000-4000-8000-000000000001";
+    assert_eq!(
+        organization_label(Some(guid), Some("frank@Fabrikam.com")).as_deref(),
+        Some("fabrikam.com"),
+        "a retry names the tenant by GUID; the sign-in name has the domain"
+    );
+    assert_eq!(
+        organization_label(Some("contoso.com"), Some("frank@fabrikam.com")).as_deref(),
+        Some("contoso.com"),
+        "the domain the flow named"
+    );
+    assert_eq!(
+        organization_label(Some("organizations"), Some("a@b.example")).as_deref(),
+        Some("b.example")
+    );
+    assert_eq!(
+        organization_label(Some(guid), None).as_deref(),
+        Some(guid),
+        "nothing better known"
+    );
+    assert_eq!(organization_label(Some("common"), Some("no-at-sign")), None);
 }

@@ -38,6 +38,11 @@ pub(super) struct RawConnector {
     tenant: String,
     #[serde(default)]
     publisher_verified: bool,
+    publisher_name: Option<String>,
+    publisher_url: Option<String>,
+    privacy_url: Option<String>,
+    terms_url: Option<String>,
+    logo_url: Option<String>,
     #[serde(default)]
     webhooks: Vec<super::webhooks::RawWebhook>,
 }
@@ -71,8 +76,57 @@ pub struct ConnectorConfig {
     pub tenant: String,
     /// Whether the app's publisher is verified by Microsoft (changes what the approval page says).
     pub publisher_verified: bool,
+    /// Who publishes the app and where its policies are, as the approval page shows them.
+    pub publisher: Publisher,
     /// Where the connector's lifecycle events are delivered (none: no events are kept).
     pub webhooks: Vec<WebhookEndpoint>,
+}
+
+/// The connector's publisher as people deciding whether to trust it see it on the approval page:
+/// its name and links (each absolute https, or http on a loopback host).
+#[derive(Debug, Clone, Default)]
+pub struct Publisher {
+    /// The publisher's name (`publisher_name`).
+    pub name: Option<String>,
+    /// The publisher's website (`publisher_url`).
+    pub url: Option<Url>,
+    /// The privacy statement (`privacy_url`).
+    pub privacy_url: Option<Url>,
+    /// The terms of use (`terms_url`).
+    pub terms_url: Option<Url>,
+    /// A logo image shown next to the connector's name (`logo_url`).
+    pub logo_url: Option<Url>,
+}
+
+/// A link the approval page shows: absolute https (http only on loopback, for tests), no
+/// credentials; anything else would be a way to put an untrusted or script URL on the page.
+fn parse_page_link(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("not an absolute URL: {e}"))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback_url(&url)) {
+        return Err("must be https (http only for a loopback host)".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+fn publisher(c: &RawConnector) -> Result<Publisher, (&'static str, String)> {
+    let link = |field: &'static str, raw: &Option<String>| {
+        raw.as_deref().map(parse_page_link).transpose().map_err(|m| (field, m))
+    };
+    let name = match c.publisher_name.as_deref().map(str::trim) {
+        Some("") => return Err(("publisher_name", "must not be empty (leave it out instead)".into())),
+        Some(n) if n.chars().count() > 200 => return Err(("publisher_name", "must be at most 200 characters".into())),
+        other => other.map(str::to_string),
+    };
+    Ok(Publisher {
+        name,
+        url: link("publisher_url", &c.publisher_url)?,
+        privacy_url: link("privacy_url", &c.privacy_url)?,
+        terms_url: link("terms_url", &c.terms_url)?,
+        logo_url: link("logo_url", &c.logo_url)?,
+    })
 }
 
 /// Validates every connector; keys are named `connectors[i].field`.
@@ -144,6 +198,7 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
                 "must be \"organizations\", \"common\", a tenant GUID or a domain".into(),
             ));
         }
+        let publisher = publisher(&c).map_err(|(field, m)| invalid(field, m))?;
         let webhooks = super::webhooks::validate(c.webhooks, &|j, field| key(&format!("webhooks[{j}].{field}")))?;
         connectors.push(ConnectorConfig {
             id: ConnectorId::new(c.id),
@@ -155,6 +210,7 @@ pub(super) fn validate(raw: Vec<RawConnector>) -> Result<Vec<ConnectorConfig>, I
             api_key_hashes,
             tenant: c.tenant,
             publisher_verified: c.publisher_verified,
+            publisher,
             webhooks,
         });
     }
@@ -309,6 +365,38 @@ mod tests {
             e.contains("api_key_hashes[0]") && e.contains("also an API key of connector"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn publisher_links_are_https_or_loopback() {
+        let with = |line: &str| base(&CONNECTOR.replace("scopes = ", &format!("{line}\nscopes = ")));
+        for (line, key) in [
+            ("privacy_url = \"http://publisher.example.com/privacy\"", "privacy_url"),
+            ("terms_url = \"javascript:alert(1)\"", "terms_url"),
+            ("publisher_url = \"/relative\"", "publisher_url"),
+            ("logo_url = \"https://u:p@publisher.example.com/logo.png\"", "logo_url"),
+            ("publisher_name = \"  \"", "publisher_name"),
+        ] {
+            let e = err_of(&with(line));
+            assert!(e.contains(&format!("connectors[0].{key}")), "{line}: {e}");
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret-value");
+            let cfg = Config::from_toml_str(
+                &with("publisher_name = \"Contoso Ltd\"\nprivacy_url = \"https://contoso.example/privacy\"\nterms_url = \"http://127.0.0.1:9/terms\""),
+                "t.toml",
+            )
+            .expect("valid");
+            let p = &cfg.connectors[0].publisher;
+            assert_eq!(p.name.as_deref(), Some("Contoso Ltd"));
+            assert_eq!(
+                p.privacy_url.as_ref().unwrap().as_str(),
+                "https://contoso.example/privacy"
+            );
+            assert_eq!(p.terms_url.as_ref().unwrap().host_str(), Some("127.0.0.1"));
+            assert!(p.url.is_none() && p.logo_url.is_none());
+            Ok(())
+        });
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod values;
 mod webhooks;
 
 pub use self::redis::{RedisConfig, SentinelConfig, redact_redis_url};
-pub use connectors::{ConnectorConfig, Connectors};
+pub use connectors::{ConnectorConfig, Connectors, Publisher};
 pub use entra::{BreakerConfig, EntraConfig, RetryConfig};
 pub use flow::FlowConfig;
 pub use keepalive::KeepaliveConfig;

@@ -82,6 +82,8 @@ pub enum CallbackOutcome {
         connector_name: String,
         /// Seconds the code stays valid.
         expires_in: u64,
+        /// The account connected (its sign-in name, else its display name), for the page.
+        account: Option<String>,
         /// The connection made or renewed.
         connection_id: ConnectionId,
     },
@@ -101,6 +103,9 @@ pub struct FailedFlow {
     pub connector_name: String,
     /// "Back to the connector" link, when the flow has a return URL.
     pub back_url: Option<Url>,
+    /// A link that starts the sign-in again (a fresh connect link of its session), when a new
+    /// attempt can succeed: the user may decline less, pick another account or pass the step.
+    pub retry_url: Option<String>,
 }
 
 impl FlowService {
@@ -172,9 +177,10 @@ impl FlowService {
                 pending: &self.pending_approvals,
                 outbox: &self.outbox,
             };
+            let page = crate::approval::page_id(&flow);
             let id = recorder
                 .record(
-                    &self.settings.public(&crate::approval::page_path(&flow.id)),
+                    &self.settings.public(&crate::approval::page_path(page)),
                     self.clock.now_millis(),
                     &flow,
                     &failed.classification,
@@ -184,7 +190,40 @@ impl FlowService {
         }
         self.record_outcome(&flow, &result).await;
         self.count_outcome(&flow, &result);
+        if let Ok(CallbackOutcome::Failed(failed)) = &mut result
+            && failed.approval_path.is_none()
+            && retry_can_help(failed.classification.category)
+        {
+            failed.retry_url = self.retry_link(&flow).await;
+        }
         result
+    }
+
+    /// A fresh connect link of the flow's session (none without a session, or once it completed
+    /// or expired). Best effort: the page without it still says what happened.
+    async fn retry_link(&self, flow: &Flow) -> Option<String> {
+        let id = flow.session_id.as_ref()?;
+        let session = match self.records.session(&flow.connector, id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "no retry link: the session could not be read");
+                return None;
+            }
+        };
+        let left = session.expires_at - self.now();
+        if left <= 0 || session.status == SessionStatus::Completed {
+            return None;
+        }
+        let token = crate::crypto::random_token();
+        let ttl = std::time::Duration::from_secs(left as u64);
+        match self.records.add_connect_token(&session, &token, ttl).await {
+            Ok(()) => Some(self.settings.public(&format!("/v1/connect/{token}"))),
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "no retry link: the store did not take it");
+                None
+            }
+        }
     }
 
     /// Counts the callback's end in the flow metrics (and Entra's error code, when it refused).
@@ -232,7 +271,7 @@ impl FlowService {
                 };
                 session.category = Some(c.category);
                 session.aadsts = c.primary_code();
-                session.approval_flow = f.approval_path.as_ref().map(|_| flow.id.clone());
+                session.approval_flow = f.approval_path.as_ref().map(|_| crate::approval::page_id(flow).clone());
             }
             Err(e) => {
                 session.status = SessionStatus::Failed;
@@ -247,6 +286,23 @@ impl FlowService {
 }
 
 /// The outcome of a flow Entra refused, with the back link carrying the category and code.
+/// Whether signing in again can end differently without anyone changing a setting: the user may
+/// accept this time, use another account, complete the extra step, or Entra may have recovered.
+pub fn retry_can_help(category: crate::entra::Category) -> bool {
+    use crate::entra::Category::*;
+    match category {
+        UserDeclined | NotAssigned | ConditionalAccess | InteractionRequired | ReauthRequired | Transient | Unknown => {
+            true
+        }
+        AdminApprovalRequired
+        | ConsentRequired
+        | AppMisconfigured
+        | TenantMisconfigured
+        | ClientCredentialInvalid
+        | InvalidRequest => false,
+    }
+}
+
 pub(super) fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) -> CallbackOutcome {
     tracing::warn!(
         flow = %flow.id,
@@ -267,6 +323,7 @@ pub(super) fn fail(flow: &Flow, connector: &ConnectorConfig, c: Classification) 
     });
     CallbackOutcome::Failed(FailedFlow {
         approval_path: None,
+        retry_url: None,
         client_id: connector.client_id.clone(),
         classification: c,
         connector_name: connector.display_name.clone(),

@@ -147,6 +147,11 @@ impl FlowService {
             handoff_code: Sensitive::new(handoff_code),
             connector_name: connector.display_name.clone(),
             expires_in: ttl.as_secs(),
+            account: connection
+                .user
+                .preferred_username
+                .clone()
+                .or(connection.user.name.clone()),
             connection_id: connection.id,
         })
     }

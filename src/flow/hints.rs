@@ -33,6 +33,8 @@ pub(super) struct Hints {
     pub state: Option<String>,
     pub tenant: Option<String>,
     pub login_hint: Option<String>,
+    /// The approval page a "continue" came from (see `Flow::approval_page`).
+    pub approval_page: Option<crate::ids::FlowId>,
 }
 
 pub(super) fn validate_hints(
@@ -79,5 +81,6 @@ pub(super) fn validate_hints(
         state: state.map(str::to_string),
         tenant: tenant.map(str::to_ascii_lowercase),
         login_hint: login_hint.map(str::to_string),
+        approval_page: None,
     })
 }

@@ -67,6 +67,7 @@ impl FlowService {
                 state: session.state.clone(),
                 tenant: session.tenant.clone(),
                 login_hint: session.login_hint.clone(),
+                approval_page: None,
             },
             browser,
             None,
@@ -120,6 +121,7 @@ impl FlowService {
                 state: approval.connector_state.clone(),
                 tenant: Some(tenant),
                 login_hint: approval.login_hint.clone(),
+                approval_page: Some(approval.flow_id.clone()),
             },
             browser,
             // A page reached from /v1/authorize (no connect session) counts against the client,
@@ -223,6 +225,7 @@ impl FlowService {
             scopes,
             created_at: self.now(),
             browser: browser.digest().to_string(),
+            approval_page: hints.approval_page,
         };
         self.records
             .put_flow(&state_value, &flow, self.settings.state_ttl)

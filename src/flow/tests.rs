@@ -136,6 +136,7 @@ fn connector(id: &str) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        publisher: Default::default(),
         webhooks: Vec::new(),
     }
 }
@@ -164,7 +165,11 @@ fn rig(entra: Arc<ScriptedEntra>) -> Rig {
 }
 
 fn rig_with(entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
-    let records = Records::new(Arc::new(MemoryStore::new()));
+    rig_on(Arc::new(MemoryStore::new()), entra, settings)
+}
+
+fn rig_on(store: Arc<dyn crate::store::Store>, entra: Arc<ScriptedEntra>, settings: FlowSettings) -> Rig {
+    let records = Records::new(store);
     let clock = Arc::new(ManualClock::at(NOW));
     let connectors: crate::config::Connectors = Arc::new(std::collections::HashMap::from([
         ("files".into(), connector("files")),
@@ -672,4 +677,56 @@ async fn a_returning_users_sign_in_drops_the_cached_token_of_their_connection() 
         r.tokens.recall(&files, &first, NOW).is_none(),
         "the token of the replaced sign-in is forgotten"
     );
+}
+
+#[tokio::test]
+async fn a_declined_sign_in_gets_a_fresh_link_of_its_session_unless_the_store_refuses_it() {
+    let store = Arc::new(crate::tokens::tests::Switchable::new());
+    let r = rig_on(store.clone(), ScriptedEntra::answering(vec![]), settings());
+    let b = browser("a");
+    let created = r
+        .service
+        .create_session(&"files".into(), &session_request(None))
+        .await
+        .unwrap();
+    let declined = async |r: &Rig| {
+        let url = r
+            .service
+            .start_from_connect_token(connect_token(&created.connect_url), &b)
+            .await
+            .unwrap();
+        let refused = callback_params(&[
+            ("state", &query_param(&url, "state")),
+            ("error", "access_denied"),
+            ("error_description", "AADSTS65004: User declined to consent."),
+        ]);
+        let CallbackOutcome::Failed(failed) = r.service.callback(refused, Some(&b)).await.unwrap() else {
+            panic!("expected a refusal");
+        };
+        failed
+    };
+    let failed = declined(&r).await;
+    let retry = failed.retry_url.expect("declining again may end differently");
+    assert!(retry.contains("/v1/connect/"), "{retry}");
+    assert!(!retry.ends_with(connect_token(&created.connect_url)), "a fresh token");
+    let again = r
+        .service
+        .start_from_connect_token(connect_token(&retry), &b)
+        .await
+        .expect("the retry link starts the same session's sign-in");
+    assert_eq!(query_param(&again, "prompt"), "select_account");
+
+    // The store refuses the new link: the page still says what happened, without the link.
+    *store.refused_prefix.lock().unwrap() = Some("connect:");
+    let failed = declined(&r).await;
+    assert!(failed.retry_url.is_none());
+    assert_eq!(failed.classification.primary_code(), Some(65004));
+
+    // Categories a retry cannot fix get no link.
+    for category in [
+        crate::entra::Category::AppMisconfigured,
+        crate::entra::Category::ClientCredentialInvalid,
+    ] {
+        assert!(!super::callback::retry_can_help(category));
+    }
 }

@@ -76,6 +76,7 @@ mod tests {
                 .collect(),
             tenant: "organizations".into(),
             publisher_verified: false,
+            publisher: Default::default(),
             webhooks: Vec::new(),
         }
     }

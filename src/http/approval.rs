@@ -1,171 +1,27 @@
 //! The approval page, its status, "continue", and the admin-consent round trip.
 
-use askama::Template;
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::api_types::{ApprovalStatusBody, ErrorBody, RetryableErrorBody};
 use super::binding::BrowserCookie;
+use super::browser::PageQuery;
 use super::error::{ApiError, PageError};
 use super::found;
-use super::i18n::{Lang, Texts, fill};
+use super::i18n::{Lang, fill};
 use super::pages::{self, PageContent};
 use crate::app::AppState;
-use crate::approval::{self, ConsentOutcome, Diagnosis, Status, Unconfirmed, permissions};
-use crate::entra::{Category, aadsts};
+use crate::approval::{self, ConsentOutcome, Status, Unconfirmed};
 use crate::flow::{self, FlowError};
 use crate::ids::{ConnectorId, FlowId};
 use crate::store::records::Approval;
 
-/// One permission row.
-struct PermissionView {
-    name: String,
-    description: String,
-    /// Needs an administrator's approval in every organization.
-    admin_only: bool,
-    /// Known not to need an administrator's approval.
-    user_consentable: bool,
-    /// An administrator may classify it as low impact (user-consentable, verified publisher).
-    low_impact: bool,
-}
+mod view;
 
-/// Every scope a sign-in asks for, described in `lang`: the connector's, then the OIDC ones.
-fn permission_views(connector: &crate::config::ConnectorConfig, lang: Lang) -> Vec<PermissionView> {
-    let t = lang.texts();
-    let mut scopes: Vec<&str> = connector.scopes.iter().map(String::as_str).collect();
-    for oidc in crate::scope::SIGN_IN_OIDC {
-        if !scopes.iter().any(|s| s.eq_ignore_ascii_case(oidc)) {
-            scopes.push(oidc);
-        }
-    }
-    scopes
-        .into_iter()
-        .map(|scope| {
-            let d = permissions::describe(scope);
-            let api_name = d
-                .api
-                .map(|a| if lang == Lang::De { a.de.as_str() } else { a.en.as_str() });
-            // Spelled as the API publishes it when known, else as the connector's config does.
-            let bare = d.permission.map_or(d.name, |p| p.name.as_str());
-            let name = match (api_name, d.api.map(|a| a.id.as_str()), d.host) {
-                // Microsoft Graph of the global cloud, or an OIDC scope: the bare name, as Entra shows it.
-                (Some(_), Some("graph"), None) => bare.to_string(),
-                (Some(api), _, Some(host)) => format!("{bare} ({api}, {host})"),
-                (Some(api), _, None) => format!("{bare} ({api})"),
-                (None, _, _) => fill(
-                    t.on_resource,
-                    &[("scope", d.name), ("resource", d.resource.unwrap_or(scope))],
-                ),
-            };
-            let description = match (d.permission, d.api) {
-                (Some(p), _) => (if lang == Lang::De { &p.de } else { &p.en }).clone(),
-                (None, Some(_)) => t.unknown_permission.to_string(),
-                (None, None) => t.unknown_resource.to_string(),
-            };
-            PermissionView {
-                name,
-                description,
-                admin_only: d.admin_only(),
-                user_consentable: d.user_consentable(),
-                low_impact: d.user_consentable() && connector.publisher_verified,
-            }
-        })
-        .collect()
-}
-
-/// What the flags mean for the connector as a whole: which permissions always need an
-/// administrator, which an administrator may classify as low impact, which we cannot tell.
-struct Advice<'a> {
-    admin_only: Vec<&'a str>,
-    classifiable: Vec<&'a str>,
-    unknown: Vec<&'a str>,
-    publisher_verified: bool,
-}
-
-impl<'a> Advice<'a> {
-    fn of(views: &'a [PermissionView], publisher_verified: bool) -> Self {
-        let names = |keep: fn(&PermissionView) -> bool| -> Vec<&'a str> {
-            views.iter().filter(|v| keep(v)).map(|v| v.name.as_str()).collect()
-        };
-        Self {
-            admin_only: names(|v| v.admin_only),
-            classifiable: names(|v| v.user_consentable),
-            unknown: names(|v| !v.admin_only && !v.user_consentable),
-            publisher_verified,
-        }
-    }
-
-    /// The third fix: classify as low impact, or why that would not help. Users may consent under
-    /// that setting only to apps of verified publishers, and only when every permission asked for
-    /// is classified, which permissions needing admin consent never can be.
-    fn classify_text(&self, t: &Texts, connector: &str) -> String {
-        if !self.publisher_verified {
-            fill(t.classify_unverified, &[("connector", connector)])
-        } else if !self.admin_only.is_empty() {
-            fill(
-                t.classify_not_enough,
-                &[("connector", connector), ("permissions", &self.admin_only.join(", "))],
-            )
-        } else {
-            fill(t.fix_classify, &[("permissions", &self.classifiable.join(", "))])
-        }
-    }
-
-    /// The groups, one line each, for the message for IT.
-    fn lines(&self, t: &Texts) -> Vec<String> {
-        let mut lines = Vec::new();
-        if !self.admin_only.is_empty() {
-            lines.push(fill(t.group_admin, &[("permissions", &self.admin_only.join(", "))]));
-        }
-        if !self.classifiable.is_empty() {
-            let group = if self.publisher_verified {
-                t.group_low
-            } else {
-                t.group_low_unverified
-            };
-            lines.push(fill(group, &[("permissions", &self.classifiable.join(", "))]));
-        }
-        if !self.unknown.is_empty() {
-            lines.push(fill(t.group_unknown, &[("permissions", &self.unknown.join(", "))]));
-        }
-        lines
-    }
-}
-
-#[derive(Template)]
-#[template(path = "approval.html", config = "src/http/askama.toml")]
-struct ApprovalPage<'a> {
-    lang: &'static str,
-    t: &'static Texts,
-    title: String,
-    organization: String,
-    status: &'static str,
-    status_text: String,
-    approved_text: String,
-    expired_text: String,
-    status_url: String,
-    retry_url: String,
-    branch_text: String,
-    publisher_note: Option<String>,
-    permissions_heading: String,
-    permissions: Vec<PermissionView>,
-    admin_app: String,
-    admin_link: String,
-    admin_button: String,
-    fixes: Vec<String>,
-    advice: Vec<String>,
-    it_message: String,
-    diagnosis: Option<String>,
-    details: Vec<(&'a str, String)>,
-    can_continue: bool,
-}
-
-fn date(unix: i64) -> String {
-    crate::clock::rfc3339(unix).chars().take(10).collect()
-}
+pub use view::category_name;
 
 async fn load(state: &AppState, flow_id: &str) -> Result<Option<Approval>, crate::store::StoreError> {
     if flow_id.is_empty() || flow_id.len() > 64 {
@@ -180,7 +36,8 @@ fn not_found(lang: Lang) -> PageError {
         status: StatusCode::NOT_FOUND,
         content: PageContent {
             lang,
-            ..PageContent::message(t.approval_not_found, t.approval_not_found)
+            back_button: true,
+            ..PageContent::message(t.approval_not_found_title, t.approval_not_found)
         },
         retry_after: None,
     }
@@ -194,7 +51,7 @@ fn not_found(lang: Lang) -> PageError {
     tag = "approval",
     params(("flow_id" = String, Path, description = "The failed sign-in's flow, from the callback's redirect or the session's `approval_url`.")),
     responses(
-        (status = 200, description = "The approval page: the connector, the tenant, each permission in plain words, what the user can do now, the admin's one-click link and the three ways to fix it for everyone. With JavaScript it polls `/v1/approval/{flow_id}/status`.", content_type = "text/html"),
+        (status = 200, description = "The approval page, one state at a time: waiting (the connector, its publisher and links, the organization by domain, each permission in plain words, what the user can do now, and under \"I'm an administrator\" the one-click link and the ways to fix it for everyone), request sent, approved (only \"Approved — continue\" and what was approved), expired (with \"start again\"), or approved but still failing. With JavaScript it polls `/v1/approval/{flow_id}/status` and turns approved or expired by itself.", content_type = "text/html"),
         (status = 404, description = "No such approval page (unknown or expired flow).", content_type = "text/html"),
         (status = 429, description = "Over the per-address limit of browser pages.", content_type = "text/html",
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
@@ -208,123 +65,42 @@ pub async fn page(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let lang = Lang::from_headers(&headers);
-    let t = lang.texts();
     let approval = load(&state, &flow_id)
         .await
         .map_err(FlowError::from)?
         .ok_or_else(|| not_found(lang))?;
     let connector = state.connector(&approval.connector).ok_or_else(|| not_found(lang))?;
-    let name = connector.display_name.as_str();
     let status = state.approval.status(&approval).await.map_err(FlowError::from)?;
+    let diagnosis = match status {
+        Status::Pending => state.approval.diagnose(&approval).await.map_err(FlowError::from)?,
+        Status::Approved | Status::Expired => None,
+    };
     let cookie = BrowserCookie::read(&headers, state.secure_cookies());
     let own = cookie
         .as_ref()
         .filter(|c| flow::binding::same_browser(Some(&c.binding()), &approval.browser));
-    let tenant = approval
-        .tenant_label
-        .clone()
-        .unwrap_or_else(|| t.your_organization.to_string());
-
-    let permissions = permission_views(connector, lang);
-    let advice = Advice::of(&permissions, connector.publisher_verified);
-    let permission_lines: Vec<String> = permissions
-        .iter()
-        .map(|p| format!("- {}: {}", p.name, p.description))
-        .collect();
-    let classify_text = advice.classify_text(t, name);
-    let advice_lines = advice.lines(t);
-
-    let requested = approval.aadsts == Some(aadsts::APPROVAL_REQUESTED);
-    let branch_text = if approval.category == Category::ConsentRequired {
-        fill(t.branch_consent, &[("connector", name)])
-    } else if requested {
-        t.branch_requested.to_string()
-    } else {
-        t.branch_admin_only.to_string()
+    let authority = &state.config.entra.authority;
+    let entra_host = match authority.port() {
+        Some(port) => format!("{}:{port}", authority.host_str().unwrap_or_default()),
+        None => authority.host_str().unwrap_or_default().to_string(),
     };
-    let status_text = match status {
-        Status::Approved => t.status_approved.to_string(),
-        Status::Expired => fill(t.status_expired, &[("connector", name)]),
-        Status::Pending if requested => t.status_requested.to_string(),
-        Status::Pending => fill(t.status_pending, &[("connector", name)]),
-    };
-    let admin_link = state.approval.admin_link(&approval);
-    let reference = match approval.aadsts {
-        Some(code) => format!("AADSTS{code}, {}", approval.flow_id),
-        None => approval.flow_id.to_string(),
-    };
-    let diagnosis = state
-        .approval
-        .diagnose(&approval)
-        .await
-        .map_err(FlowError::from)?
-        .map(|d| match d {
-            Diagnosis::NewScopes { approved_at, missing } => fill(
-                t.diag_new_scopes,
-                &[
-                    ("connector", name),
-                    ("date", &date(approved_at)),
-                    ("permissions", &missing.join(", ")),
-                ],
-            ),
-            Diagnosis::AssignmentLikely { approved_at } => {
-                fill(t.diag_assignment, &[("connector", name), ("date", &date(approved_at))])
-            }
-            Diagnosis::OtherTenant => fill(t.diag_other_tenant, &[("connector", name), ("tenant", &tenant)]),
-        });
-    let mut details = vec![("Category", approval.category.to_string())];
-    if let Some(code) = approval.aadsts {
-        details.push(("Error code", format!("AADSTS{code}")));
-    }
-    if let Some(tid) = &approval.tenant_id {
-        details.push(("Tenant ID", tid.to_string()));
-    }
-    details.push(("Reference", approval.flow_id.to_string()));
-
-    let page = ApprovalPage {
-        lang: lang.code(),
-        t,
-        title: fill(t.approval_title, &[("connector", name)]),
-        organization: fill(t.organization, &[("tenant", &tenant)]),
-        status: status.as_str(),
-        status_text,
-        approved_text: t.status_approved.to_string(),
-        expired_text: fill(t.status_expired, &[("connector", name)]),
-        status_url: format!("{}/status", approval::page_path(&approval.flow_id)),
-        retry_url: format!("{}/continue", approval::page_path(&approval.flow_id)),
-        branch_text,
-        publisher_note: (!connector.publisher_verified).then(|| fill(t.unverified_publisher, &[("connector", name)])),
-        permissions_heading: fill(t.permissions_heading, &[("connector", name)]),
-        admin_app: fill(t.admin_app, &[("connector", name), ("client_id", &connector.client_id)]),
-        admin_button: fill(t.admin_button, &[("connector", name)]),
-        fixes: vec![
-            fill(t.fix_grant, &[("connector", name)]),
-            t.fix_workflow.to_string(),
-            classify_text.clone(),
-        ],
-        advice: advice_lines.clone(),
-        it_message: fill(
-            t.it_message,
-            &[
-                ("connector", name),
-                ("client_id", &connector.client_id),
-                ("tenant", &tenant),
-                ("permission_lines", &permission_lines.join("\n")),
-                ("advice_lines", &advice_lines.join("\n")),
-                ("classify_advice", &classify_text),
-                ("admin_link", &admin_link),
-                ("reference", &reference),
-            ],
-        ),
-        admin_link,
-        permissions,
+    let page = view::build(view::Inputs {
+        lang,
+        approval: &approval,
+        connector,
+        status,
         diagnosis,
-        details,
         can_continue: own.is_some(),
-    };
-    match page.render() {
+        page_url: state.public(&approval::page_path(&approval.flow_id)),
+        admin_link: state.approval.admin_link(&approval),
+        entra_host,
+    });
+    match page.html() {
         Ok(html) => {
             let mut response = (StatusCode::OK, Html(html)).into_response();
+            if let Some(csp) = connector.publisher.logo_url.as_ref().and_then(logo_csp) {
+                response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+            }
             // Coming back to the page keeps the user able to continue for as long as it waits.
             let left = approval.expires_at - crate::clock::now_unix();
             if let Some(cookie) = own
@@ -339,6 +115,14 @@ pub async fn page(
             Ok((StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response())
         }
     }
+}
+
+/// The broker's policy with images also allowed from the configured logo's origin (the page's
+/// only third-party resource).
+fn logo_csp(logo: &url::Url) -> Option<HeaderValue> {
+    let origin = logo.origin().ascii_serialization();
+    let csp = super::CSP.replace("img-src 'self'", &format!("img-src 'self' {origin}"));
+    HeaderValue::from_str(&csp).ok()
 }
 
 /// Whether the tenant has approved since the page opened: what the open approval page polls.
@@ -404,7 +188,15 @@ pub async fn continue_flow(
         .flow
         .start_for_approval(&approval, cookie.as_ref().map(BrowserCookie::binding).as_ref(), client)
         .await
-        .map_err(|e| PageError::from_flow(e, lang))?;
+        .map_err(|e| {
+            // Whatever stopped it, the way on is the page it came from, which says what to do.
+            let mut page = PageError::from_flow(e, lang);
+            page.content.action = Some((
+                lang.texts().back_to_approval.to_string(),
+                state.public(&approval::page_path(&approval.flow_id)),
+            ));
+            page
+        })?;
     let cookie = cookie.ok_or(FlowError::OtherBrowser)?;
     let mut response = found(url.as_str());
     // Long enough for the new sign-in, and for coming back to this page if it fails again.
@@ -446,20 +238,29 @@ pub struct StartQuery {
 )]
 pub async fn admin_consent_start(
     State(state): State<AppState>,
-    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+    PageQuery(q): PageQuery<StartQuery>,
 ) -> Result<Response, PageError> {
-    let connector = q.connector.as_deref().ok_or(FlowError::InvalidParameter {
-        field: "connector",
-        message: "is required",
-    })?;
-    let tenant = q.tenant.as_deref().ok_or(FlowError::InvalidParameter {
-        field: "tenant",
-        message: "is required",
-    })?;
+    let lang = Lang::from_headers(&headers);
+    let (Some(connector), Some(tenant)) = (q.connector.as_deref(), q.tenant.as_deref()) else {
+        // Someone opened the address without the link's parameters (typed, or cut off in a mail).
+        let t = lang.texts();
+        let mut content = PageContent {
+            lang,
+            ..PageContent::message(t.start_incomplete.0, t.start_incomplete.1)
+        };
+        content.back_button = true;
+        return Err(PageError {
+            status: StatusCode::BAD_REQUEST,
+            content,
+            retry_after: None,
+        });
+    };
     let url = state
         .approval
         .admin_consent_start(connector, tenant, q.flow.as_deref())
-        .await?;
+        .await
+        .map_err(|e| PageError::from_flow(e, lang))?;
     Ok(found(url.as_str()))
 }
 
@@ -498,17 +299,8 @@ pub async fn admin_consent_callback(
         .admin_consent_callback(raw.as_deref().unwrap_or(""))
         .await
     {
-        Err(FlowError::InvalidState) => {
-            return Err(PageError {
-                status: StatusCode::BAD_REQUEST,
-                content: PageContent {
-                    lang,
-                    ..PageContent::message(t.consent_failed_title, t.consent_state_invalid)
-                },
-                retry_after: None,
-            });
-        }
-        other => other?,
+        Err(FlowError::InvalidState) => return Err(spent_state(&state, raw.as_deref().unwrap_or(""), lang).await),
+        other => other.map_err(|e| PageError::from_flow(e, lang))?,
     };
     let name = |id: &ConnectorId| {
         state
@@ -516,6 +308,9 @@ pub async fn admin_consent_callback(
             .map_or_else(|| id.to_string(), |c| c.display_name.clone())
     };
     let mut retry = None;
+    // The admin came from an approval page: that is where to go on.
+    let back_to_page =
+        |flow: Option<&FlowId>| flow.map(|f| (t.back_to_approval.to_string(), state.public(&approval::page_path(f))));
     let (status, mut content) = match outcome {
         ConsentOutcome::Approved {
             connector,
@@ -527,26 +322,27 @@ pub async fn admin_consent_callback(
                 &fill(t.thanks_title, &[("connector", &n)]),
                 fill(t.thanks_body, &[("connector", &n), ("tenant", tenant_id.as_str())]),
             );
-            if let Some(f) = flow_id {
-                page.action = Some((t.continue_label.to_string(), state.public(&approval::page_path(&f))));
-            }
+            page.action = back_to_page(flow_id.as_ref());
             (StatusCode::OK, page)
         }
-        ConsentOutcome::Cancelled { .. } => (
-            StatusCode::OK,
-            PageContent::message(t.consent_cancelled_title, t.consent_cancelled_body),
-        ),
-        ConsentOutcome::NotAdmin { connector } => (
-            StatusCode::OK,
-            PageContent::message(
+        ConsentOutcome::Cancelled { flow_id, .. } => {
+            let mut page = PageContent::message(t.consent_cancelled_title, t.consent_cancelled_body);
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::OK, page)
+        }
+        ConsentOutcome::NotAdmin { connector, flow_id } => {
+            let mut page = PageContent::message(
                 t.consent_not_admin_title,
                 fill(t.consent_not_admin_body, &[("connector", &name(&connector))]),
-            ),
-        ),
-        ConsentOutcome::WrongTenant => (
-            StatusCode::BAD_REQUEST,
-            PageContent::message(t.consent_failed_title, t.consent_wrong_tenant),
-        ),
+            );
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::OK, page)
+        }
+        ConsentOutcome::WrongTenant { flow_id } => {
+            let mut page = PageContent::message(t.consent_failed_title, t.consent_wrong_tenant);
+            page.action = back_to_page(flow_id.as_ref());
+            (StatusCode::BAD_REQUEST, page)
+        }
         ConsentOutcome::Unconfirmed {
             connector,
             tenant_id,
@@ -569,19 +365,39 @@ pub async fn admin_consent_callback(
                     .approval
                     .start_link(&connector, tenant_id.as_str(), flow_id.as_ref()),
             ));
-            page.details.push(("Tenant ID".into(), tenant_id.to_string()));
+            page.details.push((t.label_tenant_id.into(), tenant_id.to_string()));
             (status, page)
         }
-        ConsentOutcome::Failed { classification, .. } => {
-            let mut page = PageContent::message(t.consent_failed_title, classification.user_message_in(lang));
-            page.paragraphs.push(classification.admin_message_in(lang).to_string());
-            if let Some(code) = classification.primary_code() {
-                page.details.push(("Error code".into(), format!("AADSTS{code}")));
+        ConsentOutcome::Failed {
+            classification: c,
+            flow_id,
+            ..
+        } => {
+            let (user, admin) = (c.user_message_in(lang), c.admin_message_in(lang));
+            let mut page = PageContent::message(t.consent_failed_title, user);
+            if admin != user {
+                page.paragraphs.push(admin.to_string());
+            }
+            page.action = back_to_page(flow_id.as_ref());
+            page.details
+                .push((t.label_category.into(), category_name(c.category, lang)));
+            if let Some(code) = c.primary_code() {
+                page.details.push((t.label_error_code.into(), format!("AADSTS{code}")));
+            }
+            for (label, id) in [
+                (t.label_trace_id, &c.trace_id),
+                (t.label_correlation_id, &c.correlation_id),
+            ] {
+                if let Some(id) = id {
+                    page.details.push((label.into(), id.clone()));
+                }
             }
             (StatusCode::OK, page)
         }
     };
     content.lang = lang;
+    // Pages without a link of their own (cancelled, not an admin, wrong tenant, failed) offer "back".
+    content.back_button = content.action.is_none();
     let mut response = pages::render(status, &content);
     if let Some(r) = retry
         && let Ok(v) = HeaderValue::from_str(&r.as_secs().max(1).to_string())
@@ -589,4 +405,43 @@ pub async fn admin_consent_callback(
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Ok(response)
+}
+
+/// The page for an admin-consent callback whose state is unknown, spent or expired. Reloading the
+/// thank-you page is the common case: when the callback reports success for a tenant that has
+/// since approved a connector, say that it is done rather than that it failed. Nothing is
+/// recorded either way (the answer itself proves nothing; see `approval::consent`).
+async fn spent_state(state: &AppState, raw: &str, lang: Lang) -> PageError {
+    let t = lang.texts();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let said_approved = get("admin_consent").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let tenant = get("tenant").filter(|t| uuid::Uuid::parse_str(t).is_ok());
+    let mut approved = Vec::new();
+    if let (true, Some(tenant)) = (said_approved, tenant) {
+        for connector in &state.config.connectors {
+            if let Ok(Some(_)) = state.records.tenant_approval(&connector.id, &tenant.into()).await {
+                approved.push(connector.display_name.as_str());
+            }
+        }
+    }
+    let mut content = if approved.is_empty() {
+        PageContent::message(t.consent_link_used_title, t.consent_state_invalid)
+    } else {
+        PageContent::message(
+            t.consent_already_done_title,
+            fill(t.consent_already_done_body, &[("connector", &approved.join(", "))]),
+        )
+    };
+    content.lang = lang;
+    content.back_button = true;
+    PageError {
+        status: if approved.is_empty() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        content,
+        retry_after: None,
+    }
 }

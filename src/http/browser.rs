@@ -12,8 +12,9 @@ use super::binding::BrowserCookie;
 use super::error::PageError;
 use super::found;
 use super::i18n::{Lang, fill};
-use super::pages::{self, PageContent};
+use super::pages::{self, HandoffView, PageContent};
 use crate::app::AppState;
+use crate::entra::Category;
 use crate::flow::{AuthorizeQuery, CallbackOutcome, CallbackParams, FailedFlow};
 
 /// `Query<T>` whose rejections are readable pages.
@@ -113,7 +114,7 @@ pub async fn authorize(
     responses(
         (status = 302, description = "Success: to `return_url?handoff=<code>&state=<connector state>`. `admin_approval_required` or `consent_required`: to `/v1/approval/{flow_id}`.",
             headers(("Location" = String, description = "The return URL with the handoff code, or the approval page."))),
-        (status = 200, description = "Out-of-band success: the \"copy this code\" page with the handoff code. Any other classified error: a page that says who can fix it and how, with \"back to <connector>\" (`return_url?error=<category>&aadsts=<code>&state=..`).", content_type = "text/html"),
+        (status = 200, description = "Out-of-band success: the \"copy this code\" page with the handoff code. Any other classified error: a page that says who can fix it and how, with \"try again\" or \"sign in with another account\" (a fresh link of the connect session) where a new attempt can succeed, and \"back to <connector>\" (`return_url?error=<category>&aadsts=<code>&state=..`), and a support reference.", content_type = "text/html"),
         (status = 400, description = "A page, nothing stored: unknown, reused or expired `state`, no `code`, a repeated parameter, an id_token that fails validation, or a browser that does not carry the sign-in's cookie.", content_type = "text/html"),
         (status = 429, description = "Over the per-address limit.", content_type = "text/html",
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
@@ -156,49 +157,80 @@ pub async fn callback(
             handoff_code,
             connector_name,
             expires_in,
+            account,
             ..
         } => {
             let name = connector_name.as_str();
             let mut page = PageContent::message(t.connected_title, fill(t.connected_lead, &[("connector", name)]));
+            page.paragraphs.push(fill(t.connected_code, &[("connector", name)]));
             let minutes = expires_in.div_ceil(60).to_string();
-            page.paragraphs
-                .push(fill(t.connected_code, &[("connector", name), ("minutes", &minutes)]));
-            page.code = Some(handoff_code.expose().to_string());
+            page.code = Some(HandoffView {
+                code: handoff_code.expose().to_string(),
+                account,
+                expires_in,
+                expiry_text: fill(t.code_expires_at, &[("minutes", &minutes)]),
+                close_text: fill(t.close_window, &[("connector", name)]),
+            });
             page
         }
-        CallbackOutcome::Failed(failed) => {
-            let c = &failed.classification;
-            let name = failed.connector_name.as_str();
-            // The code's own words when the table has them, else the category's, in the page's language.
-            let (user_message, admin_message) = (c.user_message_in(lang), c.admin_message_in(lang));
-            let mut page = PageContent::message(t.failed_title, user_message);
-            page.paragraphs.push(fill(
-                t.failed_for_it,
-                &[("connector", name), ("message", admin_message)],
-            ));
-            if c.reason == Some("user_not_assigned") {
-                page.paragraphs.push(fill(
-                    t.assign_hint,
-                    &[("connector", name), ("client_id", &failed.client_id)],
-                ));
-            }
-            if let Some(url) = &failed.back_url {
-                page.action = Some((fill(t.back_to, &[("connector", name)]), url.to_string()));
-            }
-            page.details.push(("Category".into(), c.category.as_str().into()));
-            if let Some(code) = c.primary_code() {
-                page.details.push(("Error code".into(), format!("AADSTS{code}")));
-            }
-            if let Some(id) = &c.trace_id {
-                page.details.push(("Trace ID".into(), id.clone()));
-            }
-            if let Some(id) = &c.correlation_id {
-                page.details.push(("Correlation ID".into(), id.clone()));
-            }
-            page
-        }
+        CallbackOutcome::Failed(failed) => failure_page(&failed, lang),
     };
     page.lang = lang;
     // 200 for both: the flow ended as designed, with an answer for the user.
     Ok(pages::render(StatusCode::OK, &page))
+}
+
+/// The page of a sign-in Entra refused: what happened, who fixes it, the way on (try again or
+/// another account when that can help, else back to the connector) and the support reference.
+fn failure_page(failed: &FailedFlow, lang: Lang) -> PageContent {
+    let t = lang.texts();
+    let c = &failed.classification;
+    let name = failed.connector_name.as_str();
+    // The code's own words when the table has them, else the category's, in the page's language.
+    let (user_message, admin_message) = (c.user_message_in(lang), c.admin_message_in(lang));
+    let mut page = PageContent::message(t.failed_title, user_message);
+    if admin_message != user_message {
+        page.paragraphs.push(fill(
+            t.failed_for_it,
+            &[("connector", name), ("message", admin_message)],
+        ));
+    }
+    if c.reason == Some("user_not_assigned") {
+        page.paragraphs.push(fill(
+            t.assign_hint,
+            &[("connector", name), ("client_id", &failed.client_id)],
+        ));
+    }
+    let another_account = matches!(c.category, Category::NotAssigned);
+    page.action = match (&failed.retry_url, &failed.back_url) {
+        (Some(url), _) => Some((
+            if another_account {
+                t.try_other_account
+            } else {
+                t.try_again
+            }
+            .to_string(),
+            url.clone(),
+        )),
+        (None, Some(url)) => Some((fill(t.back_to, &[("connector", name)]), url.to_string())),
+        (None, None) => None,
+    };
+    if let (Some(_), Some(url)) = (&failed.retry_url, &failed.back_url) {
+        page.secondary = Some((fill(t.back_to, &[("connector", name)]), url.to_string()));
+    }
+    page.back_button = page.action.is_none();
+    page.details.push((
+        t.label_category.into(),
+        super::approval::category_name(c.category, lang),
+    ));
+    if let Some(code) = c.primary_code() {
+        page.details.push((t.label_error_code.into(), format!("AADSTS{code}")));
+    }
+    if let Some(id) = &c.trace_id {
+        page.details.push((t.label_trace_id.into(), id.clone()));
+    }
+    if let Some(id) = &c.correlation_id {
+        page.details.push((t.label_correlation_id.into(), id.clone()));
+    }
+    page
 }

@@ -330,12 +330,30 @@ impl PageError {
             }
             FlowError::RateLimited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, Some(*retry_after)),
         };
-        let (title, text) = lang.texts().flow_errors.for_error(&e);
+        let t = lang.texts();
+        let (title, text) = t.flow_errors.for_error(&e);
+        // The sentence names only the parameter (a word of the link, the same in any language);
+        // what is wrong with it, in the developers' English, goes to the support reference.
+        let (detail, mut details) = match &e {
+            FlowError::InvalidParameter { field, .. } => {
+                (field.to_string(), vec![(t.label_detail.to_string(), e.to_string())])
+            }
+            _ => (String::new(), Vec::new()),
+        };
+        details.insert(
+            0,
+            (
+                t.label_category.to_string(),
+                super::approval::category_name(e.category(), lang),
+            ),
+        );
         PageError {
             status,
             content: PageContent {
                 lang,
-                ..PageContent::message(title, fill(text, &[("detail", &e.to_string())]))
+                back_button: true,
+                details,
+                ..PageContent::message(title, fill(text, &[("detail", &detail)]))
             },
             retry_after,
         }

@@ -6,6 +6,12 @@ use axum::http::HeaderMap;
 
 use crate::flow::FlowError;
 
+mod de;
+mod en;
+
+pub use de::{DE, category_messages_de};
+pub use en::EN;
+
 /// A supported language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -116,31 +122,25 @@ pub struct Texts {
     pub unknown_resource: &'static str,
     /// Group: permissions that need an administrator everywhere, `{permissions}`.
     pub group_admin: &'static str,
-    /// Group: permissions an administrator may classify as low impact, `{permissions}`.
+    /// Group: permissions an administrator may classify as low impact (verified publisher, nothing admin-only), `{permissions}`.
     pub group_low: &'static str,
-    /// Group: permissions that need no administrator, for an unverified publisher, `{permissions}`.
+    /// Group: permissions that need no administrator where classifying them would not help, `{permissions}`.
     pub group_low_unverified: &'static str,
     /// Group: permissions we cannot describe, `{permissions}`.
     pub group_unknown: &'static str,
-    /// Fix 3 when the publisher is not verified, `{connector}`.
-    pub classify_unverified: &'static str,
-    /// Fix 3 when some permissions need an administrator anyway, `{connector}`, `{permissions}`.
-    pub classify_not_enough: &'static str,
-    /// "For your IT administrator"
-    pub admin_heading: &'static str,
     /// "App: {connector}, application ID {client_id}"
     pub admin_app: &'static str,
     /// One-click approval button.
     pub admin_button: &'static str,
     /// Who can use the button.
     pub admin_button_hint: &'static str,
-    /// "Three ways to fix this for everyone"
+    /// Heading of the ways to fix it for everyone.
     pub fixes_heading: &'static str,
-    /// Fix 1.
+    /// Fix: grant admin consent (the app may not exist in the tenant yet).
     pub fix_grant: &'static str,
-    /// Fix 2.
+    /// Fix: enable the admin consent workflow.
     pub fix_workflow: &'static str,
-    /// Fix 3.
+    /// Fix: classify as low impact (only offered when it can work), `{permissions}`.
     pub fix_classify: &'static str,
     /// "Message for IT"
     pub message_heading: &'static str,
@@ -148,12 +148,10 @@ pub struct Texts {
     pub copy_button: &'static str,
     /// After copying.
     pub copied: &'static str,
-    /// The pre-written message.
+    /// The pre-written message for IT.
     pub it_message: &'static str,
     /// "Try again"
     pub try_again: &'static str,
-    /// "Continue"
-    pub continue_label: &'static str,
     /// Diagnosis heading.
     pub diagnosis_heading: &'static str,
     /// Diagnosis: scopes added since approval.
@@ -192,7 +190,7 @@ pub struct Texts {
     pub connected_title: &'static str,
     /// "{connector} is now connected to your Microsoft account."
     pub connected_lead: &'static str,
-    /// Copy instructions with `{connector}` and `{minutes}`.
+    /// Copy instructions with `{connector}`.
     pub connected_code: &'static str,
     /// Error page title.
     pub failed_title: &'static str,
@@ -206,6 +204,112 @@ pub struct Texts {
     pub flow_errors: FlowErrorTexts,
     /// Shown instead of "continue" on an approval page opened in another browser than the user's.
     pub continue_elsewhere: &'static str,
+    /// Link back to the approval page.
+    pub back_to_approval: &'static str,
+    /// Title when an admin-consent answer's state is unknown or spent.
+    pub consent_link_used_title: &'static str,
+    /// Title when a spent admin-consent answer's tenant has approved.
+    pub consent_already_done_title: &'static str,
+    /// Its text, `{connector}`.
+    pub consent_already_done_body: &'static str,
+    /// Title of an unknown approval page.
+    pub approval_not_found_title: &'static str,
+    /// `/v1/admin-consent/start` opened without its parameters.
+    pub start_incomplete: Message,
+    /// A browser at an address the broker does not serve.
+    pub page_not_found: Message,
+    /// A browser at an address meant for apps (an API error).
+    pub api_address: Message,
+    /// A browser at an API address that is busy or unavailable (429, 503).
+    pub service_busy: Message,
+    /// Before the connected account's name.
+    pub connected_account: &'static str,
+    /// Copies the handoff code.
+    pub copy_code: &'static str,
+    /// After copying the code.
+    pub code_copied: &'static str,
+    /// The live countdown, `{time}` as m:ss.
+    pub code_expires_in: &'static str,
+    /// Without the script: `{minutes}`.
+    pub code_expires_at: &'static str,
+    /// Once the countdown ran out.
+    pub code_expired: &'static str,
+    /// After the code, `{connector}`.
+    pub close_window: &'static str,
+    /// The button of pages without a link to offer.
+    pub go_back: &'static str,
+    /// Support label: what a developer reads about an invalid parameter.
+    pub label_detail: &'static str,
+    /// A category as people read it (support details, error pages).
+    pub category_name: fn(crate::entra::Category) -> &'static str,
+    /// Approved page title.
+    pub approved_title: &'static str,
+    /// Expired page title.
+    pub expired_title: &'static str,
+    /// What an expired page says, `{connector}`.
+    pub expired_body: &'static str,
+    /// "Start again" (back to the connector).
+    pub start_again: &'static str,
+    /// Shown once the script runs: the page follows its status.
+    pub live_note: &'static str,
+    /// Shown without JavaScript.
+    pub reload_note: &'static str,
+    /// Label of the page's own address.
+    pub share_label: &'static str,
+    /// Copy the page's address.
+    pub copy_link: &'static str,
+    /// The approved page's one action.
+    pub approved_continue: &'static str,
+    /// Heading of what was approved, `{connector}`.
+    pub approved_list: &'static str,
+    /// Retry with another account.
+    pub try_other_account: &'static str,
+    /// The admin part's disclosure.
+    pub admin_toggle: &'static str,
+    /// Where the admin button leads, `{host}`.
+    pub admin_goes_to: &'static str,
+    /// That the permissions are delegated, `{connector}`.
+    pub delegated_note: &'static str,
+    /// "Published by {publisher}".
+    pub published_by: &'static str,
+    /// The IT message's publisher line, `{publisher}`.
+    pub it_publisher: &'static str,
+    /// Verified publisher.
+    pub verified_yes: &'static str,
+    /// Unverified publisher.
+    pub verified_no: &'static str,
+    /// Link to the publisher's website.
+    pub publisher_site: &'static str,
+    /// Link to the privacy statement.
+    pub privacy_link: &'static str,
+    /// Link to the terms of use.
+    pub terms_link: &'static str,
+    /// The IT message's first line when the user's sign-in name is known.
+    pub it_intro_named: &'static str,
+    /// The IT message's first line otherwise.
+    pub it_intro_anonymous: &'static str,
+    /// Heads the other fixes in the IT message.
+    pub it_other_ways: &'static str,
+    /// Support label.
+    pub label_category: &'static str,
+    /// Support label.
+    pub label_error_code: &'static str,
+    /// Support label.
+    pub label_tenant_id: &'static str,
+    /// Support label.
+    pub label_reference: &'static str,
+    /// Support label.
+    pub label_request_id: &'static str,
+    /// Support label.
+    pub label_time: &'static str,
+    /// Support label.
+    pub label_trace_id: &'static str,
+    /// Support label.
+    pub label_correlation_id: &'static str,
+    /// Copies the support details.
+    pub copy_details: &'static str,
+    /// Fix when the user sent a request (workflow on).
+    pub fix_review: &'static str,
 }
 
 /// A page's (title, text); the text may hold `{detail}`.
@@ -256,300 +360,6 @@ impl FlowErrorTexts {
             FlowError::RateLimited { .. } => self.rate_limited,
             FlowError::OtherBrowser => self.other_browser,
         }
-    }
-}
-
-/// English.
-pub const EN: Texts = Texts {
-    details: "Details for support",
-    your_code: "Your code",
-    code_help: "Select the code and copy it into the app.",
-    approval_title: "{connector} needs your organization's approval",
-    organization: "Organization: {tenant}",
-    your_organization: "your organization",
-    status_pending: "Waiting for an administrator to approve {connector}.",
-    status_requested: "Your request was sent to your administrators. This page continues by itself when it is approved.",
-    status_approved: "Approved. You can continue now.",
-    status_expired: "This page has expired. Start again from {connector}.",
-    what_now: "What you can do now",
-    branch_admin_only: "Your organization lets only administrators approve apps that ask for these permissions. Send the message below to your IT team, or share this page with them. Once they approve, this page continues by itself.",
-    branch_requested: "You asked your administrators for approval when you signed in. They will review the request; you will get an email from Microsoft when they decide, and this page continues by itself once they approve.",
-    branch_consent: "{connector} needs your permission to access your data. Try again and accept the permissions. If your organization does not let you, send the message below to your IT team.",
-    unverified_publisher: "{connector}'s publisher is not verified by Microsoft. Organizations that let users approve only apps from verified publishers need an administrator to approve it.",
-    permissions_heading: "What {connector} asks for",
-    badge_admin: "needs an administrator's approval in every organization",
-    badge_low: "an administrator can mark this as low impact so users can approve it themselves",
-    unknown_permission: "A permission without a description here; ask the app's publisher what it allows.",
-    on_resource: "{scope} on {resource}",
-    unknown_resource: "A permission of an API this page does not know; your administrator can see what it allows in the Microsoft Entra admin center (Enterprise applications > the app > Permissions).",
-    group_admin: "Always need an administrator's approval: {permissions}.",
-    group_low: "Need no administrator; an administrator may classify them as low impact so users can approve them themselves: {permissions}.",
-    group_low_unverified: "Need no administrator in organizations that let users approve any app: {permissions}.",
-    group_unknown: "Not described here (check them in the Microsoft Entra admin center): {permissions}.",
-    classify_unverified: "Classifying permissions as low impact does not help here: users may approve low-impact permissions only for apps from verified publishers, and {connector}'s publisher is not verified.",
-    classify_not_enough: "Classifying permissions as low impact is not enough for {connector}: {permissions} always need an administrator's approval, so an administrator has to grant consent.",
-    admin_heading: "For your IT administrator",
-    admin_app: "App: {connector}, application (client) ID {client_id}",
-    admin_button: "Approve {connector} for the organization",
-    admin_button_hint: "Sign in with an administrator account (Global, Cloud Application or Application Administrator). This grants the permissions below for everyone in the organization.",
-    fixes_heading: "Three ways to fix this for everyone",
-    fix_grant: "Grant tenant-wide admin consent: the button above, or Microsoft Entra admin center > Enterprise applications > {connector} > Permissions > Grant admin consent.",
-    fix_workflow: "Enable the admin consent workflow (Enterprise applications > Consent and permissions > Admin consent settings) so users can request approval from inside the sign-in.",
-    fix_classify: "Classify these permissions as low impact (Enterprise applications > Consent and permissions > Permission classifications) and allow user consent for low-impact permissions: {permissions}.",
-    message_heading: "Message for IT",
-    copy_button: "Copy message for IT",
-    copied: "Copied.",
-    it_message: "Hello IT team,\n\nI would like to use {connector} (application ID {client_id}) with our Microsoft 365 account, but our organization ({tenant}) needs an administrator to approve it first.\n\nIt asks for these permissions:\n{permission_lines}\n\n{advice_lines}\n\nTo approve it for everyone, an administrator can open this link and sign in:\n{admin_link}\n\nOther ways: grant admin consent in the Microsoft Entra admin center (Enterprise applications > {connector} > Permissions) or enable the admin consent workflow. {classify_advice}\n\nReference: {reference}\n\nThank you!",
-    try_again: "Try again",
-    continue_label: "Continue",
-    diagnosis_heading: "Approved, but still not working?",
-    diag_new_scopes: "Your organization approved {connector} on {date}, but it now also asks for: {permissions}. An administrator needs to approve it again.",
-    diag_other_tenant: "{connector} was approved for another organization, not for {tenant}. Check that you signed in with your work account for the right organization.",
-    diag_assignment: "Your organization approved {connector} on {date} for everything it asks for. If sign-in still fails, the app may be limited to assigned users: ask your administrator to assign you to the enterprise application {connector}.",
-    thanks_title: "Thank you: {connector} is approved",
-    thanks_body: "{connector} can now be used by everyone in your organization ({tenant}). People waiting on an approval page continue by themselves.",
-    consent_cancelled_title: "Approval cancelled",
-    consent_cancelled_body: "The approval was cancelled. Nothing was changed.",
-    consent_not_admin_title: "This account cannot approve apps",
-    consent_not_admin_body: "Approving {connector} for the organization needs an administrator account (Global, Cloud Application or Application Administrator). Sign in with such an account, or send the approval link to someone who has one.",
-    consent_failed_title: "The approval did not go through",
-    consent_wrong_tenant: "A different organization was approved than the one that asked. Nothing was recorded; open the approval link again and sign in with an administrator of the right organization.",
-    consent_unconfirmed_title: "We could not confirm the approval yet",
-    consent_unconfirmed_body: "Microsoft Entra ID does not show {connector} as approved in your organization ({tenant}) yet, so nothing was recorded. If you just approved it, Microsoft may need a minute to finish: try again shortly. Otherwise approve it with an administrator account of this organization.",
-    consent_unavailable_body: "Microsoft Entra ID is not answering right now, so we could not confirm that {connector} was approved in your organization ({tenant}). Nothing was recorded yet. Please try again in a few minutes.",
-    consent_state_invalid: "This approval link is unknown, expired or was already used. Open the approval page again to get a fresh link.",
-    approval_not_found: "This approval page is unknown or has expired. Start again from the app.",
-    connected_title: "You're connected",
-    connected_lead: "{connector} is now connected to your Microsoft account.",
-    connected_code: "Copy this code and paste it into {connector} to finish. It works once and expires in {minutes} minutes.",
-    failed_title: "We couldn't connect your account",
-    failed_for_it: "For your IT team or {connector}: {message}",
-    assign_hint: "Ask your administrator to assign you to the enterprise application \u{201c}{connector}\u{201d} (application ID {client_id}) under Enterprise applications > Users and groups.",
-    back_to: "Back to {connector}",
-    flow_errors: FlowErrorTexts {
-        unknown_connector: (
-            "Unknown app",
-            "This sign-in link names an app this service does not know.",
-        ),
-        return_url_not_allowed: (
-            "Sign-in link not allowed",
-            "This sign-in link would send you to an address the app has not registered, so it was stopped.",
-        ),
-        invalid_parameter: ("Invalid sign-in link", "The sign-in link is not valid ({detail})."),
-        unknown_session: (
-            "Sign-in link expired",
-            "This sign-in link is unknown or has expired. Start again from the app.",
-        ),
-        session_completed: (
-            "Already connected",
-            "This sign-in link was already used to connect. Return to the app.",
-        ),
-        invalid_state: (
-            "Sign-in expired",
-            "This sign-in attempt is unknown, has expired or was already completed. Start again from the app.",
-        ),
-        id_token: (
-            "Sign-in could not be verified",
-            "Microsoft's answer to this sign-in could not be verified, so nothing was saved. Start again from the app.",
-        ),
-        entra_unavailable: (
-            "Sign-in service unavailable",
-            "Microsoft's sign-in service is busy or unavailable. Please try again in a few minutes.",
-        ),
-        entra_protocol: (
-            "Sign-in failed",
-            "Microsoft's sign-in service answered unexpectedly. Please try again later.",
-        ),
-        store_unavailable: (
-            "Temporarily unavailable",
-            "This service is temporarily unavailable. Please try again in a minute.",
-        ),
-        rate_limited: (
-            "Too many attempts",
-            "Too many sign-ins were started in a short time. Please wait a minute and try again.",
-        ),
-        other_browser: (
-            "Started in another browser",
-            "This sign-in was started in another browser, or this browser did not keep its cookie. For your security a sign-in can only finish in the browser where it began. Go back to the app and start again here.",
-        ),
-    },
-    continue_elsewhere: "Only the person who asked for approval can continue, in the browser where they signed in. If that is you, go back to the app and start the sign-in again.",
-};
-
-/// German.
-pub const DE: Texts = Texts {
-    details: "Details für den Support",
-    your_code: "Ihr Code",
-    code_help: "Markieren Sie den Code und kopieren Sie ihn in die App.",
-    approval_title: "{connector} braucht die Freigabe Ihrer Organisation",
-    organization: "Organisation: {tenant}",
-    your_organization: "Ihre Organisation",
-    status_pending: "Wartet auf die Freigabe von {connector} durch eine Administratorin oder einen Administrator.",
-    status_requested: "Ihre Anfrage wurde an Ihre Administratoren gesendet. Diese Seite geht von selbst weiter, sobald sie freigegeben ist.",
-    status_approved: "Freigegeben. Sie können jetzt fortfahren.",
-    status_expired: "Diese Seite ist abgelaufen. Beginnen Sie erneut in {connector}.",
-    what_now: "Was Sie jetzt tun können",
-    branch_admin_only: "In Ihrer Organisation dürfen nur Administratoren Apps freigeben, die diese Berechtigungen anfordern. Senden Sie die Nachricht unten an Ihre IT oder teilen Sie diese Seite. Sobald sie freigegeben ist, geht diese Seite von selbst weiter.",
-    branch_requested: "Sie haben bei der Anmeldung eine Freigabe bei Ihren Administratoren angefragt. Sie prüfen die Anfrage; Microsoft benachrichtigt Sie per E-Mail, und diese Seite geht nach der Freigabe von selbst weiter.",
-    branch_consent: "{connector} braucht Ihre Zustimmung für den Zugriff auf Ihre Daten. Versuchen Sie es erneut und stimmen Sie den Berechtigungen zu. Wenn Ihre Organisation das nicht erlaubt, senden Sie die Nachricht unten an Ihre IT.",
-    unverified_publisher: "Der Herausgeber von {connector} ist nicht von Microsoft verifiziert. Organisationen, in denen Benutzer nur Apps verifizierter Herausgeber freigeben dürfen, brauchen dafür eine Administratorin oder einen Administrator.",
-    permissions_heading: "Was {connector} anfordert",
-    badge_admin: "braucht in jeder Organisation die Freigabe durch Administratoren",
-    badge_low: "Administratoren können dies als geringes Risiko einstufen, damit Benutzer selbst zustimmen können",
-    unknown_permission: "Eine Berechtigung ohne Beschreibung; fragen Sie den Herausgeber der App, was sie erlaubt.",
-    on_resource: "{scope} für {resource}",
-    unknown_resource: "Eine Berechtigung einer API, die diese Seite nicht kennt; Ihre Administration sieht im Microsoft Entra Admin Center, was sie erlaubt (Unternehmensanwendungen > die App > Berechtigungen).",
-    group_admin: "Brauchen immer die Freigabe einer Administratorin oder eines Administrators: {permissions}.",
-    group_low: "Brauchen keine Administration; Administratoren können sie als geringes Risiko einstufen, damit Benutzer selbst zustimmen können: {permissions}.",
-    group_low_unverified: "Brauchen keine Administration in Organisationen, in denen Benutzer jeder App zustimmen dürfen: {permissions}.",
-    group_unknown: "Hier nicht beschrieben (im Microsoft Entra Admin Center prüfen): {permissions}.",
-    classify_unverified: "Berechtigungen als geringes Risiko einzustufen hilft hier nicht: Benutzer dürfen Berechtigungen mit geringem Risiko nur Apps verifizierter Herausgeber erteilen, und der Herausgeber von {connector} ist nicht verifiziert.",
-    classify_not_enough: "Berechtigungen als geringes Risiko einzustufen reicht für {connector} nicht: {permissions} brauchen immer die Freigabe einer Administratorin oder eines Administrators, daher muss die Administration zustimmen.",
-    admin_heading: "Für Ihre IT-Administration",
-    admin_app: "App: {connector}, Anwendungs-ID (Client-ID) {client_id}",
-    admin_button: "{connector} für die Organisation freigeben",
-    admin_button_hint: "Melden Sie sich mit einem Administratorkonto an (Globaler Administrator, Cloudanwendungs- oder Anwendungsadministrator). Damit werden die Berechtigungen unten für alle in der Organisation erteilt.",
-    fixes_heading: "Drei Wege, das für alle zu lösen",
-    fix_grant: "Mandantenweite Administratorzustimmung erteilen: die Schaltfläche oben oder Microsoft Entra Admin Center > Unternehmensanwendungen > {connector} > Berechtigungen > Administratorzustimmung erteilen.",
-    fix_workflow: "Den Workflow für Administratorzustimmung aktivieren (Unternehmensanwendungen > Zustimmung und Berechtigungen > Einstellungen für die Administratorzustimmung), damit Benutzer die Freigabe direkt bei der Anmeldung anfragen können.",
-    fix_classify: "Diese Berechtigungen als geringes Risiko einstufen (Unternehmensanwendungen > Zustimmung und Berechtigungen > Berechtigungsklassifizierungen) und Benutzerzustimmung für Berechtigungen mit geringem Risiko erlauben: {permissions}.",
-    message_heading: "Nachricht an die IT",
-    copy_button: "Nachricht für die IT kopieren",
-    copied: "Kopiert.",
-    it_message: "Hallo IT-Team,\n\nich möchte {connector} (Anwendungs-ID {client_id}) mit unserem Microsoft-365-Konto verwenden, aber unsere Organisation ({tenant}) braucht dafür zuerst die Freigabe einer Administratorin oder eines Administrators.\n\nDie App fordert diese Berechtigungen an:\n{permission_lines}\n\n{advice_lines}\n\nUm sie für alle freizugeben, kann ein Administrator diesen Link öffnen und sich anmelden:\n{admin_link}\n\nAndere Wege: Administratorzustimmung im Microsoft Entra Admin Center erteilen (Unternehmensanwendungen > {connector} > Berechtigungen) oder den Workflow für Administratorzustimmung aktivieren. {classify_advice}\n\nReferenz: {reference}\n\nVielen Dank!",
-    try_again: "Erneut versuchen",
-    continue_label: "Weiter",
-    diagnosis_heading: "Freigegeben, aber es funktioniert trotzdem nicht?",
-    diag_new_scopes: "Ihre Organisation hat {connector} am {date} freigegeben, aber die App fordert jetzt zusätzlich an: {permissions}. Ein Administrator muss sie erneut freigeben.",
-    diag_other_tenant: "{connector} wurde für eine andere Organisation freigegeben, nicht für {tenant}. Prüfen Sie, ob Sie mit dem Arbeitskonto der richtigen Organisation angemeldet sind.",
-    diag_assignment: "Ihre Organisation hat {connector} am {date} für alles freigegeben, was die App anfordert. Wenn die Anmeldung trotzdem scheitert, ist die App vielleicht auf zugewiesene Benutzer beschränkt: Bitten Sie Ihre Administration, Sie der Unternehmensanwendung {connector} zuzuweisen.",
-    thanks_title: "Vielen Dank: {connector} ist freigegeben",
-    thanks_body: "{connector} kann jetzt von allen in Ihrer Organisation ({tenant}) verwendet werden. Wer auf einer Freigabeseite wartet, kann von selbst weitermachen.",
-    consent_cancelled_title: "Freigabe abgebrochen",
-    consent_cancelled_body: "Die Freigabe wurde abgebrochen. Es wurde nichts geändert.",
-    consent_not_admin_title: "Dieses Konto kann keine Apps freigeben",
-    consent_not_admin_body: "Um {connector} für die Organisation freizugeben, braucht es ein Administratorkonto (Globaler Administrator, Cloudanwendungs- oder Anwendungsadministrator). Melden Sie sich mit einem solchen Konto an oder senden Sie den Freigabelink an jemanden, der eines hat.",
-    consent_failed_title: "Die Freigabe hat nicht geklappt",
-    consent_wrong_tenant: "Freigegeben wurde eine andere Organisation als die anfragende. Es wurde nichts gespeichert; öffnen Sie den Freigabelink erneut und melden Sie sich als Administrator der richtigen Organisation an.",
-    consent_unconfirmed_title: "Wir konnten die Freigabe noch nicht bestätigen",
-    consent_unconfirmed_body: "Microsoft Entra ID zeigt {connector} in Ihrer Organisation ({tenant}) noch nicht als freigegeben an, daher wurde nichts gespeichert. Wenn Sie die App gerade freigegeben haben, braucht Microsoft eventuell noch einen Moment: Versuchen Sie es gleich noch einmal. Andernfalls geben Sie die App mit einem Administratorkonto dieser Organisation frei.",
-    consent_unavailable_body: "Microsoft Entra ID antwortet gerade nicht, daher konnten wir nicht bestätigen, dass {connector} in Ihrer Organisation ({tenant}) freigegeben wurde. Es wurde noch nichts gespeichert. Bitte versuchen Sie es in ein paar Minuten erneut.",
-    consent_state_invalid: "Dieser Freigabelink ist unbekannt, abgelaufen oder wurde bereits verwendet. Öffnen Sie die Freigabeseite erneut, um einen neuen Link zu erhalten.",
-    approval_not_found: "Diese Freigabeseite ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
-    connected_title: "Sie sind verbunden",
-    connected_lead: "{connector} ist jetzt mit Ihrem Microsoft-Konto verbunden.",
-    connected_code: "Kopieren Sie diesen Code und fügen Sie ihn in {connector} ein, um abzuschließen. Er funktioniert einmal und läuft in {minutes} Minuten ab.",
-    failed_title: "Wir konnten Ihr Konto nicht verbinden",
-    failed_for_it: "Für Ihre IT oder {connector}: {message}",
-    assign_hint: "Bitten Sie Ihre Administration, Sie der Unternehmensanwendung \u{201e}{connector}\u{201c} (Anwendungs-ID {client_id}) unter Unternehmensanwendungen > Benutzer und Gruppen zuzuweisen.",
-    back_to: "Zurück zu {connector}",
-    flow_errors: FlowErrorTexts {
-        unknown_connector: (
-            "Unbekannte App",
-            "Dieser Anmeldelink nennt eine App, die dieser Dienst nicht kennt.",
-        ),
-        return_url_not_allowed: (
-            "Anmeldelink nicht erlaubt",
-            "Dieser Anmeldelink würde Sie zu einer Adresse schicken, die die App nicht registriert hat; er wurde deshalb gestoppt.",
-        ),
-        invalid_parameter: ("Ungültiger Anmeldelink", "Der Anmeldelink ist ungültig ({detail})."),
-        unknown_session: (
-            "Anmeldelink abgelaufen",
-            "Dieser Anmeldelink ist unbekannt oder abgelaufen. Beginnen Sie erneut in der App.",
-        ),
-        session_completed: (
-            "Bereits verbunden",
-            "Dieser Anmeldelink wurde bereits verwendet. Kehren Sie zur App zurück.",
-        ),
-        invalid_state: (
-            "Anmeldung abgelaufen",
-            "Dieser Anmeldeversuch ist unbekannt, abgelaufen oder bereits abgeschlossen. Beginnen Sie erneut in der App.",
-        ),
-        id_token: (
-            "Anmeldung konnte nicht geprüft werden",
-            "Die Antwort von Microsoft auf diese Anmeldung konnte nicht geprüft werden; es wurde nichts gespeichert. Beginnen Sie erneut in der App.",
-        ),
-        entra_unavailable: (
-            "Anmeldedienst nicht verfügbar",
-            "Der Anmeldedienst von Microsoft ist ausgelastet oder nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
-        ),
-        entra_protocol: (
-            "Anmeldung fehlgeschlagen",
-            "Der Anmeldedienst von Microsoft hat unerwartet geantwortet. Bitte versuchen Sie es später erneut.",
-        ),
-        store_unavailable: (
-            "Vorübergehend nicht verfügbar",
-            "Dieser Dienst ist vorübergehend nicht verfügbar. Bitte versuchen Sie es in einer Minute erneut.",
-        ),
-        rate_limited: (
-            "Zu viele Versuche",
-            "In kurzer Zeit wurden zu viele Anmeldungen gestartet. Bitte warten Sie eine Minute und versuchen Sie es erneut.",
-        ),
-        other_browser: (
-            "In einem anderen Browser begonnen",
-            "Diese Anmeldung wurde in einem anderen Browser begonnen, oder dieser Browser hat ihr Cookie nicht behalten. Zu Ihrer Sicherheit kann eine Anmeldung nur in dem Browser abgeschlossen werden, in dem sie begonnen hat. Kehren Sie zur App zurück und beginnen Sie hier erneut.",
-        ),
-    },
-    continue_elsewhere: "Nur die Person, die die Freigabe angefragt hat, kann fortfahren, in dem Browser, in dem sie sich angemeldet hat. Wenn Sie das sind, kehren Sie zur App zurück und beginnen Sie die Anmeldung erneut.",
-};
-
-/// German plain-words messages per category: (for the user, for the admin). The per-code table is
-/// English; German pages use these category-level texts.
-pub fn category_messages_de(category: crate::entra::Category) -> (&'static str, &'static str) {
-    use crate::entra::Category::*;
-    match category {
-        AdminApprovalRequired => (
-            "Ihre Organisation muss diese App freigeben, bevor Sie sie verwenden können.",
-            "Eine Administratorin oder ein Administrator muss der App für die angeforderten Berechtigungen mandantenweit zustimmen.",
-        ),
-        ConsentRequired => (
-            "Diese App braucht Ihre Zustimmung für den Zugriff auf Ihre Daten. Melden Sie sich erneut an und stimmen Sie zu, oder fragen Sie Ihre Administration.",
-            "Die Zustimmung fehlt; Benutzer können zustimmen, wenn der Mandant es erlaubt, sonst ist eine Administratorzustimmung nötig.",
-        ),
-        UserDeclined => (
-            "Die Anmeldung wurde abgebrochen oder die Berechtigungen wurden abgelehnt. Sie können es erneut versuchen.",
-            "Der Benutzer hat abgelehnt; es ist nichts zu beheben, außer er konnte nicht zustimmen.",
-        ),
-        NotAssigned => (
-            "Ihr Konto darf diese App nicht verwenden. Prüfen Sie, ob Sie das richtige Konto verwenden, oder bitten Sie Ihre Administration um Zugriff.",
-            "Weisen Sie den Benutzer (oder eine Gruppe) der Unternehmensanwendung zu oder prüfen Sie, ob das Konto aktiv ist und zu diesem Mandanten gehört.",
-        ),
-        ConditionalAccess => (
-            "Eine Richtlinie Ihrer Organisation hat diese Anmeldung blockiert (Gerät, Standort oder App-Regeln).",
-            "Eine Richtlinie für bedingten Zugriff oder eine Mandantenrichtlinie blockiert diese App; prüfen Sie den Anmeldeprotokolleintrag.",
-        ),
-        InteractionRequired => (
-            "Sie müssen einen zusätzlichen Anmeldeschritt abschließen (etwa die mehrstufige Authentifizierung). Melden Sie sich erneut an.",
-            "Der Benutzer muss einen interaktiven Schritt abschließen (MFA, Kennwortänderung); am Mandanten ist nichts zu ändern.",
-        ),
-        ReauthRequired => (
-            "Ihre Anmeldung ist abgelaufen oder wurde widerrufen. Bitte melden Sie sich erneut an.",
-            "Die Berechtigung zur Aktualisierung ist abgelaufen oder wurde widerrufen; der Benutzer muss sich neu verbinden.",
-        ),
-        AppMisconfigured => (
-            "Die Anmeldung dieser App ist falsch eingerichtet. Wenden Sie sich an den Support der App.",
-            "Die App-Registrierung oder Anfrage des Connectors ist fehlerhaft (Umleitungs-URI, Berechtigungen oder Anwendungs-ID).",
-        ),
-        TenantMisconfigured => (
-            "Im Verzeichnis Ihrer Organisation fehlt etwas, das diese App braucht. Wenden Sie sich an Ihre Administration.",
-            "Der Mandant wurde nicht gefunden, hat kein Abonnement oder Dienst, oder gehört zu einer anderen Cloud.",
-        ),
-        ClientCredentialInvalid => (
-            "Der Dienst hat gerade Probleme bei der Anmeldung. Bitte versuchen Sie es später erneut.",
-            "Der geheime Clientschlüssel oder das Zertifikat des Connectors ist ungültig oder abgelaufen; der Betreiber muss es erneuern.",
-        ),
-        Transient => (
-            "Der Anmeldedienst von Microsoft ist ausgelastet oder nicht erreichbar. Bitte versuchen Sie es in einigen Minuten erneut.",
-            "Entra hat einen vorübergehenden Fehler oder eine Drosselung gemeldet; später erneut versuchen.",
-        ),
-        InvalidRequest => (
-            "Dieser Anmeldelink ist ungültig oder wurde bereits verwendet. Beginnen Sie erneut in der App.",
-            "Die Anfrage an den Broker war fehlerhaft, wiederholt oder manipuliert.",
-        ),
-        Unknown => (
-            "Bei der Anmeldung ist etwas schiefgegangen. Bitte versuchen Sie es erneut oder wenden Sie sich an den Support der App.",
-            "Der Fehler konnte nicht eingeordnet werden; suchen Sie die Trace- und Korrelations-ID im Entra-Anmeldeprotokoll.",
-        ),
     }
 }
 

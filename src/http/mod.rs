@@ -11,6 +11,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod i18n;
 pub mod limits;
+pub mod negotiate;
 pub mod observe;
 pub mod openapi;
 pub mod pages;
@@ -31,7 +32,7 @@ use error::ApiError;
 /// Largest request body accepted (the contract's largest is a 64 KiB `explain` text).
 const MAX_BODY: usize = 80 * 1024;
 
-const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// One path of the main router and the handlers behind it.
 pub struct Route {
@@ -191,6 +192,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limits::request_timeout,
         ))
+        // Inside `record`, so the pages it makes carry the request's id.
+        .layer(axum::middleware::from_fn(negotiate::pages_for_browsers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
         .with_state(state);
     for (name, value) in headers {

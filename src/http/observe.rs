@@ -15,6 +15,16 @@ use crate::metrics::method_label;
 /// The header a request id is taken from and returned in.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+tokio::task_local! {
+    /// The id of the request being served, for the support reference on its pages.
+    static CURRENT: String;
+}
+
+/// The id of the request this task is serving (outside a request: none).
+pub fn current_request_id() -> Option<String> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
 /// Longest incoming `x-request-id` adopted; longer ones are replaced (they end up in every log line).
 const MAX_REQUEST_ID: usize = 128;
 
@@ -65,7 +75,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     let route = route.as_deref().unwrap_or("unmatched").to_owned();
     let id = request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = CURRENT.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     state.metrics.http_request(method, &route, status, elapsed);

@@ -130,9 +130,21 @@ pub(crate) struct Switchable {
     pub(crate) down: AtomicBool,
     /// Reads so far (the cache's tests count what reaches the store).
     pub(crate) reads: AtomicUsize,
+    /// Writes to keys with this prefix fail (one kind of record the store will not take).
+    pub(crate) refused_prefix: Mutex<Option<&'static str>>,
 }
 
 impl Switchable {
+    /// A store that is up.
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            down: AtomicBool::new(false),
+            reads: AtomicUsize::new(0),
+            refused_prefix: Mutex::new(None),
+        }
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::backend("switched off"))
@@ -151,6 +163,11 @@ impl Store for Switchable {
     }
     async fn put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<u64, StoreError> {
         self.check()?;
+        if let Some(prefix) = *self.refused_prefix.lock().unwrap()
+            && key.starts_with(prefix)
+        {
+            return Err(StoreError::backend("refused"));
+        }
         self.inner.put(key, value, ttl).await
     }
     async fn insert_new(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<bool, StoreError> {
@@ -250,6 +267,7 @@ fn connector(scopes: &[&str]) -> ConnectorConfig {
         api_key_hashes: Vec::new(),
         tenant: "organizations".into(),
         publisher_verified: false,
+        publisher: Default::default(),
         webhooks: Vec::new(),
     }
 }
@@ -293,11 +311,7 @@ pub(crate) fn rig(endpoint: Arc<Scripted>) -> Rig {
 }
 
 pub(crate) fn rig_with(endpoint: Arc<Scripted>, opts: Options) -> Rig {
-    let store = Arc::new(Switchable {
-        inner: MemoryStore::new(),
-        down: AtomicBool::new(false),
-        reads: AtomicUsize::new(0),
-    });
+    let store = Arc::new(Switchable::new());
     let records = Records::new(store.clone());
     let published = Arc::new(Published::default());
     let clock = Arc::new(ManualClock::at(NOW));

@@ -21,8 +21,22 @@ fn find(names: &[&str]) -> Option<String> {
 }
 
 impl Browser {
-    /// Starts chromedriver on a free port and opens a headless Chromium session.
+    /// Starts chromedriver on a free port and opens a headless Chromium session (English).
     pub async fn start() -> Browser {
+        Self::start_in("en-US").await
+    }
+
+    /// The same, with the browser's language (and so its `Accept-Language`) set to `lang`.
+    pub async fn start_in(lang: &str) -> Browser {
+        Self::start_with(lang, false).await
+    }
+
+    /// The same, with the system's colour scheme dark (pages' `prefers-color-scheme: dark`).
+    pub async fn start_dark() -> Browser {
+        Self::start_with("en-US", true).await
+    }
+
+    async fn start_with(lang: &str, dark: bool) -> Browser {
         let driver_bin = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
             .expect("chromedriver is missing: run scripts/test (installs Debian's chromium and chromium-driver)");
         let chromium = find(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])
@@ -39,15 +53,28 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--window-size=1280,2000".into(),
+            format!("--lang={lang}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if dark {
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--window-size=1280,2000", "--lang=en-US",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
+                "prefs": { "intl.accept_languages": lang },
             }
         });
         let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
@@ -79,6 +106,32 @@ impl Browser {
         std::fs::create_dir_all(&dir).unwrap();
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// axe-core's serious and critical violations on the current page (WCAG 2.1 A and AA rules
+    /// and best practices), as "rule (impact): element, ..." lines. axe-core is installed by
+    /// scripts/test under target/axe and injected here, so the check runs offline.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/axe/node_modules/axe-core/axe.min.js");
+        let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run scripts/test (it installs axe-core from npm)",
+                path.display()
+            )
+        });
+        self.client.execute(&axe, vec![]).await.expect("inject axe-core");
+        let found = self
+            .client
+            .execute(
+                "return axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}, resultTypes: ['violations']})
+                   .then(function (r) { return r.violations
+                     .filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+                     .map(function (v) { return v.id + ' (' + v.impact + '): ' + v.nodes.map(function (n) { return n.target.join(' '); }).slice(0, 5).join(', '); }); });",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        serde_json::from_value(found).expect("a list of violations")
     }
 
     /// Ends the session and the driver.

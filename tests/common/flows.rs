@@ -211,7 +211,7 @@ impl World {
 pub fn handoff_code_in(html: &str) -> Option<String> {
     let start = html.find("id=\"handoff-code\"")?;
     let rest = &html[start..];
-    let v = rest.find("value=\"")? + 7;
+    let v = rest.find("data-code=\"")? + 11;
     let end = rest[v..].find('"')?;
     Some(rest[v..v + end].to_string())
 }

@@ -81,7 +81,7 @@ async fn admin_approval_page_then_one_click_consent_then_continue() {
         "permissions in plain words"
     );
     assert!(
-        !html.contains("badge-low") && html.contains("only for apps from verified publishers"),
+        !html.contains("badge-low") && !html.contains("low impact"),
         "an unverified publisher's permissions are not offered for low-impact classification"
     );
     assert!(
@@ -93,11 +93,7 @@ async fn admin_approval_page_then_one_click_consent_then_continue() {
         html.contains(crate::common::sim::APP_A_CLIENT_ID),
         "names the client id for the admin"
     );
-    assert!(
-        html.contains("Grant tenant-wide admin consent")
-            && html.contains("admin consent workflow")
-            && html.contains("low impact")
-    );
+    assert!(html.contains("Grant tenant-wide admin consent") && html.contains("admin consent workflow"));
     assert!(html.contains("id=\"it-message\"") && html.contains("/v1/admin-consent/start?connector=files"));
     assert!(html.contains("AADSTS90094"));
     let s = status(&w, &page).await;
@@ -118,9 +114,22 @@ async fn admin_approval_page_then_one_click_consent_then_continue() {
         "{html}"
     );
     assert!(
-        !html.contains(" hidden>Continue<"),
-        "Continue is offered without JavaScript too"
+        html.contains("id=\"approved-view\" aria-labelledby=\"approved-heading\">")
+            && html.contains(">Approved — continue</a>"),
+        "Continue is offered without JavaScript too: {html}"
     );
+    for gone in [
+        "id=\"admin-link\"",
+        "id=\"it-message\"",
+        "id=\"try-again\"",
+        "needs your organization",
+        "Waiting for",
+    ] {
+        assert!(
+            !html.contains(gone),
+            "an approved page offers no approval ({gone}): {html}"
+        );
+    }
 
     // "Continue" starts a new sign-in that now succeeds.
     let landing = w.follow(s["retry_url"].as_str().unwrap()).await;
@@ -137,7 +146,11 @@ async fn approval_workflow_on_says_the_request_was_sent() {
         html.contains("You asked your administrators for approval"),
         "90095 branch"
     );
-    assert!(html.contains("continues by itself when it is approved"));
+    assert!(html.contains("Your request is with your administrators"));
+    assert!(
+        html.contains("Admin consent requests") && !html.contains("Enable the admin consent workflow"),
+        "the workflow is on: the admin reviews the request"
+    );
     assert!(html.contains("AADSTS90095"));
     assert_eq!(status(&w, &page).await["tenant_id"], NORTHWIND_TID);
 }
@@ -256,9 +269,15 @@ async fn admin_consent_errors_have_their_own_pages() {
     let (page, html) = approval_page(&w, "frank").await;
     let (_, cancelled) = approve_via_admin_link(&w, &html, |u| u).await;
     assert!(cancelled.contains("Approval cancelled"), "{cancelled}");
+    assert_eq!(
+        button_href(&cancelled).as_deref(),
+        Some(page.as_str()),
+        "the way on is back to the approval page"
+    );
     let frank = w.upn("frank");
     let (_, not_admin) = approve_via_admin_link(&w, &html, |u| with_param(&u, "login_hint", &frank)).await;
     assert!(not_admin.contains("This account cannot approve apps"), "{not_admin}");
+    assert_eq!(button_href(&not_admin).as_deref(), Some(page.as_str()));
     assert_eq!(status(&w, &page).await["status"], "pending", "nothing was recorded");
     // Unknown state.
     let r = w

@@ -177,10 +177,16 @@ async fn approval_continue_from_another_browser_starts_nothing() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(location.is_none(), "no flow was started");
     assert!(body.contains("Started in another browser"), "{body}");
+    assert!(
+        body.contains(&format!(
+            "id=\"primary-action\" class=\"button\" href=\"{page}\">Back to the approval page</a>"
+        )),
+        "{body}"
+    );
 
     // The user's own browser continues.
     let (_, _, html) = get(&w.http, &page).await;
-    assert!(html.contains("id=\"try-again\""), "{html}");
+    assert!(html.contains("id=\"continue\""), "{html}");
     let (status, location, _) = get(&w.http, &format!("{page}/continue")).await;
     assert_eq!(status, StatusCode::FOUND);
     let authorize = url::Url::parse(&location.unwrap()).unwrap();

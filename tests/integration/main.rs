@@ -4,6 +4,7 @@
 mod common;
 
 mod approval;
+mod approval_states;
 mod backup;
 mod binding;
 mod browser;
@@ -13,6 +14,7 @@ mod cli;
 mod deploy;
 mod docs;
 mod encryption;
+mod error_pages;
 mod explain;
 mod happy;
 mod hardening;
@@ -23,6 +25,7 @@ mod listing;
 mod logs;
 mod metrics;
 mod openapi;
+mod pages_browser;
 mod record_formats;
 mod redis_store;
 mod refresh_guard;

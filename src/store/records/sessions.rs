@@ -95,6 +95,10 @@ pub struct Flow {
     /// one completes in no browser.
     #[serde(default)]
     pub browser: String,
+    /// The approval page this sign-in was continued from: when it needs approval again, it ends
+    /// on that page (same address, the one already sent to IT), not on a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_page: Option<FlowId>,
 }
 
 /// The reconnect link handed out for a connection that needs a new sign-in, kept so that a
@@ -140,6 +144,24 @@ impl Records {
                 Some(ttl + retention),
             )
             .await?;
+        self.store
+            .put(&connect_token_key(connect_token), encode(&target), Some(ttl))
+            .await?;
+        Ok(())
+    }
+
+    /// Another connect token for an existing session (valid for `ttl`): the "try again" link of a
+    /// failed sign-in's page, equivalent to the link the user followed.
+    pub async fn add_connect_token(
+        &self,
+        session: &ConnectSession,
+        connect_token: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let target = ConnectTokenTarget {
+            connector: session.connector.clone(),
+            session_id: session.id.clone(),
+        };
         self.store
             .put(&connect_token_key(connect_token), encode(&target), Some(ttl))
             .await?;
