@@ -71,19 +71,20 @@ fn traceparent_trace_id(value: &str) -> Option<&str> {
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let route = route.as_deref().unwrap_or("unmatched").to_owned();
+    // A clone of the matched path shares its text (no copy per request).
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let id = request_id(req.headers());
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let mut response = CURRENT.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
-    state.metrics.http_request(method, &route, status, elapsed);
+    state.metrics.http_request(method, route, status, elapsed);
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1_000.0;
         // Probes and scrapes would drown everything else at info.
         if matches!(
-            route.as_str(),
+            route,
             "/healthz" | "/readyz" | "/metrics" | "/assets/approval.js" | "/assets/broker.css"
         ) {
             tracing::debug!(status, ms, "request answered");
