@@ -6,7 +6,8 @@
 //!   body on the token path, nothing else), and entra-sim;
 //! - for each store (embedded; Redis with the token cache; Redis without it) and each size N:
 //!   a fresh store seeded with N connections through the broker's own record layer
-//!   (`Records::put_connection` over the encrypted store: the bytes a sign-in writes), a broker
+//!   (`Records::put_connection` over the encrypted store: the bytes a sign-in writes, staged in
+//!   memory and imported in batches, see [`seed`]), a broker
 //!   process, a few hundred real sign-ins through entra-sim (sign-ins/s), wrk at fixed
 //!   concurrency for the maximum rate, then wrk paced at half that rate for latency, the
 //!   broker's RSS, and on Redis `used_memory` per stored connection;
@@ -239,11 +240,22 @@ fn sample_of(items: &[String], k: usize) -> Vec<String> {
     items
 }
 
-/// Writes `n` connections of connector "files" in Contoso, as a sign-in writes them (tokens valid
-/// for six hours, so that no refresh runs during the benchmark); returns their ids.
+/// Connections staged in memory per batch before they are imported into the store.
+const SEED_BATCH: usize = 50_000;
+
+/// Writes `n` connections of connector "files" in Contoso exactly as a sign-in writes them
+/// (`Records::put_connection` over the encrypted store: the record, the user lookup key and the
+/// index entries, sealed with the broker's keys; tokens valid for six hours, so that nothing
+/// refreshes during the benchmark), then leaves the listing marker a broker's first start would
+/// (so no backfill scan runs during the measurement); returns their ids.
+///
+/// Each batch is written into an encrypted memory store first and then moved, bytes unchanged,
+/// into the real one with `Store::import` (what `restore` uses): one write per record would take
+/// half an hour for a million connections on the embedded store, whose every commit is flushed.
 async fn seed(config: &Config, n: usize) -> (Vec<String>, Duration) {
-    let store = consent_broker::app::open_store(config).await.expect("open the store");
-    let records = Records::new(store);
+    use consent_broker::store::{EncryptedStore, MemoryStore, Store};
+    let target = consent_broker::app::open_store(config).await.expect("open the store");
+    let keys = config.encryption.clone().expect("the bench config has encryption keys");
     let connector = config
         .connectors
         .iter()
@@ -252,49 +264,72 @@ async fn seed(config: &Config, n: usize) -> (Vec<String>, Duration) {
     let identity = TokenIdentity::new(&CONTOSO_TID.into(), &connector.client_id, &connector.scopes);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let started = Instant::now();
-    let workers = 32;
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let (records, identity) = (records.clone(), identity.clone());
-        tasks.spawn(async move {
-            let mut ids = Vec::new();
-            for i in (w..n).step_by(workers) {
-                let c = Connection {
-                    id: ConnectionId::generate(),
-                    connector: "files".into(),
-                    end_user: Some(format!("bench-user-{i}")),
-                    tenant_id: CONTOSO_TID.into(),
-                    user: ConnectionUser {
-                        oid: uuid::Uuid::new_v4().to_string(),
-                        name: Some(format!("Bench User {i}")),
-                        preferred_username: Some(format!("bench-{i}@contoso.onmicrosoft.com")),
-                    },
-                    scopes: vec![
-                        "https://graph.microsoft.com/Files.Read.All".into(),
-                        "https://graph.microsoft.com/Sites.Read.All".into(),
-                    ],
-                    access_token: consent_broker::crypto::Sensitive::new(random_token(TOKEN_LEN)),
-                    access_expires_at: now + 6 * 3600,
-                    refresh_token: Some(consent_broker::crypto::Sensitive::new(random_token(REFRESH_TOKEN_LEN))),
-                    created_at: now,
-                    refreshed_at: now,
-                    status: ConnectionStatus::Active,
-                    reauth: None,
-                    return_url: None,
-                    token_identity: Some(identity.clone()),
-                    failing: None,
-                };
-                records.put_connection(&c).await.expect("seed a connection");
-                ids.push(c.id.as_str().to_string());
-            }
-            ids
-        });
-    }
     let mut ids = Vec::with_capacity(n);
-    while let Some(part) = tasks.join_next().await {
-        ids.extend(part.expect("seeding task"));
+    for first in (0..n).step_by(SEED_BATCH) {
+        let count = SEED_BATCH.min(n - first);
+        let staged = Arc::new(MemoryStore::new());
+        let records = Records::new(Arc::new(EncryptedStore::new(staged.clone(), keys.clone())));
+        let workers = 8;
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..workers {
+            let (records, identity) = (records.clone(), identity.clone());
+            tasks.spawn(async move {
+                let mut ids = Vec::new();
+                for i in (first + w..first + count).step_by(workers) {
+                    let c = bench_connection(i, now, &identity);
+                    records.put_connection(&c).await.expect("stage a connection");
+                    ids.push(c.id.as_str().to_string());
+                }
+                ids
+            });
+        }
+        while let Some(part) = tasks.join_next().await {
+            ids.extend(part.expect("staging task"));
+        }
+        let mut entries = Vec::new();
+        staged
+            .export(&mut |e| {
+                entries.push(e);
+                Ok(())
+            })
+            .await
+            .expect("export the staged batch");
+        target.import(entries).await.expect("import the batch");
     }
+    Records::new(target)
+        .list_unlisted_connections()
+        .await
+        .expect("leave the listing marker");
     (ids, started.elapsed())
+}
+
+/// The `i`th seeded connection, as a sign-in of a Contoso user makes it.
+fn bench_connection(i: usize, now: i64, identity: &TokenIdentity) -> Connection {
+    Connection {
+        id: ConnectionId::generate(),
+        connector: "files".into(),
+        end_user: Some(format!("bench-user-{i}")),
+        tenant_id: CONTOSO_TID.into(),
+        user: ConnectionUser {
+            oid: uuid::Uuid::new_v4().to_string(),
+            name: Some(format!("Bench User {i}")),
+            preferred_username: Some(format!("bench-{i}@contoso.onmicrosoft.com")),
+        },
+        scopes: vec![
+            "https://graph.microsoft.com/Files.Read.All".into(),
+            "https://graph.microsoft.com/Sites.Read.All".into(),
+        ],
+        access_token: consent_broker::crypto::Sensitive::new(random_token(TOKEN_LEN)),
+        access_expires_at: now + 6 * 3600,
+        refresh_token: Some(consent_broker::crypto::Sensitive::new(random_token(REFRESH_TOKEN_LEN))),
+        created_at: now,
+        refreshed_at: now,
+        status: ConnectionStatus::Active,
+        reauth: None,
+        return_url: None,
+        token_identity: Some(identity.clone()),
+        failing: None,
+    }
 }
 
 /// Signs `upn` in through connector "files" the way a browser does (out-of-band: the code page),
