@@ -91,6 +91,21 @@ struct RouteLabels {
     route: String,
 }
 
+/// One route's request counters (by method and status) and duration histograms (by method).
+#[derive(Default)]
+struct RouteSeries {
+    counts: Vec<(&'static str, u16, Counter)>,
+    durations: Vec<(&'static str, Histogram)>,
+}
+
+impl RouteSeries {
+    fn get(&self, method: &str, status: u16) -> Option<(&Counter, &Histogram)> {
+        let count = self.counts.iter().find(|(m, s, _)| *m == method && *s == status)?;
+        let duration = self.durations.iter().find(|(m, _)| *m == method)?;
+        Some((&count.2, &duration.1))
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EntraLabels {
     endpoint: &'static str,
@@ -140,6 +155,9 @@ pub struct Metrics {
     labelled_tenants: Mutex<HashSet<String>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
+    /// The HTTP series of each route seen so far, kept at hand: counting a request then builds no
+    /// label strings (routes are templates, methods and statuses bounded sets).
+    http_series: std::sync::RwLock<HashMap<String, RouteSeries>>,
     entra_requests: Family<EntraLabels, Counter>,
     entra_retries: Family<EndpointLabels, Counter>,
     circuit_open: Family<AuthorityLabels, Gauge>,
@@ -488,6 +506,7 @@ impl Metrics {
             labelled_tenants: Mutex::default(),
             http_requests: b.counters("http_requests", "HTTP requests answered, by route and status."),
             http_duration: b.histograms("http_request_duration_seconds", "Time to answer HTTP requests, by route."),
+            http_series: std::sync::RwLock::default(),
             entra_requests: b.counters(
                 "entra_requests",
                 "Calls to Entra, by endpoint and result (each retry counts).",
@@ -843,19 +862,40 @@ impl Metrics {
     /// An HTTP request matched `route` (the route template, or `unmatched`) and was answered
     /// with `status` after `d`.
     pub fn http_request(&self, method: &'static str, route: &str, status: u16, d: Duration) {
-        self.http_requests
+        {
+            let series = self.http_series.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((count, duration)) = series.get(route).and_then(|r| r.get(method, status)) {
+                count.inc();
+                duration.observe(d.as_secs_f64());
+                return;
+            }
+        }
+        // The first request of this route, method and status: made through the families once.
+        let count = self
+            .http_requests
             .get_or_create(&HttpLabels {
                 method,
                 route: route.to_string(),
                 status,
             })
-            .inc();
-        self.http_duration
+            .clone();
+        let duration = self
+            .http_duration
             .get_or_create(&RouteLabels {
                 method,
                 route: route.to_string(),
             })
-            .observe(d.as_secs_f64());
+            .clone();
+        count.inc();
+        duration.observe(d.as_secs_f64());
+        let mut series = self.http_series.write().unwrap_or_else(|p| p.into_inner());
+        let r = series.entry(route.to_string()).or_default();
+        if !r.counts.iter().any(|(m, s, _)| *m == method && *s == status) {
+            r.counts.push((method, status, count));
+        }
+        if !r.durations.iter().any(|(m, _)| *m == method) {
+            r.durations.push((method, duration));
+        }
     }
 
     /// One call to Entra's `endpoint` (`token`, `keys`, `metadata`) ended in `result`.

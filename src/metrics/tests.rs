@@ -110,3 +110,38 @@ fn token_requests_of_configured_and_unknown_connectors_are_counted_in_their_seri
         assert!(text.lines().any(|l| l == line), "{line} in {text}");
     }
 }
+
+#[test]
+fn http_requests_are_counted_per_route_method_and_status_however_often_they_repeat() {
+    let m = Metrics::new();
+    for _ in 0..3 {
+        m.http_request(
+            "GET",
+            "/v1/connections/{connection_id}/token",
+            200,
+            Duration::from_millis(1),
+        );
+    }
+    m.http_request(
+        "GET",
+        "/v1/connections/{connection_id}/token",
+        404,
+        Duration::from_millis(1),
+    );
+    m.http_request(
+        "DELETE",
+        "/v1/connections/{connection_id}/token",
+        200,
+        Duration::from_millis(1),
+    );
+    let text = m.render();
+    for line in [
+        "consent_broker_http_requests_total{method=\"GET\",route=\"/v1/connections/{connection_id}/token\",status=\"200\"} 3",
+        "consent_broker_http_requests_total{method=\"GET\",route=\"/v1/connections/{connection_id}/token\",status=\"404\"} 1",
+        "consent_broker_http_requests_total{method=\"DELETE\",route=\"/v1/connections/{connection_id}/token\",status=\"200\"} 1",
+        "consent_broker_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/connections/{connection_id}/token\"} 4",
+        "consent_broker_http_request_duration_seconds_count{method=\"DELETE\",route=\"/v1/connections/{connection_id}/token\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+}
