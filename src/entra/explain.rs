@@ -135,7 +135,11 @@ pub fn classify_text(text: &str) -> Classification {
     add_codes(&mut found.error_codes, codes_in(&haystack));
     // Entra's own words are evidence by themselves; Entra's fields and the names of its ids only
     // make bare numbers and generic phrases count.
-    let entra_words = ENTRA_HOST_RE.is_match(&haystack) || wording::is_entra_wording(&haystack);
+    // The phrases are looked for once, and only if needed.
+    let phrases = std::cell::OnceCell::new();
+    let phrases_in = || *phrases.get_or_init(|| wording::Found::in_text(&haystack));
+    let entra_words =
+        ENTRA_HOST_RE.is_match(&haystack) || wording::has_page_marker(&haystack) || phrases_in().has_strong();
     let entra_context = entra_words || !found.error_codes.is_empty() || IDS_RE.is_match(&haystack);
     let plausible = |c: &u32| (entra_context && *c >= 10_000) || aadsts::resolve(*c).is_some();
     add_codes(
@@ -151,7 +155,7 @@ pub fn classify_text(text: &str) -> Classification {
 
     // Without a code, Entra's wording says what it is.
     let phrase = if found.error_codes.is_empty() {
-        wording::find(&haystack, entra_context)
+        phrases_in().phrase(entra_context)
     } else {
         None
     };

@@ -248,18 +248,53 @@ static MARKERS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!("(?i){}", alternatives.join("|"))).unwrap_or_else(|e| unreachable!("{e}"))
 });
 
+/// The phrases found in one text, from one scan of it (the scan is most of `explain`'s time on
+/// a large paste, and both questions below are asked of the same text).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Found {
+    first: Option<&'static Phrase>,
+    first_strong: Option<&'static Phrase>,
+}
+
+impl Found {
+    /// Scans `text` once for every phrase.
+    pub fn in_text(text: &str) -> Self {
+        let mut found = Self::default();
+        for p in SET.matches(text).into_iter().map(|i| &PHRASES[i]) {
+            found.first.get_or_insert(p);
+            if p.strong {
+                found.first_strong = Some(p);
+                break;
+            }
+        }
+        found
+    }
+
+    /// The first listed phrase; weak phrases only when `entra_context` says the text is Entra's.
+    pub fn phrase(&self, entra_context: bool) -> Option<&'static Phrase> {
+        if entra_context { self.first } else { self.first_strong }
+    }
+
+    /// Whether a strong phrase (Entra's own wording by itself) was found.
+    pub fn has_strong(&self) -> bool {
+        self.first_strong.is_some()
+    }
+}
+
 /// The first listed phrase in `text`; weak phrases only when `entra_context` says the text is
 /// Entra's.
 pub fn find(text: &str, entra_context: bool) -> Option<&'static Phrase> {
-    SET.matches(text)
-        .into_iter()
-        .map(|i| &PHRASES[i])
-        .find(|p| p.strong || entra_context)
+    Found::in_text(text).phrase(entra_context)
+}
+
+/// Whether `text` shows an Entra sign-in page's markers.
+pub fn has_page_marker(text: &str) -> bool {
+    MARKERS.is_match(text)
 }
 
 /// Whether `text` carries Entra's own wording (a strong phrase or a sign-in page marker).
 pub fn is_entra_wording(text: &str) -> bool {
-    MARKERS.is_match(text) || find(text, false).is_some()
+    has_page_marker(text) || Found::in_text(text).has_strong()
 }
 
 #[cfg(test)]
