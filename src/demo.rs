@@ -1,21 +1,29 @@
 //! `consent-broker demo`: the simulator and the broker on loopback, with two tenants to try —
 //! one where sign-in just works, one that needs admin approval — and the commands to fetch a
-//! token. Everything lives in a data directory; nothing leaves the machine.
+//! token. Everything lives in a private data directory; nothing leaves the machine.
 
+mod banner;
+mod data_dir;
+
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
+use self::banner::{Banner, Session};
+use self::data_dir::DataDir;
 use crate::app::AppState;
 use crate::config::Config;
 use crate::crypto::{api_key_hash, new_api_key, random_token};
 use crate::server::Application;
 use crate::store::encrypted::EncryptionKey;
-use secrecy::ExposeSecret;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +48,14 @@ pub enum DemoError {
     /// The broker could not start.
     #[error(transparent)]
     Start(#[from] crate::app::StartError),
+    /// The data directory cannot be used.
+    #[error("data directory {}: {reason}", path.display())]
+    DataDir {
+        /// The directory (or the file in it) that failed.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The demo's own API calls failed.
     #[error("demo setup call failed: {0}")]
     Setup(String),
@@ -48,16 +64,57 @@ pub enum DemoError {
 const CONTOSO: &str = "6c2d4f8e-1a3b-4c5d-8e9f-0a1b2c3d4e5f";
 const FABRIKAM: &str = "7d3e5a9f-2b4c-4d6e-9fa0-1b2c3d4e5f60";
 const CLIENT_ID: &str = "4a1f2e3d-5c6b-4a79-8e0d-1f2a3b4c5d6e";
+const CONNECTOR: &str = "demo-files";
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
     move |source| DemoError::Io { what, source }
 }
 
-/// Runs the demo until Ctrl-C.
-pub async fn run(data_dir: Option<PathBuf>) -> Result<(), DemoError> {
-    let dir =
-        data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("consent-broker-demo-{}", &random_token()[..8])));
-    std::fs::create_dir_all(&dir).map_err(io("creating the data directory"))?;
+/// Runs the demo until Ctrl-C or SIGTERM: prints the banner once everything is up, and again
+/// whenever a line (Enter) arrives on standard input. `verbose` lets the simulator log at info
+/// level too (the broker's level is set by the caller's log filter).
+pub async fn run(data_dir: Option<PathBuf>, verbose: bool) -> Result<(), DemoError> {
+    // Registered before anything starts, so a Ctrl-C during start-up still cleans up.
+    let stop = CancellationToken::new();
+    let signals = Signals::register()?;
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        signals.wait().await;
+        on_signal.cancel();
+    });
+    // Dropped last: the broker and the simulator stop before their files are removed.
+    let dir = DataDir::open(data_dir)?;
+    let running = tokio::select! {
+        started = start(&dir, verbose, &stop) => started?,
+        () = stop.cancelled() => return Ok(()),
+    };
+    let Running {
+        mut sim,
+        server,
+        banner,
+    } = running;
+    // The broker's log lines go through a writer thread; give it a moment so the start-up lines
+    // are out before the banner and the banner stays the last thing on screen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    print_banner(&banner);
+    repeat_on_enter(banner);
+    let result = server.await;
+    let _ = sim.kill().await;
+    match result {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(DemoError::Setup(format!("broker task failed: {e}"))),
+    }
+}
+
+/// The demo once it is up.
+struct Running {
+    sim: Child,
+    server: tokio::task::JoinHandle<Result<(), crate::app::StartError>>,
+    banner: String,
+}
+
+/// Starts the simulator and the broker and makes the two demo sessions.
+async fn start(dir: &DataDir, verbose: bool, stop: &CancellationToken) -> Result<Running, DemoError> {
     let sim_bin = std::env::current_exe()
         .map_err(io("locating this program"))?
         .with_file_name("entra-sim");
@@ -71,56 +128,103 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<(), DemoError> {
         listener.local_addr().map_err(io("reading the broker's port"))?
     );
     let client_secret = random_token();
-    let (mut sim, sim_url) = start_simulator(&sim_bin, &dir, &broker_url, &client_secret).await?;
+    let sim_config = sim_config(&broker_url, &client_secret);
+    let sim_config_file = dir.write_private("entra-sim.json", sim_config.to_string().as_bytes())?;
+    let (sim, sim_url) = start_simulator(&sim_bin, &sim_config_file, verbose).await?;
 
-    let secret_file = dir.join("client-secret");
-    std::fs::write(&secret_file, &client_secret).map_err(io("writing the client secret file"))?;
-    let key_file = encryption_key_file(&dir)?;
+    let secret_file = dir.write_private("client-secret", client_secret.as_bytes())?;
+    let key_file = encryption_key_file(dir)?;
+    let store_file = dir.private_file("broker.redb")?;
     let api_key = new_api_key();
     let config = Config::from_toml_str(
-        &broker_config(&broker_url, &sim_url, &dir, &secret_file, &key_file, &api_key),
+        &broker_config(&broker_url, &sim_url, &store_file, &secret_file, &key_file, &api_key),
         "demo config",
     )?;
+    let session_ttl = config.flow.session_ttl;
     let app = Application::with_listener(AppState::build(config).await?, listener)?;
-    let server = tokio::spawn(app.run_until(crate::server::shutdown_signal()));
+    let server = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
 
-    let contoso = create_session(&broker_url, &api_key, "alice@contoso.onmicrosoft.com", CONTOSO).await?;
-    let fabrikam = create_session(&broker_url, &api_key, "frank@fabrikam.onmicrosoft.com", FABRIKAM).await?;
-    println!(
-        r#"
-consent-broker demo is running (Ctrl-C stops it). Data: {dir}
-  broker:     {broker_url}
-  entra-sim:  {sim_url}   (stands in for login.microsoftonline.com)
-  API key of connector "demo-files": {api_key}
+    let works = create_session(&broker_url, &api_key, "alice@contoso.onmicrosoft.com", CONTOSO).await?;
+    let needs_approval = create_session(&broker_url, &api_key, "frank@fabrikam.onmicrosoft.com", FABRIKAM).await?;
+    let banner = Banner {
+        data_dir: dir.path(),
+        temporary: dir.is_temporary(),
+        broker_url: &broker_url,
+        sim_url: &sim_url,
+        api_key: &api_key,
+        sim_config: &sim_config,
+        session_ttl,
+        works: &works,
+        needs_approval: &needs_approval,
+        tenant: CONTOSO,
+        connector: CONNECTOR,
+    }
+    .render();
+    Ok(Running { sim, server, banner })
+}
 
-1. A sign-in that works (Contoso lets users consent). Open:
-   {contoso}
-   You land on a "copy this code" page. Redeem the code for a connection id:
-   curl -s -X POST {broker_url}/v1/handoff/redeem -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{"code":"<paste the code>"}}'
+fn print_banner(banner: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the terminal went away) is no reason to stop serving.
+    let _ = out.write_all(banner.as_bytes());
+    let _ = out.flush();
+}
 
-2. A tenant that needs admin approval (Fabrikam allows no user consent). Open:
-   {fabrikam}
+/// Prints the banner again for every line on standard input, on a plain thread: tokio's stdin
+/// reads on a thread it cannot cancel, which would hold up the runtime's shutdown until the next
+/// Enter. At end of input (stdin is /dev/null or closed) it just stops listening.
+fn repeat_on_enter(banner: String) {
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if line.is_err() {
+                break;
+            }
+            print_banner(&banner);
+        }
+    });
+}
 
-3. Fetch a fresh access token for the connection from step 1:
-   curl -s {broker_url}/v1/connections/<connection_id>/token -H 'Authorization: Bearer {api_key}'
+/// SIGINT (Ctrl-C) and SIGTERM, registered when created.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
 
-   Start more sign-ins with:
-   curl -s -X POST {broker_url}/v1/connect-sessions -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' -d '{{"connector":"demo-files","end_user":"me","tenant":"{CONTOSO}"}}'
-"#,
-        dir = dir.display(),
-    );
-    let result = server.await;
-    let _ = sim.kill().await;
-    match result {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(DemoError::Setup(format!("broker task failed: {e}"))),
+impl Signals {
+    fn register() -> Result<Self, DemoError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(io("listening for Ctrl-C"))?,
+                terminate: signal(SignalKind::terminate()).map_err(io("listening for SIGTERM"))?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
-async fn start_simulator(bin: &Path, dir: &Path, broker_url: &str, secret: &str) -> Result<(Child, String), DemoError> {
+/// The simulator's tenants, users and the demo app, as written to its config file.
+fn sim_config(broker_url: &str, secret: &str) -> serde_json::Value {
     let user =
         |upn: &str, oid: &str, name: &str, admin: bool| json!({"upn": upn, "oid": oid, "name": name, "admin": admin});
-    let config = json!({
+    json!({
         "tenants": [
             {
                 "id": CONTOSO, "domains": ["contoso.onmicrosoft.com"], "display_name": "Contoso",
@@ -144,12 +248,19 @@ async fn start_simulator(bin: &Path, dir: &Path, broker_url: &str, secret: &str)
             "redirect_uris": [format!("{broker_url}/v1/callback"), format!("{broker_url}/v1/admin-consent/callback")],
             "secrets": [{"value": secret}]
         }]
-    });
-    let path = dir.join("entra-sim.json");
-    std::fs::write(&path, config.to_string()).map_err(io("writing the simulator config"))?;
-    let mut child = Command::new(bin)
+    })
+}
+
+/// Starts entra-sim on a free loopback port; returns it and its base URL.
+async fn start_simulator(bin: &Path, config: &Path, verbose: bool) -> Result<(Child, String), DemoError> {
+    let mut command = Command::new(bin);
+    // Quiet unless asked, like the broker; an explicit RUST_LOG reaches it unchanged.
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", if verbose { "info" } else { "warn" });
+    }
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--config"])
-        .arg(&path)
+        .arg(config)
         // The pipe closes when the demo exits, however it exits, and the simulator follows it.
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -177,27 +288,19 @@ async fn start_simulator(bin: &Path, dir: &Path, broker_url: &str, secret: &str)
 }
 
 /// The demo store's encryption key file: kept when the data directory already has one (a
-/// reused `--data-dir` keeps its store readable), otherwise a fresh key readable by the owner only.
-fn encryption_key_file(dir: &Path) -> Result<PathBuf, DemoError> {
-    let path = dir.join("encryption-key");
-    if path.is_file() {
-        return Ok(path);
+/// reused `--data-dir` keeps its store readable), otherwise a fresh key; readable by the owner only.
+fn encryption_key_file(dir: &DataDir) -> Result<PathBuf, DemoError> {
+    const NAME: &str = "encryption-key";
+    if dir.path().join(NAME).is_file() {
+        return dir.private_file(NAME);
     }
-    let key = EncryptionKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(io("creating the encryption key file"))?;
-    std::io::Write::write_all(&mut file, key.to_hex().expose_secret().as_bytes())
-        .map_err(io("writing the encryption key file"))?;
-    Ok(path)
+    dir.write_private(NAME, EncryptionKey::generate().to_hex().expose_secret().as_bytes())
 }
 
 fn broker_config(
     broker_url: &str,
     sim_url: &str,
-    dir: &Path,
+    store_file: &Path,
     secret_file: &Path,
     key_file: &Path,
     api_key: &str,
@@ -221,31 +324,29 @@ id = "demo"
 file = "{key_file}"
 
 [[connectors]]
-id = "demo-files"
+id = "{CONNECTOR}"
 display_name = "Demo Files Connector"
 client_id = "{CLIENT_ID}"
 client_secret_file = "{secret}"
 scopes = ["Files.Read.All", "Sites.Read.All"]
 api_key_hashes = ["{hash}"]
 "#,
-        store = dir.join("broker.redb").display(),
+        store = store_file.display(),
         secret = secret_file.display(),
         key_file = key_file.display(),
         hash = api_key_hash(api_key),
     )
 }
 
-async fn create_session(broker_url: &str, api_key: &str, login_hint: &str, tenant: &str) -> Result<String, DemoError> {
+/// Makes a connect session for the demo connector; its id, link and expiry.
+async fn create_session(broker_url: &str, api_key: &str, login_hint: &str, tenant: &str) -> Result<Session, DemoError> {
     let response = reqwest::Client::new()
         .post(format!("{broker_url}/v1/connect-sessions"))
         .bearer_auth(api_key)
-        .json(&json!({"connector": "demo-files", "end_user": login_hint, "tenant": tenant, "login_hint": login_hint}))
+        .json(&json!({"connector": CONNECTOR, "end_user": login_hint, "tenant": tenant, "login_hint": login_hint}))
         .send()
         .await
         .map_err(|e| DemoError::Setup(e.to_string()))?;
     let body: serde_json::Value = response.json().await.map_err(|e| DemoError::Setup(e.to_string()))?;
-    body["connect_url"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| DemoError::Setup(format!("unexpected answer: {body}")))
+    Session::deserialize(&body).map_err(|e| DemoError::Setup(format!("unexpected answer ({e}): {body}")))
 }

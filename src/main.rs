@@ -93,8 +93,12 @@ enum Command {
     /// Start the Entra simulator and the broker on loopback and print URLs to try.
     Demo {
         /// Where the demo keeps its store and files (default: a fresh temporary directory).
+        /// Kept when the demo stops; a temporary one is removed.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Show the broker's and the simulator's info-level log lines (default: warnings only).
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -267,9 +271,11 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", consent_broker::entra::explain::render_text(&e));
             }
         }
-        Command::Demo { data_dir } => {
-            let _log = consent_broker::telemetry::init(false, "consent_broker=info,warn");
-            runtime()?.block_on(consent_broker::demo::run(data_dir))?;
+        Command::Demo { data_dir, verbose } => {
+            // Quiet by default, so the banner is not buried under request lines.
+            let level = if verbose { "consent_broker=info,warn" } else { "warn" };
+            let _log = consent_broker::telemetry::init(false, level);
+            runtime()?.block_on(consent_broker::demo::run(data_dir, verbose))?;
         }
     }
     Ok(())

@@ -1,10 +1,9 @@
-//! The `consent-broker` binary: check-config, new-api-key, serve (with SIGTERM) and demo.
+//! The `consent-broker` binary: check-config, new-api-key and serve (with SIGTERM); the demo is in
+//! demo.rs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::common::flows::handoff_code_in;
 
 const BIN: &str = env!("CARGO_BIN_EXE_consent-broker");
 
@@ -305,80 +304,6 @@ fn json_logs_carry_the_request_id() {
     drop(rt);
 }
 
-/// Follows every redirect (the demo's links end on broker pages) and returns the last body.
-async fn follow_to_end(http: &::reqwest::Client, url: &str) -> String {
-    let mut next = url.to_string();
-    for _ in 0..10 {
-        let r = http.get(&next).send().await.unwrap();
-        match r.headers().get("location") {
-            Some(loc) => next = loc.to_str().unwrap().to_string(),
-            None => return r.text().await.unwrap(),
-        }
-    }
-    panic!("redirect loop from {url}");
-}
-
-#[tokio::test]
-async fn demo_prints_working_urls() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Killed(
-        Command::new(BIN)
-            .args(["demo", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let text = tokio::task::spawn_blocking(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut seen = String::new();
-        wait_for_line(&mut reader, "Start more sign-ins", &mut seen);
-        seen
-    })
-    .await
-    .unwrap();
-    let urls: Vec<&str> = text.split_whitespace().filter(|w| w.contains("/v1/connect/")).collect();
-    assert_eq!(urls.len(), 2, "two sign-in links: {text}");
-    let key = text
-        .split_whitespace()
-        .find(|w| w.starts_with("cbk_"))
-        .expect("the API key is printed");
-
-    let http = crate::common::broker::client();
-    let body = follow_to_end(&http, urls[0]).await;
-    let code = handoff_code_in(&body).unwrap_or_else(|| panic!("the first link ends on the code page: {body}"));
-    let broker = urls[0].split("/v1/").next().unwrap();
-    let redeemed: serde_json::Value = http
-        .post(format!("{broker}/v1/handoff/redeem"))
-        .bearer_auth(key)
-        .json(&serde_json::json!({"code": code}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let conn = redeemed["connection_id"].as_str().expect("redeemed");
-    let token: serde_json::Value = http
-        .get(format!("{broker}/v1/connections/{conn}/token"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(token["access_token"].is_string(), "{token}");
-
-    let body = follow_to_end(&http, urls[1]).await;
-    assert!(
-        body.contains("AADSTS90094"),
-        "the second link needs admin approval: {body}"
-    );
-}
-
 mod reqwest {
     /// A tiny blocking GET for the synchronous CLI tests.
     pub fn blocking_get(url: &str) -> String {
@@ -387,47 +312,5 @@ mod reqwest {
             .build()
             .unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().text().await.unwrap() })
-    }
-}
-
-/// Processes whose command line mentions `needle` (Linux /proc).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Zombies (state Z) have exited; only live processes count.
-            String::from_utf8_lossy(&cmdline).contains(needle) && !stat.contains(") Z ")
-        })
-        .collect()
-}
-
-#[test]
-fn the_demo_simulator_dies_with_the_demo_even_when_it_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut demo = Command::new(BIN)
-        .args(["demo", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(demo.stdout.take().unwrap());
-    let mut seen = String::new();
-    wait_for_line(&mut reader, "Start more sign-ins", &mut seen)
-        .unwrap_or_else(|| panic!("demo did not start: {seen}"));
-    let sim_config = dir.path().join("entra-sim.json").display().to_string();
-    assert_eq!(processes_mentioning(&sim_config).len(), 1, "the demo's simulator runs");
-    demo.kill().unwrap();
-    demo.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(&sim_config).is_empty() {
-        assert!(Instant::now() < deadline, "the simulator outlived a killed demo");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

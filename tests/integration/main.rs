@@ -11,6 +11,7 @@ mod browser;
 mod certificate;
 mod chaos;
 mod cli;
+mod demo;
 mod deploy;
 mod docs;
 mod encryption;
