@@ -12,15 +12,16 @@
 //! other brokers sharing the store through an [`InvalidationBus`] (Redis pub/sub, see
 //! `invalidation.rs`; the memory and embedded stores are opened by one broker each, so
 //! forgetting locally is all there is to do). While a broker may miss what others publish (not
-//! yet subscribed, or the subscription lost) it serves no hits ([`TokenCache::pause`]), and it
-//! forgets everything when it subscribes again ([`TokenCache::resume`]). A load from the store
+//! yet subscribed, or the subscription lost) it serves no hits ([`TokenCache::pause`]), and when
+//! it subscribes again nothing it kept from before is a hit ([`TokenCache::resume`]; kept only as
+//! the outage copy). A load from the store
 //! that started before an invalidation never puts its (possibly stale) token back: each shard
 //! counts its invalidations, and [`TokenCache::remember`] inserts only when the count is the one
 //! its [`Ticket`] saw before the load.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ struct Entry {
     connector: ConnectorId,
     issued_for: Arc<TokenIdentity>,
     token: AccessToken,
+    /// The cache's epoch its load began in; only entries of the current epoch are hits.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +74,7 @@ struct Shard {
 pub(crate) struct Ticket {
     shard: usize,
     invalidations: u64,
+    epoch: u64,
 }
 
 /// Access tokens by connection, bounded, in shards (see the module documentation).
@@ -81,6 +85,9 @@ pub struct TokenCache {
     serves_hits: bool,
     /// False while invalidations from other brokers may be missed (see [`TokenCache::pause`]).
     listening: AtomicBool,
+    /// Bumped by [`TokenCache::resume`]: entries of an earlier epoch may have missed an
+    /// invalidation, so they are no longer hits, but stay as the outage copy.
+    epoch: AtomicU64,
     hasher: RandomState,
     bus: Arc<dyn InvalidationBus>,
 }
@@ -98,6 +105,7 @@ impl TokenCache {
             per_shard: capacity.div_ceil(SHARDS),
             serves_hits,
             listening: AtomicBool::new(true),
+            epoch: AtomicU64::new(0),
             hasher: RandomState::new(),
             bus,
         }
@@ -128,6 +136,9 @@ impl TokenCache {
         let entry = {
             let shard = self.lock(self.shard_of(connection_id));
             let e = shard.entries.get(connection_id)?;
+            if e.epoch != self.epoch.load(Ordering::Acquire) {
+                return None;
+            }
             let remaining = e.token.expires_at - now;
             // The store path's rule: never an expired token, and at least min_ttl.
             if e.connector != *connector || remaining <= 0 || remaining < min_ttl.as_secs() as i64 {
@@ -144,9 +155,13 @@ impl TokenCache {
     /// What a store load must hand to [`TokenCache::remember`].
     pub(crate) fn ticket(&self, connection_id: &ConnectionId) -> Ticket {
         let shard = self.shard_of(connection_id);
+        // Read before the shard's count: a resume in between makes the entry an old epoch's
+        // (never a hit), which is the safe side.
+        let epoch = self.epoch.load(Ordering::Acquire);
         Ticket {
             shard,
             invalidations: self.lock(shard).invalidations,
+            epoch,
         }
     }
 
@@ -186,6 +201,7 @@ impl TokenCache {
                 connector: connector.clone(),
                 issued_for,
                 token: token.clone(),
+                epoch: ticket.epoch,
             }),
         );
     }
@@ -241,10 +257,12 @@ impl TokenCache {
         self.listening.store(false, Ordering::Release);
     }
 
-    /// Forgets everything, then serves hits again (subscribed anew: whatever was published while
-    /// not subscribed is unknown, so nothing kept from before may be a hit).
+    /// Serves hits again, but none of what was kept before (subscribed anew: whatever was
+    /// published while not subscribed is unknown). Those entries stay as the outage copy: a Redis
+    /// that is back for subscriptions may not yet answer commands (loading its data, the store's
+    /// connection still reconnecting), and the broker goes on answering from them meanwhile.
     pub fn resume(&self) {
-        self.clear();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.listening.store(true, Ordering::Release);
     }
 

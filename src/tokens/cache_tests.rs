@@ -261,3 +261,32 @@ async fn a_token_no_longer_fresh_enough_is_read_again_from_the_store() {
     assert_ne!(t.served, Served::CacheHit);
     assert!(r.store.reads.load(Ordering::SeqCst) > reads);
 }
+
+#[test]
+fn after_a_resume_nothing_kept_before_is_a_hit_but_it_stays_the_outage_copy() {
+    let c = cache(100);
+    let files = identity("Files.Read.All");
+    keep(&c, "c1", &token("at-1", NOW + 600));
+    let ticket_before = c.ticket(&ConnectionId::new("c2"));
+    c.pause();
+    assert!(hit(&c, "c1", 0, &files).is_none(), "no hits while paused");
+    c.resume();
+    assert!(hit(&c, "c1", 0, &files).is_none(), "kept before the resume: not a hit");
+    let kept = c
+        .recall(&"files".into(), &"c1".into(), NOW)
+        .expect("still the outage copy");
+    assert_eq!(kept.access_token.expose(), "at-1");
+    // A load that began before the resume is kept only as an outage copy too.
+    c.remember(
+        ticket_before,
+        &"files".into(),
+        &ConnectionId::new("c2"),
+        &token("at-2", NOW + 600),
+        NOW,
+    );
+    assert!(hit(&c, "c2", 0, &files).is_none());
+    assert!(c.recall(&"files".into(), &"c2".into(), NOW).is_some());
+    // Loaded again after the resume: a hit.
+    keep(&c, "c1", &token("at-3", NOW + 600));
+    assert_eq!(hit(&c, "c1", 0, &files).unwrap().access_token.expose(), "at-3");
+}

@@ -4,9 +4,9 @@
 //!
 //! Publishing never blocks the request that invalidates: ids go into a queue that one task drains,
 //! several per message (one id per line), retrying for a few seconds while Redis is unreachable.
-//! Receiving: while not subscribed a broker serves no cache hits, and on every (re)subscription it
-//! forgets everything it kept, because what was published in between is unknown (see
-//! [`TokenCache::pause`]). So a missed message costs hit rate, never a stale answer; the window in
+//! Receiving: while not subscribed a broker serves no cache hits, and after every (re)subscription
+//! nothing it kept before is a hit, because what was published in between is unknown (see
+//! [`TokenCache::pause`] and [`TokenCache::resume`]). So a missed message costs hit rate, never a stale answer; the window in
 //! which another broker may still serve a token this one just invalidated is the time a message
 //! takes to cross Redis (milliseconds), and after a lost connection at most the subscription's ping
 //! interval and timeout.
@@ -28,7 +28,7 @@ pub const CHANNEL: &str = "token-invalidations";
 const IDS_PER_MESSAGE: usize = 256;
 
 /// How long a message is retried while Redis does not take it; the subscribers will have lost
-/// their subscription too by then, and forget everything when they are back.
+/// their subscription too by then, and serve nothing kept from before when they are back.
 const PUBLISH_RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// Longest wait between two subscription attempts.
