@@ -1,7 +1,7 @@
 //! The token cache across brokers on one Redis: a refresh, a reauth flip or a delete on one
 //! broker reaches every other broker's cache through Redis pub/sub; a broker whose subscription
-//! is cut serves from the store until it is back and then forgets what it kept; hostile messages
-//! on the channel change nothing.
+//! is cut serves from the store until it is back, and then nothing it kept before is a hit;
+//! hostile messages on the channel change nothing.
 
 use std::time::Duration;
 
@@ -160,7 +160,7 @@ async fn a_refresh_a_flip_and_a_delete_on_one_broker_reach_the_others_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cut_subscription_serves_from_the_store_until_it_is_back_then_forgets_everything() {
+async fn a_cut_subscription_serves_from_the_store_until_it_is_back_and_nothing_older_is_a_hit() {
     let redis = RedisServer::start();
     let (w, other) = two_brokers(&redis).await;
     let conn = w.connect(&w.upn("alice")).await;
