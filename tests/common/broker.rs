@@ -390,6 +390,25 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET {broker}/v1/connections/{conn}/token[?min_ttl=…]` with connector A's key: the status and
+/// the JSON body (`Null` when it is not JSON).
+pub async fn token_at(
+    http: &reqwest::Client,
+    broker: &str,
+    conn: &str,
+    min_ttl: Option<u64>,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let q = min_ttl.map(|t| format!("?min_ttl={t}")).unwrap_or_default();
+    let r = http
+        .get(format!("{broker}/v1/connections/{conn}/token{q}"))
+        .bearer_auth(KEY_A)
+        .send()
+        .await
+        .expect("broker answers");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// The real `consent-broker serve` binary on a given loopback URL, for crash tests: SIGKILLed on
 /// `kill` and on drop.
 pub struct BrokerProcess {

@@ -16,7 +16,9 @@ use consent_broker::store::{EmbeddedStore, EncryptedStore, Entry, Keyring, Store
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, TEST_ENCRYPTION_KEY, client, config_toml};
+use crate::common::broker::{
+    Broker, BrokerOptions, KEY_A, Reserved, TEST_ENCRYPTION_KEY, client, config_toml, token_at,
+};
 use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
@@ -95,18 +97,6 @@ async fn world(store: String, second: &Reserved) -> World {
         http: client(),
         sim_config: config,
     }
-}
-
-async fn token_at(http: &reqwest::Client, broker: &str, conn: &str, min_ttl: Option<u64>) -> (StatusCode, Value) {
-    let q = min_ttl.map(|t| format!("?min_ttl={t}")).unwrap_or_default();
-    let r = http
-        .get(format!("{broker}/v1/connections/{conn}/token{q}"))
-        .bearer_auth(KEY_A)
-        .send()
-        .await
-        .expect("broker answers");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn access(body: &Value) -> String {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client};
+use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client, token_at};
 use crate::common::cid;
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
@@ -39,18 +39,6 @@ async fn three_brokers(redis: &RedisServer, store_extra: &str, tweak: impl FnOnc
     (w, brokers)
 }
 
-/// `GET {broker}/v1/connections/{id}/token?min_ttl=…` with connector A's key.
-async fn token_at(http: &reqwest::Client, broker: &str, conn: &str, min_ttl: u64) -> (StatusCode, Value) {
-    let r = http
-        .get(format!("{broker}/v1/connections/{conn}/token?min_ttl={min_ttl}"))
-        .bearer_auth(KEY_A)
-        .send()
-        .await
-        .expect("broker answers");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_brokers_on_one_redis_refresh_once_for_300_callers() {
     let redis = RedisServer::start();
@@ -66,7 +54,9 @@ async fn three_brokers_on_one_redis_refresh_once_for_300_callers() {
     let mut calls = Vec::new();
     for i in 0..300 {
         let (http, url, conn) = (w.http.clone(), urls[i % 3].clone(), conn.clone());
-        calls.push(tokio::spawn(async move { token_at(&http, &url, &conn, 7_200).await }));
+        calls.push(tokio::spawn(
+            async move { token_at(&http, &url, &conn, Some(7_200)).await },
+        ));
     }
     let mut tokens = Vec::new();
     for c in calls {
@@ -128,12 +118,12 @@ async fn lost_lease(rotation_grace_secs: u64) {
         .await;
     let slow = {
         let (http, url, conn) = (w.http.clone(), w.broker.url.clone(), conn.clone());
-        tokio::spawn(async move { token_at(&http, &url, &conn, 7_200).await })
+        tokio::spawn(async move { token_at(&http, &url, &conn, Some(7_200)).await })
     };
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     // Broker 2 finds the lease expired, takes it and rotates while broker 1 still waits.
-    let (status, second) = token_at(&w.http, &others[0].url, &conn, 7_200).await;
+    let (status, second) = token_at(&w.http, &others[0].url, &conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK, "{second}");
     let newest = second["access_token"].as_str().unwrap().to_string();
     let (after_second, version) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
@@ -154,7 +144,7 @@ async fn lost_lease(rotation_grace_secs: u64) {
     assert_eq!(w.sim.token_grants("refresh_token").await, 2);
 
     // And it works: a later refresh (on the third broker) rotates again.
-    let (status, third) = token_at(&w.http, &others[1].url, &conn, 7_200).await;
+    let (status, third) = token_at(&w.http, &others[1].url, &conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK, "{third}");
     assert_ne!(third["access_token"], newest.as_str());
     let (stored, _) = w.broker.state.records.connection(&cid(&conn)).await.unwrap().unwrap();
@@ -227,10 +217,10 @@ async fn a_renewed_lease_outlives_a_slow_refresh_and_the_others_wait_for_it() {
         .await;
     let slow = {
         let (http, url, conn) = (w.http.clone(), w.broker.url.clone(), conn.clone());
-        tokio::spawn(async move { token_at(&http, &url, &conn, 7_200).await })
+        tokio::spawn(async move { token_at(&http, &url, &conn, Some(7_200)).await })
     };
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let (status, waited) = token_at(&w.http, &others[0].url, &conn, 7_200).await;
+    let (status, waited) = token_at(&w.http, &others[0].url, &conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK, "{waited}");
     let (status, first) = slow.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{first}");

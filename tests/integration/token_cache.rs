@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client};
+use crate::common::broker::{Broker, BrokerOptions, KEY_A, Reserved, client, token_at};
 use crate::common::flows::World;
 use crate::common::redis::RedisServer;
 use crate::common::scrape::{sample, scrape};
@@ -67,18 +67,6 @@ where
     panic!("{what}: not within 5 s");
 }
 
-/// `GET {broker}/v1/connections/{id}/token?min_ttl=…` with connector A's key.
-async fn token_at(broker: &str, conn: &str, min_ttl: u64) -> (StatusCode, Value) {
-    let r = client()
-        .get(format!("{broker}/v1/connections/{conn}/token?min_ttl={min_ttl}"))
-        .bearer_auth(KEY_A)
-        .send()
-        .await
-        .expect("broker answers");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn access_token(body: &Value) -> String {
     body["access_token"].as_str().expect("an access token").to_string()
 }
@@ -95,10 +83,10 @@ async fn lookups(broker: &Broker, result: &str) -> f64 {
 
 /// Fetches twice from `broker`: the second answer must come from its cache.
 async fn cached_at(broker: &Broker, conn: &str) -> String {
-    let (status, first) = token_at(&broker.url, conn, 0).await;
+    let (status, first) = token_at(&client(), &broker.url, conn, Some(0)).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     let hits = lookups(broker, "hit").await;
-    let (_, second) = token_at(&broker.url, conn, 0).await;
+    let (_, second) = token_at(&client(), &broker.url, conn, Some(0)).await;
     assert_eq!(access_token(&second), access_token(&first));
     assert_eq!(lookups(broker, "hit").await, hits + 1.0, "served from the cache");
     access_token(&first)
@@ -115,7 +103,7 @@ async fn a_refresh_a_flip_and_a_delete_on_one_broker_reach_the_others_cache() {
     // A quiet subscription outlives its keep-alive pings (every 5 s): the token is still a hit.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let hits = lookups(&other, "hit").await;
-    let (_, again) = token_at(&other.url, &conn, 0).await;
+    let (_, again) = token_at(&client(), &other.url, &conn, Some(0)).await;
     assert_eq!(access_token(&again), before);
     assert_eq!(lookups(&other, "hit").await, hits + 1.0, "still cached after the pings");
     assert!(
@@ -126,22 +114,22 @@ async fn a_refresh_a_flip_and_a_delete_on_one_broker_reach_the_others_cache() {
 
     // A refresh on the first broker: the other serves the new token, not its cached one (which
     // would otherwise live for an hour).
-    let (status, refreshed) = token_at(&w.broker.url, &conn, 7_200).await;
+    let (status, refreshed) = token_at(&client(), &w.broker.url, &conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     let after = access_token(&refreshed);
     assert_ne!(after, before, "refreshed");
     eventually("the other broker serves the refreshed token", || async {
-        token_at(&other.url, &conn, 0).await.1["access_token"] == after.as_str()
+        token_at(&client(), &other.url, &conn, Some(0)).await.1["access_token"] == after.as_str()
     })
     .await;
     assert_eq!(cached_at(&other, &conn).await, after);
 
     // A flip to reauth_required on the first broker.
     w.sim.revoke_user(&alice).await;
-    let (status, body) = token_at(&w.broker.url, &conn, 7_200).await;
+    let (status, body) = token_at(&client(), &w.broker.url, &conn, Some(7_200)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     eventually("the other broker answers reauth_required", || async {
-        token_at(&other.url, &conn, 0).await.0 == StatusCode::CONFLICT
+        token_at(&client(), &other.url, &conn, Some(0)).await.0 == StatusCode::CONFLICT
     })
     .await;
 
@@ -153,7 +141,7 @@ async fn a_refresh_a_flip_and_a_delete_on_one_broker_reach_the_others_cache() {
         .await;
     assert!(status.is_success(), "{status}");
     eventually("the other broker answers not found", || async {
-        token_at(&other.url, &bob, 0).await.0 == StatusCode::NOT_FOUND
+        token_at(&client(), &other.url, &bob, Some(0)).await.0 == StatusCode::NOT_FOUND
     })
     .await;
     assert_eq!(w.sim.token_grants("refresh_token").await, 2, "one refresh, one refused");
@@ -184,7 +172,7 @@ async fn a_cut_subscription_serves_from_the_store_until_it_is_back_and_nothing_o
     // Whatever was published while it was not subscribed is unknown, so nothing it kept from
     // before is served: the next call goes to the store.
     let (hits, misses) = (lookups(&other, "hit").await, lookups(&other, "miss").await);
-    let (status, _) = token_at(&other.url, &conn, 0).await;
+    let (status, _) = token_at(&client(), &other.url, &conn, Some(0)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(lookups(&other, "hit").await, hits, "not a hit");
     assert_eq!(lookups(&other, "miss").await, misses + 1.0);
@@ -209,7 +197,7 @@ async fn a_cut_subscription_serves_from_the_store_until_it_is_back_and_nothing_o
         .await;
     assert!(status.is_success(), "{status}");
     eventually("the delete reaches the other broker", || async {
-        token_at(&other.url, &conn, 0).await.0 == StatusCode::NOT_FOUND
+        token_at(&client(), &other.url, &conn, Some(0)).await.0 == StatusCode::NOT_FOUND
     })
     .await;
     assert!(other.state.token_cache.is_listening(), "still subscribed");
