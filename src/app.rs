@@ -243,7 +243,9 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 async fn open_backend(config: &Config) -> Result<(Arc<dyn Store>, Option<RedisChannel>), StartError> {
     let (backend, channel): (Arc<dyn Store>, _) = match &config.store {
         StoreConfig::Memory { .. } => (Arc::new(MemoryStore::new()), None),
-        StoreConfig::Embedded { path, .. } => (Arc::new(EmbeddedStore::open(path)?), None),
+        StoreConfig::Embedded { path, cache_bytes, .. } => {
+            (Arc::new(EmbeddedStore::open_with_cache(path, *cache_bytes)?), None)
+        }
         StoreConfig::Redis { redis, .. } => {
             let store = RedisStore::connect(redis).await?;
             let channel = store.channel(INVALIDATION_CHANNEL);

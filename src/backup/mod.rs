@@ -241,7 +241,9 @@ pub async fn restore(config: &Config, from: &Path, force: bool) -> Result<Summar
     })?;
     // The raw backend, without the encryption layer: the values are sealed already.
     let store: Arc<dyn Store> = match &config.store {
-        StoreConfig::Embedded { path, .. } => Arc::new(EmbeddedStore::open(path)?),
+        StoreConfig::Embedded { path, cache_bytes, .. } => {
+            Arc::new(EmbeddedStore::open_with_cache(path, *cache_bytes)?)
+        }
         StoreConfig::Redis { redis, .. } => Arc::new(RedisStore::connect(redis).await?),
         StoreConfig::Memory { .. } => return Err(BackupError::MemoryStore),
     };

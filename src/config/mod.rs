@@ -47,7 +47,7 @@ pub use keepalive::KeepaliveConfig;
 pub use limits::{LimitsConfig, RateLimit};
 pub use log::LogConfig;
 pub use server::{HttpLimits, TlsConfig};
-pub use store::{RefreshConfig, StoreConfig};
+pub use store::{DEFAULT_EMBEDDED_CACHE_MB, RefreshConfig, StoreConfig};
 pub use tokens::TokensConfig;
 pub use values::{is_loopback_url, is_tenant_segment};
 pub use webhooks::{WebhookEndpoint, WebhookSecret, WebhooksConfig};

@@ -30,6 +30,7 @@ pub(super) struct RawStore {
     #[serde(deserialize_with = "choice")]
     backend: Backend,
     path: PathBuf,
+    cache_mb: u64,
     purge_interval_secs: u64,
     // The Redis backend's keys; rejected with any other backend so a stray one is noticed.
     pub(super) url: Option<String>,
@@ -56,6 +57,7 @@ impl Default for RawStore {
         Self {
             backend: Backend::Embedded,
             path: PathBuf::from("data/consent-broker.redb"),
+            cache_mb: DEFAULT_EMBEDDED_CACHE_MB,
             purge_interval_secs: 60,
             url: None,
             cluster_urls: Vec::new(),
@@ -88,6 +90,8 @@ pub enum StoreConfig {
     Embedded {
         /// Database file.
         path: PathBuf,
+        /// Most memory the file's page cache may take, bytes (`[store] cache_mb`).
+        cache_bytes: usize,
         /// How often expired records are purged.
         purge_interval: Duration,
     },
@@ -117,6 +121,10 @@ pub struct RefreshConfig {
     pub token_cache_capacity: usize,
 }
 
+/// `[store] cache_mb` unless set: enough for the pages a busy broker reads while its token cache
+/// answers most calls, whatever the file's size (redb's own default is 1 GiB).
+pub const DEFAULT_EMBEDDED_CACHE_MB: u64 = 64;
+
 /// Most tokens `[store] token_cache_capacity` may ask for (about 2 KB each: 20 GB).
 const MAX_TOKEN_CACHE_CAPACITY: usize = 10_000_000;
 
@@ -144,6 +152,10 @@ impl RawStore {
             renew: self.refresh_lease_renew,
             token_cache_capacity: self.token_cache_capacity,
         };
+        let cache_mb = self.cache_mb;
+        if !(1..=65_536).contains(&cache_mb) {
+            return Err(Invalid::new("store.cache_mb", "must be between 1 and 65536 (MiB)"));
+        }
         if self.backend != Backend::Redis {
             if self.url.is_some() {
                 return Err(Invalid::new("store.url", "only used with backend = \"redis\""));
@@ -162,6 +174,7 @@ impl RawStore {
             Backend::Memory => StoreConfig::Memory { purge_interval },
             Backend::Embedded => StoreConfig::Embedded {
                 path: self.path,
+                cache_bytes: usize::try_from(cache_mb << 20).unwrap_or(usize::MAX),
                 purge_interval,
             },
             Backend::Redis => StoreConfig::Redis {
@@ -243,5 +256,29 @@ mod tests {
         assert!(e.contains("store.token_cache_capacity"), "{e}");
         let e = err_of(&base("token_cache_capacity = -1"));
         assert!(e.contains("store.token_cache_capacity"), "{e}");
+    }
+
+    #[test]
+    fn embedded_cache_defaults_is_settable_and_bounded() {
+        let embedded = |extra: &str| {
+            base(extra).replace("backend = \"memory\"", "backend = \"embedded\"") + super::super::testing::ONE_KEY
+        };
+        let cache_of = |cfg: Config| match cfg.store {
+            super::StoreConfig::Embedded { cache_bytes, .. } => cache_bytes,
+            other => panic!("not embedded: {other:?}"),
+        };
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CB_TEST_SECRET_PRESENT", "s3cret");
+            jail.set_env("CB_TEST_KEY", super::super::testing::TEST_KEY);
+            let cfg = Config::from_toml_str(&embedded(""), "t.toml").expect("defaults");
+            assert_eq!(cache_of(cfg), 64 << 20);
+            let cfg = Config::from_toml_str(&embedded("cache_mb = 8"), "t.toml").expect("set");
+            assert_eq!(cache_of(cfg), 8 << 20);
+            Ok(())
+        });
+        for bad in ["cache_mb = 0", "cache_mb = 65537", "cache_mb = -1"] {
+            let e = err_of(&embedded(bad));
+            assert!(e.contains("store.cache_mb"), "{bad}: {e}");
+        }
     }
 }

@@ -39,6 +39,7 @@ pub struct EmbeddedStore {
 /// The file and its open handle, if any: `None` after an I/O failure until a reopen succeeds.
 struct File {
     path: PathBuf,
+    cache_bytes: usize,
     handle: RwLock<Handle>,
     last_reopen: Mutex<Option<Instant>>,
 }
@@ -109,10 +110,11 @@ fn decode<'a>(key: &str, raw: &'a [u8]) -> Result<(u64, u64, &'a [u8]), StoreErr
 /// pages are not on disk yet). A second writing process is refused as before.
 pub(super) const CONCURRENCY: redb::ConcurrencyMode = redb::ConcurrencyMode::SingleWriter;
 
-/// Opens (or creates) the file and its table.
-fn open_database(path: &Path) -> Result<Database, StoreError> {
+/// Opens (or creates) the file and its table, with a page cache of at most `cache_bytes`.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     let db = redb::Builder::new()
         .set_concurrency_mode(CONCURRENCY)
+        .set_cache_size(cache_bytes)
         .create(path)
         .map_err(|e| match e {
         // redb locks the file: a second writing process (rotate-keys or restore next to a running
@@ -181,7 +183,7 @@ impl File {
         }
         let mut handle = self.handle.write().unwrap_or_else(PoisonError::into_inner);
         if handle.db.is_none() {
-            handle.db = Some(open_database(&self.path)?);
+            handle.db = Some(open_database(&self.path, self.cache_bytes)?);
             handle.generation += 1;
             tracing::info!(file = %self.path.display(), "the embedded store is open again");
         }
@@ -197,15 +199,24 @@ impl File {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the database file, creating its parent directory.
+    /// Opens (or creates) the database file, creating its parent directory, with the default
+    /// page cache ([`crate::config::DEFAULT_EMBEDDED_CACHE_MB`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, (crate::config::DEFAULT_EMBEDDED_CACHE_MB as usize) << 20)
+    }
+
+    /// [`EmbeddedStore::open`] with a page cache of at most `cache_bytes` (`[store] cache_mb`):
+    /// redb keeps the pages it reads and writes in memory up to this, so it bounds the broker's
+    /// memory however large the file grows.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| backend(format_args!("cannot create {}", dir.display()), e))?;
         }
-        let db = open_database(path)?;
+        let db = open_database(path, cache_bytes)?;
         Ok(Self {
             file: Arc::new(File {
                 path: path.to_path_buf(),
+                cache_bytes,
                 handle: RwLock::new(Handle {
                     generation: 0,
                     db: Some(db),
@@ -591,6 +602,35 @@ mod tests {
         let source = EmbeddedStore::open(&dir.path().join("export.redb")).unwrap();
         let target = EmbeddedStore::open(&dir.path().join("import.redb")).unwrap();
         super::super::conformance::export_and_import(&source, &target).await;
+    }
+
+    #[tokio::test]
+    async fn a_file_many_times_its_page_cache_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small-cache.redb");
+        // 8 MB of records through a 64 KiB page cache: every read past the first few pages
+        // comes from the file, not from memory.
+        let value = |i: usize| format!("{i:06}").repeat(700).into_bytes();
+        {
+            let store = EmbeddedStore::open_with_cache(&path, 64 << 10).unwrap();
+            super::super::conformance::run(&store).await;
+            for i in 0..2_000 {
+                store.put(&format!("big:{i}"), value(i), None).await.unwrap();
+            }
+            for i in (0..2_000).rev() {
+                let got = store.get(&format!("big:{i}")).await.unwrap().expect("kept");
+                assert_eq!(got.value, value(i), "record {i}");
+            }
+        }
+        let store = EmbeddedStore::open_with_cache(&path, 64 << 10).unwrap();
+        for i in 0..2_000 {
+            let got = store
+                .get(&format!("big:{i}"))
+                .await
+                .unwrap()
+                .expect("kept across a reopen");
+            assert_eq!(got.value, value(i), "record {i}");
+        }
     }
 
     #[tokio::test]
