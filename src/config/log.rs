@@ -23,6 +23,7 @@ pub(super) struct RawLog {
     #[serde(deserialize_with = "choice")]
     format: Format,
     level: String,
+    successful_token_calls: bool,
 }
 
 impl Default for RawLog {
@@ -30,6 +31,7 @@ impl Default for RawLog {
         Self {
             format: Format::Text,
             level: "info".into(),
+            successful_token_calls: false,
         }
     }
 }
@@ -41,6 +43,9 @@ pub struct LogConfig {
     pub json: bool,
     /// An `EnvFilter` directive, e.g. `info` or `consent_broker=debug`.
     pub level: String,
+    /// Whether a successful token call writes its access line at info like every other request
+    /// (by default at debug: see `http::observe`).
+    pub successful_token_calls: bool,
 }
 
 impl RawLog {
@@ -56,6 +61,7 @@ impl RawLog {
         Ok(LogConfig {
             json,
             level: self.level,
+            successful_token_calls: self.successful_token_calls,
         })
     }
 }
@@ -73,6 +79,7 @@ mod tests {
             let cfg = Config::from_toml_str(&base(""), "t.toml").expect("defaults");
             assert!(!cfg.log.json);
             assert_eq!(cfg.log.level, "info");
+            assert!(!cfg.log.successful_token_calls);
             let cfg = Config::from_toml_str(
                 &base("[log]\nformat = \"json\"\nlevel = \"consent_broker=debug\""),
                 "t.toml",
@@ -80,6 +87,8 @@ mod tests {
             .expect("set");
             assert!(cfg.log.json);
             assert_eq!(cfg.log.level, "consent_broker=debug");
+            let cfg = Config::from_toml_str(&base("[log]\nsuccessful_token_calls = true"), "t.toml").expect("set");
+            assert!(cfg.log.successful_token_calls);
             Ok(())
         });
         assert_eq!(
@@ -88,6 +97,8 @@ mod tests {
         );
         let e = err_of(&base("[log]\nformat = 1"));
         assert!(e.contains("expected a string") && e.contains("log.format"), "{e}");
+        let e = err_of(&base("[log]\nsuccessful_token_calls = \"yes\""));
+        assert!(e.contains("log.successful_token_calls"), "{e}");
         let e = err_of(&base("[log]\nlevel = \"consent_broker=loud\""));
         assert!(e.starts_with("t.toml: log.level: "), "{e}");
     }

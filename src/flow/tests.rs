@@ -664,6 +664,7 @@ async fn a_returning_users_sign_in_drops_the_cached_token_of_their_connection() 
             "client",
             &[],
         ))),
+        answer: Arc::default(),
     };
     r.tokens.remember(r.tokens.ticket(&first), &files, &first, &cached, NOW);
     assert!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::api_types::{
@@ -384,18 +384,28 @@ pub async fn token(
     };
     match state.tokens.access_token(&caller, &id, min_ttl).await {
         Ok(t) => {
-            let body = Json(AccessTokenBody {
+            let body = || AccessTokenBody {
                 access_token: t.access_token.expose(),
                 token_type: TokenType::Bearer,
                 expires_at: rfc3339(t.expires_at),
                 scope: &t.scope,
                 min_ttl_unmet: t.min_ttl_unmet,
-            });
+            };
             if t.min_ttl_unmet {
                 // RFC 7234's "miscellaneous warning": the token is the freshest there is.
-                Ok(([(header::WARNING, MIN_TTL_UNMET_WARNING)], body).into_response())
+                Ok(([(header::WARNING, MIN_TTL_UNMET_WARNING)], Json(body())).into_response())
             } else {
-                Ok(body.into_response())
+                // Every answer for this token is the same bytes, so they are rendered once and
+                // shared with the cache's later hits of it.
+                match t.answer.get_or_render(|| serde_json::to_vec(&body())) {
+                    Ok(rendered) => Ok((
+                        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                        rendered,
+                    )
+                        .into_response()),
+                    // Text and a bool always serialize; if not, axum's own answer for it.
+                    Err(_) => Ok(Json(body()).into_response()),
+                }
             }
         }
         Err(TokenServiceError::ReauthRequired(reason)) => {

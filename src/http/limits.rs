@@ -1,6 +1,9 @@
 //! The per-IP rate limit of browser endpoints, as a route layer, and the whole-request timeout.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -34,26 +37,35 @@ pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> 
 }
 
 /// How long a timed-out caller is told to wait.
-const TIMEOUT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+const TIMEOUT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Answers 503 with Retry-After when a request takes longer than `server.request_timeout_secs`:
-/// a page for browsers, JSON for the API. A refresh in flight is not cut short by it: it runs on
-/// its own task (`tokens`) and its result is kept for the next call.
-pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let lang = Lang::from_headers(req.headers());
-    let browser = req
-        .headers()
+/// Whether a timed-out request gets a page rather than JSON: it names HTML in `Accept`.
+pub(crate) fn times_out_as_page(headers: &HeaderMap) -> bool {
+    headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    match tokio::time::timeout(state.config.http.request_timeout, next.run(req)).await {
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Answers 503 with Retry-After when `answer` takes longer than `limit`
+/// (`server.request_timeout_secs`): a page when `page` (see [`times_out_as_page`]), JSON for the
+/// API. A refresh in flight is not cut short by it: it runs on its own task (`tokens`) and its
+/// result is kept for the next call. Called by the one middleware in front of every route
+/// ([`super::observe::record`]).
+pub(crate) async fn within_request_timeout(
+    limit: Duration,
+    page: bool,
+    lang: Lang,
+    answer: impl Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(limit, answer).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(
-                timeout_secs = state.config.http.request_timeout.as_secs(),
+                timeout_secs = limit.as_secs(),
                 "request took longer than the request timeout"
             );
-            if browser {
+            if page {
                 PageError::from_flow(
                     FlowError::EntraUnavailable {
                         retry_after: TIMEOUT_RETRY_AFTER,

@@ -20,10 +20,9 @@ mod tests;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::app::AppState;
 use api_types::{ErrorBody, ErrorCode};
@@ -160,14 +159,6 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// Builds the broker's router.
 pub fn router(state: AppState) -> Router {
-    let headers = [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::PRAGMA, "no-cache"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::CONTENT_SECURITY_POLICY, CSP),
-    ];
     let mut router: Router<AppState> = Router::new();
     let mut browser: Router<AppState> = Router::new();
     for route in ROUTES {
@@ -183,33 +174,37 @@ pub fn router(state: AppState) -> Router {
         router = router.route(METRICS_PATH, get(metrics));
     }
     let http = state.config.http.clone();
-    let tls = state.config.tls.is_some();
-    let mut router = router
+    router
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // A body that stalls fails its read (a 400 from the extractor) instead of holding on.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(http.body_timeout))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::request_timeout,
-        ))
-        // Inside `record`, so the pages it makes carry the request's id.
-        .layer(axum::middleware::from_fn(negotiate::pages_for_browsers))
+        // Observation, the request timeout, error pages for browsers and the security headers,
+        // in one middleware.
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::record))
-        .with_state(state);
-    for (name, value) in headers {
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            name,
-            HeaderValue::from_static(value),
-        ));
+        .with_state(state)
+}
+
+/// The headers every response carries, unless its handler set them itself.
+const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::PRAGMA, "no-cache"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CONTENT_SECURITY_POLICY, CSP),
+];
+
+/// Adds [`SECURITY_HEADERS`] a response lacks, and HSTS when the broker itself serves TLS
+/// (behind a proxy, the proxy owns the https policy).
+pub(crate) fn add_security_headers(headers: &mut HeaderMap, tls: bool) {
+    for (name, value) in SECURITY_HEADERS {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
     }
     if tls {
-        // Only when the broker itself serves TLS: behind a proxy, the proxy owns the https policy.
-        router = router.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        ));
+        headers
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static("max-age=31536000"));
     }
-    router
 }
 
 /// A `302 Found` redirect (the contract's status; axum's `Redirect::to` answers 303).

@@ -4,9 +4,7 @@
 //! status and `Retry-After`. Requests that do not ask for HTML, which is every API client, probe
 //! and the approval page's own status poll, get the answer unchanged.
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::i18n::Lang;
@@ -43,34 +41,50 @@ fn is_page(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("text/html"))
 }
 
-/// The middleware: see the module's comment.
-pub async fn pages_for_browsers(req: Request, next: Next) -> Response {
-    let html = is_navigation(req.method(), req.headers());
-    let lang = Lang::from_headers(req.headers());
-    let response = next.run(req).await;
-    let status = response.status();
-    if !html || !(status.is_client_error() || status.is_server_error()) || is_page(&response) {
-        return response;
-    }
-    let t = lang.texts();
-    let (message, back) = match status {
-        StatusCode::NOT_FOUND => (t.page_not_found, true),
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => (t.service_busy, false),
-        _ => (t.api_address, true),
-    };
-    let mut content = PageContent {
-        lang,
-        ..PageContent::message(message.0, message.1)
-    };
-    content.back_button = back;
-    let mut page = pages::render(status, &content);
-    // What a browser needs of the original answer: when to retry, and how to authenticate.
-    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
-        if let Some(v) = response.headers().get(&name) {
-            page.headers_mut().insert(name, v.clone());
+/// What a request's error answer becomes: taken before the request is served (the headers are
+/// gone after), applied to its answer by the one middleware in front of every route
+/// ([`super::observe::record`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorPages {
+    html: bool,
+    lang: Lang,
+}
+
+impl ErrorPages {
+    /// For a request with this method and these headers.
+    pub(crate) fn for_request(method: &Method, headers: &HeaderMap, lang: Lang) -> Self {
+        Self {
+            html: is_navigation(method, headers),
+            lang,
         }
     }
-    page
+
+    /// `response`, or the readable page that replaces it (see the module's comment).
+    pub(crate) fn apply(self, response: Response) -> Response {
+        let status = response.status();
+        if !self.html || !(status.is_client_error() || status.is_server_error()) || is_page(&response) {
+            return response;
+        }
+        let t = self.lang.texts();
+        let (message, back) = match status {
+            StatusCode::NOT_FOUND => (t.page_not_found, true),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => (t.service_busy, false),
+            _ => (t.api_address, true),
+        };
+        let mut content = PageContent {
+            lang: self.lang,
+            ..PageContent::message(message.0, message.1)
+        };
+        content.back_button = back;
+        let mut page = pages::render(status, &content);
+        // What a browser needs of the original answer: when to retry, and how to authenticate.
+        for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
+            if let Some(v) = response.headers().get(&name) {
+                page.headers_mut().insert(name, v.clone());
+            }
+        }
+        page
+    }
 }
 
 #[cfg(test)]

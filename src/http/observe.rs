@@ -9,7 +9,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
+use super::i18n::Lang;
+use super::limits;
+use super::negotiate::{self, ErrorPages};
 use crate::app::AppState;
+use crate::config::LogConfig;
 use crate::metrics::method_label;
 
 /// The header a request id is taken from and returned in.
@@ -64,10 +68,15 @@ fn traceparent_trace_id(value: &str) -> Option<&str> {
     valid.then_some(trace_id)
 }
 
-/// Runs the request inside a span carrying its id, route and method (so every log line of the
-/// request names them), returns the id in `x-request-id`, logs one access line, and counts and
-/// times the request under its route template (`/v1/connections/{connection_id}`, never the
-/// concrete path, which carries ids and tokens), or `unmatched`.
+/// The one middleware in front of every route (one, not a stack of them: each layer of axum's
+/// `from_fn` boxes and clones the service below it on every request, which showed in the token
+/// call's profile). It runs the request inside a span carrying its id, route and method (so every
+/// log line of the request names them), within the request timeout
+/// ([`limits::within_request_timeout`]), turns an error answer to a browser into a page
+/// ([`ErrorPages`]), adds the security headers ([`super::add_security_headers`]), returns the id
+/// in `x-request-id`, logs one access line, and counts and times
+/// the request under its route template (`/v1/connections/{connection_id}`, never the concrete
+/// path, which carries ids and tokens), or `unmatched`.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(req.method());
@@ -75,18 +84,29 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let id = request_id(req.headers());
+    let timeout_page = limits::times_out_as_page(req.headers());
+    let html = negotiate::is_navigation(req.method(), req.headers());
+    // Only pages are in a language; API callers rarely send Accept-Language anyway.
+    let lang = if timeout_page || html {
+        Lang::from_headers(req.headers())
+    } else {
+        Lang::default()
+    };
+    let pages = ErrorPages::for_request(req.method(), req.headers(), lang);
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
-    let mut response = CURRENT.scope(id.clone(), next.run(req).instrument(span.clone())).await;
+    let serve = async {
+        let response =
+            limits::within_request_timeout(state.config.http.request_timeout, timeout_page, lang, next.run(req)).await;
+        // Inside the span and the request id's scope, so the pages it makes carry the id.
+        pages.apply(response)
+    };
+    let mut response = CURRENT.scope(id.clone(), serve.instrument(span.clone())).await;
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     state.metrics.http_request(method, route, status, elapsed);
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1_000.0;
-        // Probes and scrapes would drown everything else at info.
-        if matches!(
-            route,
-            "/healthz" | "/readyz" | "/metrics" | "/assets/approval.js" | "/assets/broker.css"
-        ) {
+        if quiet_when_answered(&state.config.log, route, status) {
             tracing::debug!(status, ms, "request answered");
         } else {
             tracing::info!(status, ms, "request answered");
@@ -95,7 +115,23 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID.clone(), v);
     }
+    super::add_security_headers(response.headers_mut(), state.config.tls.is_some());
     response
+}
+
+/// The token route's template, whose successful answers are the broker's hot path.
+const TOKEN_ROUTE: &str = "/v1/connections/{connection_id}/token";
+
+/// Whether a request's access line is at debug rather than info: probes and scrapes (they would
+/// drown everything else), and successful token calls unless `[log] successful_token_calls`
+/// asks for them (a connector's every data load makes one; they are counted in
+/// `consent_broker_token_requests_total`, and a failed one is still logged at info).
+fn quiet_when_answered(log: &LogConfig, route: &str, status: u16) -> bool {
+    match route {
+        "/healthz" | "/readyz" | "/metrics" | "/assets/approval.js" | "/assets/broker.css" => true,
+        TOKEN_ROUTE => (200..300).contains(&status) && !log.successful_token_calls,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ fn token(access: &str, expires_at: i64) -> AccessToken {
         served: Served::Refreshed,
         min_ttl_unmet: false,
         issued_for: Some(Arc::new(identity("Files.Read.All"))),
+        answer: Arc::default(),
     }
 }
 
@@ -289,4 +290,43 @@ fn after_a_resume_nothing_kept_before_is_a_hit_but_it_stays_the_outage_copy() {
     // Loaded again after the resume: a hit.
     keep(&c, "c1", &token("at-3", NOW + 600));
     assert_eq!(hit(&c, "c1", 0, &files).unwrap().access_token.expose(), "at-3");
+}
+
+#[test]
+fn hits_of_one_token_share_its_rendered_answer_and_a_new_token_renders_its_own() {
+    let c = cache(100);
+    let files = identity("Files.Read.All");
+    let renders = std::cell::Cell::new(0);
+    let render = |t: &AccessToken| {
+        t.answer
+            .get_or_render(|| {
+                renders.set(renders.get() + 1);
+                Ok::<_, ()>(format!("{{\"access_token\":\"{}\"}}", t.access_token.expose()).into_bytes())
+            })
+            .unwrap()
+    };
+    keep(&c, "c1", &token("at-1", NOW + 600));
+    let first = render(&hit(&c, "c1", 0, &files).unwrap());
+    let second = render(&hit(&c, "c1", 0, &files).unwrap());
+    assert_eq!(renders.get(), 1, "rendered once for both hits");
+    assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, not a copy");
+    assert_eq!(&first[..], br#"{"access_token":"at-1"}"#);
+
+    // A refresh keeps a new token, which renders its own answer.
+    keep(&c, "c1", &token("at-2", NOW + 900));
+    let third = render(&hit(&c, "c1", 0, &files).unwrap());
+    assert_eq!(renders.get(), 2);
+    assert_eq!(&third[..], br#"{"access_token":"at-2"}"#);
+    assert_eq!(
+        &first[..],
+        br#"{"access_token":"at-1"}"#,
+        "answers already out stay whole"
+    );
+    assert_eq!(
+        format!("{:?}", hit(&c, "c1", 0, &files).unwrap())
+            .matches("at-2")
+            .count(),
+        0,
+        "neither the token nor its rendered answer prints"
+    );
 }

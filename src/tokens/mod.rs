@@ -76,6 +76,47 @@ pub struct AccessToken {
     pub min_ttl_unmet: bool,
     /// The identity the token was issued for, which a cache hit is checked against.
     pub issued_for: Option<Arc<TokenIdentity>>,
+    /// The API's answer for this token, once rendered; shared by every cache hit of it.
+    pub answer: Arc<RenderedAnswer>,
+}
+
+/// The API's JSON answer for one token, rendered on its first call and handed out by reference
+/// after (rendering escapes 1-2 KB of token text on every call otherwise). It holds the token, so
+/// its bytes are wiped when the last copy goes, and it never prints them.
+#[derive(Default)]
+pub struct RenderedAnswer(std::sync::OnceLock<bytes::Bytes>);
+
+impl RenderedAnswer {
+    /// The rendered answer, rendering it with `render` on the first call.
+    pub fn get_or_render<E>(&self, render: impl FnOnce() -> Result<Vec<u8>, E>) -> Result<bytes::Bytes, E> {
+        if let Some(rendered) = self.0.get() {
+            return Ok(rendered.clone());
+        }
+        let rendered = bytes::Bytes::from_owner(Wiped(render()?));
+        // Two first calls at once render twice; both answers are the same bytes.
+        Ok(self.0.get_or_init(|| rendered).clone())
+    }
+}
+
+impl std::fmt::Debug for RenderedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderedAnswer([redacted])")
+    }
+}
+
+/// Bytes that are zeroed when dropped.
+struct Wiped(Vec<u8>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        secrecy::zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Why no token could be served.
@@ -790,6 +831,7 @@ fn to_token(conn: &Connection, served: Served) -> AccessToken {
         served,
         min_ttl_unmet: false,
         issued_for: conn.token_identity.clone().map(Arc::new),
+        answer: Arc::default(),
     }
 }
 

@@ -188,3 +188,60 @@ async fn each_broker_captures_only_its_own_lines() {
     }
     other.stop().await;
 }
+
+/// The level of the access line ("request answered") among `lines`.
+fn access_level(lines: &[String]) -> &'static str {
+    let line = lines
+        .iter()
+        .find(|l| l.contains("request answered"))
+        .unwrap_or_else(|| panic!("no access line: {lines:#?}"));
+    ["DEBUG", "INFO", "WARN"]
+        .into_iter()
+        .find(|level| line.split_whitespace().any(|w| w == *level))
+        .unwrap_or_else(|| panic!("no level in {line}"))
+}
+
+#[tokio::test]
+async fn successful_token_calls_log_their_access_line_at_debug_and_failed_ones_at_info() {
+    let w = World::new().await;
+    let conn = w.connect(&w.upn("alice")).await;
+    let call = |conn: String, id: &'static str| {
+        let (http, url) = (w.http.clone(), w.broker.url.clone());
+        async move {
+            http.get(format!("{url}/v1/connections/{conn}/token"))
+                .bearer_auth(KEY_A)
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(call(conn.clone(), "tok-ok-1").await, StatusCode::OK);
+    assert_eq!(call(conn.clone(), "tok-ok-2").await, StatusCode::OK, "a cache hit");
+    assert_eq!(call("conn_missing".into(), "tok-404").await, StatusCode::NOT_FOUND);
+    assert_eq!(access_level(&lines_of(&w.broker, "tok-ok-1")), "DEBUG");
+    assert_eq!(access_level(&lines_of(&w.broker, "tok-ok-2")), "DEBUG");
+    assert_eq!(access_level(&lines_of(&w.broker, "tok-404")), "INFO");
+
+    // `[log] successful_token_calls = true` puts them back at info.
+    let loud = World::with(
+        |_| {},
+        BrokerOptions {
+            configure: Some(std::sync::Arc::new(|c| c.log.successful_token_calls = true)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conn = loud.connect(&loud.upn("alice")).await;
+    let r = loud
+        .http
+        .get(format!("{}/v1/connections/{conn}/token", loud.broker.url))
+        .bearer_auth(KEY_A)
+        .header("x-request-id", "tok-loud")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(access_level(&lines_of(&loud.broker, "tok-loud")), "INFO");
+}
