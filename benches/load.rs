@@ -41,6 +41,11 @@ use common::flows::handoff_code_in;
 use common::redis::RedisServer;
 use common::sim::{CONTOSO_TID, Sim, standard_config};
 
+/// The broker's allocator, so that the ceiling differs from the broker only in the work it
+/// does, not in how it allocates.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Connections wrk spreads its requests over.
 const WORKING_SET: usize = 10_000;
 
@@ -560,7 +565,7 @@ async fn one_store(
     let ids_file = dir.path().join("ids.txt");
     std::fs::write(&ids_file, working.iter().map(|s| format!("{s}\n")).collect::<String>()).expect("ids");
 
-    let broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
+    let broker = start_broker(&url, sim, opts(), dir.path()).await;
     let (sign_ins_per_second, _) = sign_ins(&broker.url, sim.base_url(), plan.sign_ins, first_user).await;
     let m = measure(&broker.url, &ids_file, plan.seconds);
     let metrics = client()
@@ -607,6 +612,14 @@ async fn one_store(
     result
 }
 
+/// A broker process; `BENCH_BROKER_LOG` (a log filter, e.g. `warn`) replaces its default
+/// level, to measure what the access log costs.
+async fn start_broker(url: &str, sim: &Sim, opts: BrokerOptions, dir: &Path) -> BrokerProcess {
+    let log = std::env::var("BENCH_BROKER_LOG").ok();
+    let env: Vec<(&str, &str)> = log.iter().map(|l| ("RUST_LOG", l.as_str())).collect();
+    BrokerProcess::start_with_env(url, sim.base_url(), opts, dir, &env).await
+}
+
 /// 1,000 callers at once on one connection about to expire, entra-sim 50 ms slower: how many
 /// refreshes reach Entra, and when the last caller is answered.
 async fn stampede(plan: &Plan, sim: &Sim, reserved: Reserved, first_user: usize) -> Stampede {
@@ -620,7 +633,7 @@ async fn stampede(plan: &Plan, sim: &Sim, reserved: Reserved, first_user: usize)
     };
     let url = reserved.url.clone();
     drop(reserved);
-    let broker = BrokerProcess::start(&url, sim.base_url(), opts(), dir.path()).await;
+    let broker = start_broker(&url, sim, opts(), dir.path()).await;
     let id = sign_in(&broker.url, sim.base_url(), &bench_upn(first_user)).await;
     // Make its token about to expire, through the record layer as a refresh would write it.
     let toml = config_toml(&url, sim.base_url(), opts(), dir.path());
@@ -646,6 +659,18 @@ async fn stampede(plan: &Plan, sim: &Sim, reserved: Reserved, first_user: usize)
         .pool_max_idle_per_host(plan.stampede)
         .build()
         .expect("client");
+    // The callers' connections are open before they call, as a connector backend's HTTP client
+    // keeps them: 1,000 requests at once first, which leaves 1,000 idle connections in the pool.
+    // (Opening 1,000 TCP connections within the stampede added about 50 ms on the 2-core dev
+    // machine, which is the load generator's and the kernel's time, not the broker's.)
+    let mut warm = tokio::task::JoinSet::new();
+    for _ in 0..plan.stampede {
+        let (http, url) = (http.clone(), format!("{}/healthz", broker.url));
+        warm.spawn(async move { http.get(url).send().await.expect("healthz").bytes().await });
+    }
+    while let Some(r) = warm.join_next().await {
+        r.expect("warm-up").expect("healthz body");
+    }
     let url = format!("{}/v1/connections/{id}/token?min_ttl=60", broker.url);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
