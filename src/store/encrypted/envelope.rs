@@ -24,9 +24,10 @@ pub const FORMAT_V1: u8 = 0x01;
 pub const FORMAT_V2: u8 = 0x02;
 /// Longest plaintext a version-2 value may declare. The broker's largest records (a connection
 /// with two tokens as Entra issues them, about 3.5 KB; an outbox event; a flow) are a few KB, so
-/// 1 MiB leaves a factor of a hundred for tokens that grow (claims-heavy tokens reach 10-20 KB)
-/// while keeping what one damaged or hostile record can make a broker allocate small. Larger
-/// plaintexts are sealed as version 1 (not refused), so every value written opens again.
+/// 1 MiB leaves room of more than a hundred times for tokens that grow (a user in many groups
+/// gets a much longer token) while keeping what one damaged or hostile record can make a broker
+/// allocate small. Larger plaintexts are sealed as version 1 (not refused), so every value
+/// written opens again.
 pub const MAX_INFLATED_LEN: usize = 1 << 20;
 /// Plaintexts shorter than this stay version 1. Deflate's block header and the 4-byte length
 /// leave little or nothing to gain on a few dozen bytes (a handoff code's target, a reconnect
