@@ -254,7 +254,7 @@ async fn open_backend(config: &Config) -> Result<(Arc<dyn Store>, Option<RedisCh
     };
     let store: Arc<dyn Store> = match &config.encryption {
         Some(keys) => {
-            tracing::info!(primary = %keys.primary_id(), keys = keys.ids().count(), "store values are encrypted at rest");
+            tracing::info!(primary = %keys.primary_id(), keys = keys.ids().count(), compress = keys.compresses(), "store values are encrypted at rest");
             Arc::new(EncryptedStore::new(backend, keys.clone()))
         }
         None => {

@@ -17,6 +17,8 @@ use crate::store::encrypted::{EncryptionKey, MAX_KEY_ID_LEN, valid_key_id};
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawEncryption {
     primary: Option<String>,
+    /// Seal values compressed (envelope version 2) where that makes them smaller.
+    compress: bool,
     keys: Vec<RawEncryptionKey>,
 }
 
@@ -38,6 +40,12 @@ pub(super) fn encryption_keys(raw: RawEncryption, store: &StoreConfig) -> Result
             return Err((
                 "encryption.primary".into(),
                 "set, but no [[encryption.keys]] is configured".into(),
+            ));
+        }
+        if raw.compress {
+            return Err((
+                "encryption.compress".into(),
+                "set, but no [[encryption.keys]] is configured (only encrypted values are compressed)".into(),
             ));
         }
         let backend = match store {
@@ -112,8 +120,10 @@ pub(super) fn encryption_keys(raw: RawEncryption, store: &StoreConfig) -> Result
             format!("no key with id {primary:?} in [[encryption.keys]]"),
         ));
     }
+    // Off unless asked for: brokers before envelope version 2 cannot open compressed values
+    // (see the README's "Upgrades").
     Keyring::new(&primary, keys)
-        .map(Some)
+        .map(|keys| Some(keys.with_compression(raw.compress)))
         .map_err(|m| ("encryption.keys".into(), m))
 }
 
@@ -152,6 +162,10 @@ mod tests {
             let cfg = Config::from_toml_str(&with_store("embedded", ONE_KEY), "t.toml").expect("one key");
             let keys = cfg.encryption.expect("keys");
             assert_eq!(keys.primary_id(), "k1", "a single key is the primary");
+            assert!(!keys.compresses(), "compression is off unless asked for");
+            let compressed = format!("\n[encryption]\ncompress = true{ONE_KEY}");
+            let cfg = Config::from_toml_str(&with_store("embedded", &compressed), "t.toml").expect("compress");
+            assert!(cfg.encryption.expect("keys").compresses());
 
             let two = format!(
                 "\n[encryption]\nprimary = \"k2\"\n[[encryption.keys]]\nid = \"k1\"\nenv = \"CB_TEST_KEY\"\n[[encryption.keys]]\nid = \"k2\"\nfile = \"{}\"\n",
@@ -179,6 +193,14 @@ mod tests {
             (
                 with_store("embedded", "\n[encryption]\nprimary = \"k1\"\n"),
                 "encryption.primary",
+                "no [[encryption.keys]]",
+            ),
+            (
+                base("").replace(
+                    "backend = \"memory\"",
+                    "backend = \"memory\"\n[encryption]\ncompress = true",
+                ),
+                "encryption.compress",
                 "no [[encryption.keys]]",
             ),
             (

@@ -107,6 +107,40 @@ pub async fn run(store: &dyn Store) {
     store.ping().await.unwrap();
     indexes(store).await;
     write_with_event(store).await;
+    large_values(store).await;
+}
+
+/// Values of a few KB (a connection record's size; what the encryption layer compresses) come
+/// back byte for byte through every write. Uses keys starting with `big:` and leaves none.
+pub async fn large_values(store: &dyn Store) {
+    // Compressible, but not trivially: JSON-like text with a counter.
+    let value = |n: u32| -> Vec<u8> {
+        (0..300)
+            .flat_map(|i| format!("{{\"n\":{n},\"i\":{i}}},").into_bytes())
+            .collect()
+    };
+    assert!(value(1).len() > 4_000);
+    assert_eq!(store.put("big:a", value(1), None).await.unwrap(), 1);
+    assert_eq!(store.get("big:a").await.unwrap(), versioned(&value(1), 1));
+    assert_eq!(
+        store.compare_and_swap("big:a", 1, value(2), None).await.unwrap(),
+        CasOutcome::Written(2)
+    );
+    assert!(store.rewrite_in_place("big:a", 2, &value(2), value(3)).await.unwrap());
+    assert!(!store.rewrite_in_place("big:a", 2, &value(2), value(4)).await.unwrap());
+    assert_eq!(store.get("big:a").await.unwrap(), versioned(&value(3), 2));
+    assert!(store.insert_new("big:b", value(5), None).await.unwrap());
+    assert_eq!(store.take("big:b").await.unwrap(), Some(value(5)));
+    assert_eq!(
+        store
+            .write_with_event(cas("big:a", 2, &value(6), None), "big:event", value(7), None)
+            .await
+            .unwrap(),
+        WriteOutcome::Applied(3)
+    );
+    assert_eq!(store.get("big:a").await.unwrap(), versioned(&value(6), 3));
+    assert_eq!(store.take("big:event").await.unwrap(), Some(value(7)));
+    assert!(store.delete("big:a").await.unwrap());
 }
 
 fn put(key: &str, value: &[u8], ttl: Option<Duration>) -> Write {

@@ -5,17 +5,24 @@
 //! Record keys pass through unchanged (they hold no secret: bearer values appear in them only as
 //! SHA-256 digests), and so do versions and expiries, which the backends keep outside the value.
 //!
-//! # Blob format (version 1)
+//! # Blob format (versions 1 and 2)
 //!
 //! | offset   | size   | content                                                       |
 //! |----------|--------|---------------------------------------------------------------|
-//! | 0        | 1      | format version, `0x01`                                        |
+//! | 0        | 1      | format version, `0x01` or `0x02`                              |
 //! | 1        | 1      | `L`, the length of the key id (1 to 32)                       |
 //! | 2        | `L`    | the key id, ASCII `A-Z a-z 0-9 . _ -`                         |
 //! | 2+L      | 24     | the nonce, random from the OS generator                       |
-//! | 26+L     | n + 16 | the n-byte value encrypted, then the Poly1305 tag             |
+//! | 26+L     | n + 16 | the n-byte payload encrypted, then the Poly1305 tag           |
 //!
-//! The associated data is the header (bytes `0..2+L`) followed by the record key as the broker
+//! In version 1 the payload is the value itself: a blob is 42 + L bytes longer than its value.
+//! In version 2 it is the value's length (4 bytes, little-endian) followed by the value
+//! compressed as a raw deflate stream ([`envelope`] says how opening bounds it). With
+//! `[encryption] compress` on, a value is sealed as version 2 when that is smaller (values under
+//! [`MIN_COMPRESSED_LEN`] bytes are not tried), else as version 1; both versions always open.
+//!
+//! The associated data is the header (bytes `0..2+L`, the format byte included, so a blob
+//! relabelled from one version to the other fails to open) followed by the record key as the broker
 //! names it (without the Redis `key_prefix`, so moving a keyspace to another prefix keeps it
 //! readable). A blob copied under another record key, or whose key id was edited, fails to open.
 //! XChaCha's 192-bit random nonces make nonce reuse a non-issue for any number of writes per key.
@@ -33,22 +40,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 use super::{CasOutcome, Store, StoreError, Versioned, Write, WriteOutcome};
+pub use envelope::{FORMAT_V1, FORMAT_V2, MAX_INFLATED_LEN, MIN_COMPRESSED_LEN};
+use envelope::{Sealed, Shape, corrupt, parse};
 
-/// First byte of every sealed value. JSON (what the broker stores) never starts with it, which is
-/// what lets `rotate-keys --encrypt-plaintext` tell records written before encryption apart.
-pub const FORMAT_V1: u8 = 0x01;
+mod envelope;
+
 /// Bytes of a key (256 bits).
 pub const KEY_LEN: usize = 32;
 /// Longest key id.
 pub const MAX_KEY_ID_LEN: usize = 32;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
 const NOT_ENCRYPTED: &str = "the value is not encrypted (written before encryption was turned on? see `rotate-keys --encrypt-plaintext`) or is damaged";
 /// How often [`EncryptedStore::reseal`] re-reads a record that keeps changing under it.
 const RESEAL_ATTEMPTS: usize = 8;
@@ -134,9 +139,10 @@ fn hex_value(b: u8) -> u8 {
 }
 
 /// The configured keys by id and which one seals. Cheap to clone (shared); `Debug` lists the ids
-/// only.
+/// only. The second field says whether seals may write version 2 (compressed); see
+/// [`Keyring::with_compression`].
 #[derive(Clone)]
-pub struct Keyring(Arc<KeyringInner>);
+pub struct Keyring(Arc<KeyringInner>, bool);
 
 struct KeyringInner {
     primary: String,
@@ -148,62 +154,9 @@ impl std::fmt::Debug for Keyring {
         f.debug_struct("Keyring")
             .field("primary", &self.0.primary)
             .field("ids", &self.0.keys.keys().collect::<Vec<_>>())
+            .field("compress", &self.1)
             .finish()
     }
-}
-
-/// The parts of a sealed value.
-struct Sealed<'a> {
-    header: &'a [u8],
-    key_id: &'a str,
-    nonce: &'a [u8],
-    ciphertext: &'a [u8],
-}
-
-/// What a stored value is, judged by its first bytes only (no key needed).
-enum Shape<'a> {
-    Sealed(Sealed<'a>),
-    /// Not a version-1 blob: written before encryption was turned on, or damaged.
-    Foreign,
-}
-
-fn corrupt(record_key: &str, message: String) -> StoreError {
-    StoreError::Corrupt {
-        key: record_key.to_string(),
-        message,
-    }
-}
-
-/// Splits a stored value; a value that starts like a blob but is malformed is an error.
-fn parse<'a>(record_key: &str, blob: &'a [u8]) -> Result<Shape<'a>, StoreError> {
-    match blob.first() {
-        Some(&FORMAT_V1) => {}
-        _ => return Ok(Shape::Foreign),
-    }
-    let malformed = || corrupt(record_key, "the encrypted value is malformed (truncated header)".into());
-    let id_len = usize::from(*blob.get(1).ok_or_else(malformed)?);
-    let header_len = 2 + id_len;
-    if id_len == 0 || id_len > MAX_KEY_ID_LEN || blob.len() < header_len + NONCE_LEN + TAG_LEN {
-        return Err(malformed());
-    }
-    let key_id = std::str::from_utf8(&blob[2..header_len])
-        .ok()
-        .filter(|id| valid_key_id(id))
-        .ok_or_else(|| corrupt(record_key, "the encrypted value names an invalid key id".into()))?;
-    Ok(Shape::Sealed(Sealed {
-        header: &blob[..header_len],
-        key_id,
-        nonce: &blob[header_len..header_len + NONCE_LEN],
-        ciphertext: &blob[header_len + NONCE_LEN..],
-    }))
-}
-
-/// Header and record key: what the tag authenticates besides the ciphertext.
-fn associated_data(header: &[u8], record_key: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(header.len() + record_key.len());
-    aad.extend_from_slice(header);
-    aad.extend_from_slice(record_key.as_bytes());
-    aad
 }
 
 impl Keyring {
@@ -224,10 +177,26 @@ impl Keyring {
         if !map.contains_key(primary) {
             return Err(format!("the primary key id {primary:?} is not among the keys"));
         }
-        Ok(Self(Arc::new(KeyringInner {
-            primary: primary.to_string(),
-            keys: map,
-        })))
+        Ok(Self(
+            Arc::new(KeyringInner {
+                primary: primary.to_string(),
+                keys: map,
+            }),
+            false,
+        ))
+    }
+
+    /// The same keys, sealing compressed values (version 2) where that makes them smaller, or
+    /// only version 1. Off by default: brokers older than version 2 cannot open such values, so
+    /// it is turned on (`[encryption] compress`) once every broker sharing the store reads them.
+    /// Opening reads both versions either way.
+    pub fn with_compression(self, compress: bool) -> Self {
+        Self(self.0, compress)
+    }
+
+    /// Whether seals may write version 2.
+    pub fn compresses(&self) -> bool {
+        self.1
     }
 
     /// The id of the key that seals.
@@ -240,34 +209,15 @@ impl Keyring {
         self.0.keys.keys().map(String::as_str)
     }
 
-    /// Seals `plaintext` for the record `record_key` under the primary key.
+    /// Seals `plaintext` for the record `record_key` under the primary key: compressed
+    /// (version 2) when compression is on and makes it smaller, else as it is (version 1).
     pub fn seal(&self, record_key: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let id = self.0.primary.as_bytes();
         let key = self
             .0
             .keys
             .get(&self.0.primary)
             .ok_or_else(|| StoreError::backend("the primary encryption key is missing"))?;
-        let mut blob = Vec::with_capacity(2 + id.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
-        blob.push(FORMAT_V1);
-        // `Keyring::new` checked the id: at most 32 bytes.
-        blob.push(id.len() as u8);
-        blob.extend_from_slice(id);
-        let nonce = crate::crypto::random_bytes::<NONCE_LEN>();
-        let aad = associated_data(&blob, record_key);
-        blob.extend_from_slice(&nonce);
-        let ciphertext = key
-            .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| StoreError::backend(format!("cannot encrypt record {record_key} (value too long)")))?;
-        blob.extend_from_slice(&ciphertext);
-        Ok(blob)
+        envelope::seal(&key.cipher(), &self.0.primary, record_key, plaintext, self.1)
     }
 
     /// Opens a blob sealed for `record_key`. Anything but a blob that opens with the key it names
@@ -291,26 +241,7 @@ impl Keyring {
                 ),
             )
         })?;
-        let nonce = XNonce::try_from(sealed.nonce)
-            .map_err(|_| corrupt(record_key, "the encrypted value is malformed (nonce)".into()))?;
-        let aad = associated_data(sealed.header, record_key);
-        key.cipher()
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: sealed.ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| {
-                corrupt(
-                    record_key,
-                    format!(
-                        "does not decrypt with key id {:?} (a different key under that id, a changed byte, or a value copied from another record)",
-                        sealed.key_id
-                    ),
-                )
-            })
+        envelope::open(&key.cipher(), record_key, sealed)
     }
 
     /// The key id a stored value names, or `None` when it is not a blob.
@@ -557,6 +488,7 @@ impl Store for EncryptedStore {
 
 #[cfg(test)]
 mod tests {
+    use super::envelope::{NONCE_LEN, TAG_LEN};
     use super::*;
     use crate::store::{MemoryStore, conformance};
 
@@ -735,42 +667,91 @@ mod tests {
         (inner.clone(), EncryptedStore::new(inner, keys))
     }
 
+    /// The keyring of the conformance runs, compressing or not.
+    fn conformance_ring(compress: bool) -> Keyring {
+        ring("k1", &[("k1", K1)]).with_compression(compress)
+    }
+
     #[tokio::test]
     async fn conformance_over_memory() {
-        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::run(&store).await;
-        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::purge_counts(&store).await;
-        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::scan_and_rewrite(&store).await;
-        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::concurrent_take(Arc::new(store)).await;
-        let (_, store) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::concurrent_write_with_event(Arc::new(store)).await;
-        let (source_inner, source) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        let (_, target) = encrypted_memory(ring("k1", &[("k1", K1)]));
-        conformance::export_and_import(&source, &target).await;
-        // What leaves is what the backend holds: sealed, never the plaintext.
-        let sealed = conformance::export_all(&source).await;
-        assert_eq!(sealed, conformance::export_all(source_inner.as_ref()).await);
-        assert!(sealed.iter().all(|e| match e {
-            crate::store::Entry::Record(r) => r.value.first() == Some(&FORMAT_V1),
-            _ => true,
-        }));
+        for compress in [false, true] {
+            let keys = || conformance_ring(compress);
+            let (_, store) = encrypted_memory(keys());
+            conformance::run(&store).await;
+            let (_, store) = encrypted_memory(keys());
+            conformance::purge_counts(&store).await;
+            let (_, store) = encrypted_memory(keys());
+            conformance::scan_and_rewrite(&store).await;
+            let (_, store) = encrypted_memory(keys());
+            conformance::concurrent_take(Arc::new(store)).await;
+            let (_, store) = encrypted_memory(keys());
+            conformance::concurrent_write_with_event(Arc::new(store)).await;
+            let (source_inner, source) = encrypted_memory(keys());
+            let (_, target) = encrypted_memory(keys());
+            conformance::export_and_import(&source, &target).await;
+            // What leaves is what the backend holds: sealed, never the plaintext.
+            let sealed = conformance::export_all(&source).await;
+            assert_eq!(sealed, conformance::export_all(source_inner.as_ref()).await);
+            let allowed: &[u8] = if compress {
+                &[FORMAT_V1, FORMAT_V2]
+            } else {
+                &[FORMAT_V1]
+            };
+            assert!(sealed.iter().all(|e| match e {
+                crate::store::Entry::Record(r) => r.value.first().is_some_and(|f| allowed.contains(f)),
+                _ => true,
+            }));
+        }
     }
 
     #[tokio::test]
     async fn conformance_over_embedded() {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("e.redb")).unwrap());
-        let store = Arc::new(EncryptedStore::new(inner, ring("k1", &[("k1", K1)])));
-        conformance::run(store.as_ref()).await;
-        conformance::purge_counts(store.as_ref()).await;
-        conformance::concurrent_take(store.clone()).await;
-        conformance::concurrent_write_with_event(store.clone()).await;
-        let dir = tempfile::tempdir().unwrap();
-        let inner = Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
-        conformance::scan_and_rewrite(&EncryptedStore::new(inner, ring("k1", &[("k1", K1)]))).await;
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let inner = Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("e.redb")).unwrap());
+            let store = Arc::new(EncryptedStore::new(inner, conformance_ring(compress)));
+            conformance::run(store.as_ref()).await;
+            conformance::purge_counts(store.as_ref()).await;
+            conformance::concurrent_take(store.clone()).await;
+            conformance::concurrent_write_with_event(store.clone()).await;
+            let dir = tempfile::tempdir().unwrap();
+            let inner = Arc::new(crate::store::EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+            conformance::scan_and_rewrite(&EncryptedStore::new(inner, conformance_ring(compress))).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backup_of_mixed_formats_restores_and_opens() {
+        // Records written before and after compression was turned on, exported as they are.
+        let (source_inner, old) = encrypted_memory(conformance_ring(false));
+        let new = EncryptedStore::new(source_inner.clone(), conformance_ring(true));
+        let value = |i: u8| format!("{{\"n\":{i},\"scopes\":\"{}\"}}", "Files.Read.All ".repeat(20)).into_bytes();
+        for i in 0..4u8 {
+            let writer = if i % 2 == 0 { &old } else { &new };
+            writer.put(&format!("conn:{{{i}}}"), value(i), None).await.unwrap();
+        }
+        let exported = conformance::export_all(&new).await;
+        let formats: Vec<u8> = exported
+            .iter()
+            .filter_map(|e| match e {
+                crate::store::Entry::Record(r) => r.value.first().copied(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(formats.len(), 4);
+        assert!(
+            formats.contains(&FORMAT_V1) && formats.contains(&FORMAT_V2),
+            "{formats:?}"
+        );
+        // Restored under a broker that does not compress: both still open.
+        let (_, target) = encrypted_memory(conformance_ring(false));
+        target.import(exported).await.unwrap();
+        for i in 0..4u8 {
+            assert_eq!(
+                target.get(&format!("conn:{{{i}}}")).await.unwrap().unwrap().value,
+                value(i)
+            );
+        }
     }
 
     #[tokio::test]

@@ -186,6 +186,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rotates_a_store_of_mixed_formats_and_can_turn_compression_on_or_off() {
+        use crate::store::encrypted::{FORMAT_V1, FORMAT_V2};
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let big = |i: usize| format!("{{\"record\":{i},\"pad\":\"{}\"}}", "abcdefgh".repeat(64)).into_bytes();
+        let v1 = EncryptedStore::new(inner.clone(), ring("k1", &[("k1", 1)]));
+        let v2 = EncryptedStore::new(inner.clone(), ring("k1", &[("k1", 1)]).with_compression(true));
+        for i in 0..6 {
+            let writer = if i % 2 == 0 { &v1 } else { &v2 };
+            writer.put(&format!("big:{i}"), big(i), None).await.unwrap();
+            writer
+                .put(&format!("small:{i}"), b"{\"s\":1}".to_vec(), None)
+                .await
+                .unwrap();
+        }
+        inner.put("plain", big(99), None).await.unwrap();
+        let first_byte = |key: String| {
+            let inner = inner.clone();
+            async move { inner.get(&key).await.unwrap().unwrap().value[0] }
+        };
+        assert_eq!(first_byte("big:0".into()).await, FORMAT_V1);
+        assert_eq!(first_byte("big:1".into()).await, FORMAT_V2);
+
+        // Under a new primary with compression on: every compressible record becomes version 2.
+        let to_k2 = EncryptedStore::new(
+            inner.clone(),
+            ring("k2", &[("k1", 1), ("k2", 2)]).with_compression(true),
+        );
+        let options = RotateOptions {
+            batch: 5,
+            encrypt_plaintext: true,
+        };
+        let report = rotate_all(&to_k2, options).await.unwrap();
+        assert_eq!((report.reencrypted, report.failed), (13, 0), "{report:?}");
+        for i in 0..6 {
+            assert_eq!(first_byte(format!("big:{i}")).await, FORMAT_V2);
+            assert_eq!(
+                first_byte(format!("small:{i}")).await,
+                FORMAT_V1,
+                "too small to compress"
+            );
+        }
+        assert_eq!(first_byte("plain".into()).await, FORMAT_V2);
+
+        // And back: a rotation with compression off writes version 1 only (what an older broker
+        // reads), so a store can be prepared for a downgrade.
+        let to_k3 = EncryptedStore::new(inner.clone(), ring("k3", &[("k2", 2), ("k3", 3)]));
+        let report = rotate_all(&to_k3, options).await.unwrap();
+        assert_eq!((report.reencrypted, report.failed), (13, 0), "{report:?}");
+        let k3_only = EncryptedStore::new(inner.clone(), ring("k3", &[("k3", 3)]));
+        for i in 0..6 {
+            assert_eq!(first_byte(format!("big:{i}")).await, FORMAT_V1);
+            assert_eq!(k3_only.get(&format!("big:{i}")).await.unwrap().unwrap().value, big(i));
+            assert_eq!(
+                k3_only.get(&format!("small:{i}")).await.unwrap().unwrap().value,
+                b"{\"s\":1}"
+            );
+        }
+        assert_eq!(k3_only.get("plain").await.unwrap().unwrap().value, big(99));
+    }
+
+    #[tokio::test]
     async fn a_store_without_encryption_is_refused() {
         let e = rotate_all(&MemoryStore::new(), RotateOptions::default())
             .await

@@ -3,7 +3,8 @@
 //! serves every connection with the same tokens, and a refresh still works; a non-empty store is
 //! refused without --force; damaged, truncated and foreign files are refused with nothing
 //! written; the file is private (0600); no token or secret in the output; records restored
-//! under other encryption keys are reported unreadable and left unchanged.
+//! under other encryption keys are reported unreadable and left unchanged; records sealed with
+//! and without compression (formats 2 and 1) restore readable, each as it was.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -426,6 +427,54 @@ async fn a_redis_backup_under_load_restores_every_connection_under_another_prefi
     drop(records);
 
     serves_every_connection(&w, second, fresh_store, &conns, &before, &refreshed).await;
+}
+
+/// Must show: a store holding records sealed before and after `[encryption] compress` was
+/// turned on (formats 1 and 2) backs up and restores through the binary with every record
+/// readable, each kept in the format it was written in.
+#[tokio::test]
+async fn records_of_both_encryption_formats_back_up_and_restore_readable() {
+    use consent_broker::store::encrypted::{FORMAT_V1, FORMAT_V2};
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = |compress: bool| {
+        Keyring::new(
+            "test",
+            vec![("test".into(), EncryptionKey::from_hex(TEST_ENCRYPTION_KEY).unwrap())],
+        )
+        .unwrap()
+        .with_compression(compress)
+    };
+    let value = |i: usize| format!("{{\"n\":{i},\"scopes\":\"{}\"}}", "Files.Read.All ".repeat(30)).into_bytes();
+    let source = dir.path().join("source.redb");
+    {
+        let inner: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&source).unwrap());
+        for i in 0..4 {
+            let store = EncryptedStore::new(inner.clone(), keyring(i % 2 == 1));
+            store.put(&format!("outbox:{i}"), value(i), None).await.unwrap();
+        }
+    }
+    let store_of = |path: &Path| format!("backend = \"embedded\"\npath = \"{}\"", path.display());
+    let source_config = cli_config(dir.path(), "source", "http://127.0.0.1:9", &store_of(&source), None);
+    let file = dir.path().join("mixed.backup");
+    let out = backup(&source_config, &file);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let target = dir.path().join("target.redb");
+    let target_config = cli_config(dir.path(), "target", "http://127.0.0.1:9", &store_of(&target), None);
+    let out = restore(&target_config, &file, false);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(!shown.contains("do not open"), "every record opens: {shown}");
+    assert!(shown.contains("test 4"), "{shown}");
+
+    let inner: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&target).unwrap());
+    let store = EncryptedStore::new(inner.clone(), keyring(false));
+    for i in 0..4 {
+        let key = format!("outbox:{i}");
+        let sealed = inner.get(&key).await.unwrap().unwrap().value;
+        assert_eq!(sealed[0], if i % 2 == 1 { FORMAT_V2 } else { FORMAT_V1 }, "{key}");
+        assert_eq!(store.get(&key).await.unwrap().unwrap().value, value(i), "{key}");
+    }
 }
 
 #[test]
