@@ -5,12 +5,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's malloc: a token call allocates and frees many small buffers on
-/// whichever worker thread runs it, and glibc's allocator spent a fifth of the broker's CPU on
-/// that under load (README "Benchmarks").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "consent-broker",
