@@ -125,7 +125,7 @@ pub struct RefreshConfig {
 /// answers most calls, whatever the file's size (redb's own default is 1 GiB).
 pub const DEFAULT_EMBEDDED_CACHE_MB: u64 = 64;
 
-/// Most tokens `[store] token_cache_capacity` may ask for (about 2 KB each: 20 GB).
+/// Most tokens `[store] token_cache_capacity` may ask for (about 4 KB each: 40 GB).
 const MAX_TOKEN_CACHE_CAPACITY: usize = 10_000_000;
 
 impl RawStore {
