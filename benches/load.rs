@@ -714,11 +714,24 @@ async fn stampede(plan: &Plan, sim: &Sim, reserved: Reserved, first_user: usize)
 async fn run(plan: Plan) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     std::fs::create_dir_all(&plan.out).expect("output directory");
-    let backends = [
+    // `BENCH_STORES=embedded,redis` measures only those (names as in load.md; "redis-nocache" for
+    // Redis without the cache), e.g. to profile one.
+    let only = std::env::var("BENCH_STORES").ok();
+    let backends: Vec<Backend> = [
         Backend::Embedded,
         Backend::Redis { cache: true },
         Backend::Redis { cache: false },
-    ];
+    ]
+    .into_iter()
+    .filter(|b| {
+        only.as_deref().is_none_or(|list| {
+            list.split(',').any(|name| {
+                let name = name.trim();
+                name == b.name() || (name == "redis-nocache" && *b == Backend::Redis { cache: false })
+            })
+        })
+    })
+    .collect();
     let runs = plan.sizes.len() * backends.len() + 1;
     let reserved: Vec<Reserved> = (0..runs).map(|_| Reserved::new()).collect();
     let callbacks: Vec<String> = reserved.iter().map(Reserved::callback).collect();
@@ -761,7 +774,7 @@ async fn run(plan: Plan) {
     let mut results = Vec::new();
     let mut user = 0;
     for &n in &plan.sizes {
-        for backend in backends {
+        for &backend in &backends {
             results.push(one_store(backend, n, &plan, &sim, reserved.next().expect("port"), user).await);
             user += plan.sign_ins;
         }
