@@ -25,6 +25,12 @@ mod dump;
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 /// The ordered indexes: (index, member), ordered by index then member.
 const INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("index");
+/// The records that expire, by (expiry in epoch ms, key): the purge walks only what is due, not
+/// the whole file (connections never expire, and a million of them made every sweep read it all
+/// while holding the write lock). An entry whose record has since changed is dropped by the purge
+/// without touching the record.
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new(EXPIRY_TABLE);
+const EXPIRY_TABLE: &str = "expiry";
 /// Record layout: version (u64 LE), expiry in epoch ms (u64 LE, 0 = never), then the value.
 const HEADER: usize = 16;
 /// How often a closed file is tried again: reopening runs redb's repair, which reads the file.
@@ -130,8 +136,24 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     })?;
     let created = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
-        txn.open_table(KV)?;
+        let had_expiry = txn.list_tables()?.any(|t| redb::TableHandle::name(&t) == EXPIRY_TABLE);
+        let records = txn.open_table(KV)?;
         txn.open_table(INDEX)?;
+        let mut expiry = txn.open_table(EXPIRY)?;
+        if !had_expiry {
+            // A file from before the expiry table: index its expiring records once.
+            for item in records.iter()? {
+                let (key, raw) = item?;
+                let raw = raw.value();
+                if raw.len() >= HEADER {
+                    let expires_at = u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default());
+                    if expires_at != 0 {
+                        expiry.insert((expires_at, key.value()), ())?;
+                    }
+                }
+            }
+        }
+        drop((records, expiry));
         txn.commit()?;
         Ok(())
     })();
@@ -249,7 +271,7 @@ impl EmbeddedStore {
         let key = key.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write()?;
-            let out = update_in(&mut txn.open_table(KV)?, &key, f)?;
+            let out = update_in(&mut txn.open_table(KV)?, &mut txn.open_table(EXPIRY)?, &key, f)?;
             txn.commit()?;
             Ok(out)
         })
@@ -267,25 +289,41 @@ enum Write {
 /// The record of `key` in `table` as `f` decides, within the caller's transaction.
 fn update_in<T>(
     table: &mut Table<'_, &'static str, &'static [u8]>,
+    expiry: &mut Table<'_, (u64, &'static str), ()>,
     key: &str,
     f: impl FnOnce(Option<(u64, u64, &[u8])>) -> (Write, T),
 ) -> Result<T, Failure> {
     let current = table.get(key)?.map(|g| g.value().to_vec());
     let now = now_millis();
-    let live = match &current {
+    let (live, old_expiry) = match &current {
         Some(raw) => {
             let (version, expires_at, value) = decode(key, raw)?;
-            (!is_expired(expires_at, now)).then_some((version, expires_at, value))
+            (
+                (!is_expired(expires_at, now)).then_some((version, expires_at, value)),
+                expires_at,
+            )
         }
-        None => None,
+        None => (None, 0),
     };
     let (write, out) = f(live);
+    let forget_old = |expiry: &mut Table<'_, (u64, &'static str), ()>| -> Result<(), Failure> {
+        if old_expiry != 0 {
+            expiry.remove((old_expiry, key))?;
+        }
+        Ok(())
+    };
     match write {
         Write::Keep => {}
         Write::Set(bytes) => {
+            forget_old(expiry)?;
+            let (_, expires_at, _) = decode(key, &bytes)?;
+            if expires_at != 0 {
+                expiry.insert((expires_at, key), ())?;
+            }
             table.insert(key, bytes.as_slice())?;
         }
         Write::Remove => {
+            forget_old(expiry)?;
             table.remove(key)?;
         }
     }
@@ -399,28 +437,32 @@ impl Store for EmbeddedStore {
             let txn = db.begin_write()?;
             let applied = {
                 let mut table = txn.open_table(KV)?;
+                let mut expiry = txn.open_table(EXPIRY)?;
                 let applied = match write {
-                    super::Write::Put { key, value, ttl } => {
-                        Some(update_in(&mut table, &key, |live| put_plan(&value, ttl, live))?)
-                    }
+                    super::Write::Put { key, value, ttl } => Some(update_in(&mut table, &mut expiry, &key, |live| {
+                        put_plan(&value, ttl, live)
+                    })?),
                     super::Write::Cas {
                         key,
                         expected_version,
                         value,
                         ttl,
-                    } => match update_in(&mut table, &key, |live| {
+                    } => match update_in(&mut table, &mut expiry, &key, |live| {
                         compare_and_swap_plan(expected_version, &value, ttl, live)
                     })? {
                         CasOutcome::Written(version) => Some(version),
                         CasOutcome::Conflict => None,
                     },
                     super::Write::InsertNew { key, value, ttl } => {
-                        update_in(&mut table, &key, |live| insert_new_plan(&value, ttl, live))?.then_some(1)
+                        update_in(&mut table, &mut expiry, &key, |live| insert_new_plan(&value, ttl, live))?
+                            .then_some(1)
                     }
-                    super::Write::Delete { key } => update_in(&mut table, &key, delete_plan)?.then_some(0),
+                    super::Write::Delete { key } => update_in(&mut table, &mut expiry, &key, delete_plan)?.then_some(0),
                 };
                 if applied.is_some() {
-                    update_in(&mut table, &event_key, |live| put_plan(&event_value, event_ttl, live))?;
+                    update_in(&mut table, &mut expiry, &event_key, |live| {
+                        put_plan(&event_value, event_ttl, live)
+                    })?;
                 }
                 applied
             };
@@ -445,14 +487,26 @@ impl Store for EmbeddedStore {
             let mut removed = 0;
             {
                 let mut table = txn.open_table(KV)?;
+                let mut expiry = txn.open_table(EXPIRY)?;
                 let now = now_millis();
-                table.retain(|_, raw| {
-                    // Unreadable records are kept for an operator to inspect, never dropped.
-                    let expired = raw.len() >= HEADER
-                        && is_expired(u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default()), now);
-                    removed += usize::from(expired);
-                    !expired
-                })?;
+                let due: Vec<(u64, String)> = expiry
+                    .range((0, "")..=(now, "\u{10ffff}"))?
+                    .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                    .collect::<Result<_, _>>()?;
+                for (expires_at, key) in due {
+                    expiry.remove((expires_at, key.as_str()))?;
+                    // Only a record that still carries this expiry; unreadable records are kept
+                    // for an operator to inspect, never dropped.
+                    let current = table.get(key.as_str())?.map(|raw| {
+                        let raw = raw.value();
+                        raw.len() >= HEADER
+                            && u64::from_le_bytes(raw[8..16].try_into().unwrap_or_default()) == expires_at
+                    });
+                    if current == Some(true) && is_expired(expires_at, now) {
+                        table.remove(key.as_str())?;
+                        removed += 1;
+                    }
+                }
             }
             txn.commit()?;
             Ok(removed)
@@ -631,6 +685,59 @@ mod tests {
                 .expect("kept across a reopen");
             assert_eq!(got.value, value(i), "record {i}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_purge_removes_what_expired_and_never_a_record_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("expiry.redb");
+        // A file from before the expiry table: one expired record, one that never expires.
+        {
+            let db = redb::Builder::new().create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut kv = txn.open_table(KV).unwrap();
+                kv.insert("old:expired", encode(1, 1, b"gone").as_slice()).unwrap();
+                kv.insert("old:forever", encode(1, 0, b"kept").as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        let short = Some(Duration::from_millis(1));
+        store.put("a:rewritten", b"v1".to_vec(), short).await.unwrap();
+        store.put("a:rewritten", b"v2".to_vec(), None).await.unwrap();
+        store.put("a:extended", b"v1".to_vec(), short).await.unwrap();
+        store
+            .put("a:extended", b"v2".to_vec(), Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        store.put("a:due", b"v".to_vec(), short).await.unwrap();
+        store.put("a:deleted", b"v".to_vec(), short).await.unwrap();
+        store.delete("a:deleted").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.purge_expired().await.unwrap(), 2, "old:expired and a:due");
+        assert_eq!(store.purge_expired().await.unwrap(), 0, "nothing twice");
+        for (key, value) in [
+            ("old:forever", &b"kept"[..]),
+            ("a:rewritten", b"v2"),
+            ("a:extended", b"v2"),
+        ] {
+            assert_eq!(store.get(key).await.unwrap().expect(key).value, value, "{key}");
+        }
+        let raw = |key: &'static str| {
+            let file = store.file.clone();
+            async move {
+                file.with(|db| Ok(db.begin_read()?.open_table(KV)?.get(key)?.is_some()))
+                    .unwrap()
+            }
+        };
+        assert!(!raw("old:expired").await && !raw("a:due").await, "purged from the file");
+        // The expiry table holds only the one live expiring record.
+        let entries = store
+            .file
+            .with(|db| Ok(redb::ReadableTableMetadata::len(&db.begin_read()?.open_table(EXPIRY)?)?))
+            .unwrap();
+        assert_eq!(entries, 1);
     }
 
     #[tokio::test]

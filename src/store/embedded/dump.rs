@@ -7,7 +7,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::mpsc;
 
-use super::{CONCURRENCY, EmbeddedStore, Failure, HEADER, INDEX, KV, backend, decode, encode};
+use super::{CONCURRENCY, EXPIRY, EmbeddedStore, Failure, HEADER, INDEX, KV, backend, decode, encode};
 use crate::store::{Entry, ExportSink, RawRecord, StoreError, is_expired, now_millis};
 
 /// Entries in flight between the reading thread and the sink.
@@ -79,10 +79,14 @@ pub(super) fn import_in(db: &Database, entries: Vec<Entry>) -> Result<(), Failur
         {
             let mut records = txn.open_table(KV)?;
             let mut indexes = txn.open_table(INDEX)?;
+            let mut expiry = txn.open_table(EXPIRY)?;
             for entry in entries.by_ref().take(IMPORT_BATCH) {
                 match entry {
                     Entry::Record(r) if !is_expired(r.expires_at_ms, now) => {
                         records.insert(r.key.as_str(), encode(r.version, r.expires_at_ms, &r.value).as_slice())?;
+                        if r.expires_at_ms != 0 {
+                            expiry.insert((r.expires_at_ms, r.key.as_str()), ())?;
+                        }
                     }
                     Entry::Record(_) => {}
                     Entry::IndexMember { index, member } => {
