@@ -201,25 +201,25 @@ fn access_level(lines: &[String]) -> &'static str {
         .unwrap_or_else(|| panic!("no level in {line}"))
 }
 
+/// A token call on `conn` sending `x-request-id: id`; its status.
+async fn token_call(w: &World, conn: &str, id: &str) -> StatusCode {
+    w.http
+        .get(format!("{}/v1/connections/{conn}/token", w.broker.url))
+        .bearer_auth(KEY_A)
+        .header("x-request-id", id)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn successful_token_calls_log_their_access_line_at_debug_and_failed_ones_at_info() {
     let w = World::new().await;
     let conn = w.connect(&w.upn("alice")).await;
-    let call = |conn: String, id: &'static str| {
-        let (http, url) = (w.http.clone(), w.broker.url.clone());
-        async move {
-            http.get(format!("{url}/v1/connections/{conn}/token"))
-                .bearer_auth(KEY_A)
-                .header("x-request-id", id)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    assert_eq!(call(conn.clone(), "tok-ok-1").await, StatusCode::OK);
-    assert_eq!(call(conn.clone(), "tok-ok-2").await, StatusCode::OK, "a cache hit");
-    assert_eq!(call("conn_missing".into(), "tok-404").await, StatusCode::NOT_FOUND);
+    assert_eq!(token_call(&w, &conn, "tok-ok-1").await, StatusCode::OK);
+    assert_eq!(token_call(&w, &conn, "tok-ok-2").await, StatusCode::OK, "a cache hit");
+    assert_eq!(token_call(&w, "conn_missing", "tok-404").await, StatusCode::NOT_FOUND);
     assert_eq!(access_level(&lines_of(&w.broker, "tok-ok-1")), "DEBUG");
     assert_eq!(access_level(&lines_of(&w.broker, "tok-ok-2")), "DEBUG");
     assert_eq!(access_level(&lines_of(&w.broker, "tok-404")), "INFO");
@@ -234,14 +234,6 @@ async fn successful_token_calls_log_their_access_line_at_debug_and_failed_ones_a
     )
     .await;
     let conn = loud.connect(&loud.upn("alice")).await;
-    let r = loud
-        .http
-        .get(format!("{}/v1/connections/{conn}/token", loud.broker.url))
-        .bearer_auth(KEY_A)
-        .header("x-request-id", "tok-loud")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(token_call(&loud, &conn, "tok-loud").await, StatusCode::OK);
     assert_eq!(access_level(&lines_of(&loud.broker, "tok-loud")), "INFO");
 }
