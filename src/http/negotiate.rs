@@ -51,12 +51,9 @@ pub(crate) struct ErrorPages {
 }
 
 impl ErrorPages {
-    /// For a request with this method and these headers.
-    pub(crate) fn for_request(method: &Method, headers: &HeaderMap, lang: Lang) -> Self {
-        Self {
-            html: is_navigation(method, headers),
-            lang,
-        }
+    /// For a request that is a browser's navigation (`html`, see [`is_navigation`]) or not.
+    pub(crate) fn new(html: bool, lang: Lang) -> Self {
+        Self { html, lang }
     }
 
     /// `response`, or the readable page that replaces it (see the module's comment).

@@ -92,7 +92,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     } else {
         Lang::default()
     };
-    let pages = ErrorPages::for_request(req.method(), req.headers(), lang);
+    let pages = ErrorPages::new(html, lang);
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let serve = async {
         let response =
