@@ -398,11 +398,7 @@ pub async fn token(
                 // Every answer for this token is the same bytes, so they are rendered once and
                 // shared with the cache's later hits of it.
                 match t.answer.get_or_render(|| serde_json::to_vec(&body())) {
-                    Ok(rendered) => Ok((
-                        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                        rendered,
-                    )
-                        .into_response()),
+                    Ok(rendered) => Ok(json_answer(rendered)),
                     // Text and a bool always serialize; if not, axum's own answer for it.
                     Err(_) => Ok(Json(body()).into_response()),
                 }
@@ -418,6 +414,20 @@ pub async fn token(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Headers of a token answer on its way out: its type and length, the request id and the
+/// security headers.
+const TOKEN_ANSWER_HEADERS: usize = super::SECURITY_HEADER_COUNT + 4;
+
+/// A rendered JSON answer in a header map sized for [`TOKEN_ANSWER_HEADERS`] at once: a map
+/// grown (and rehashed) on the way out cost more than writing its headers.
+fn json_answer(body: bytes::Bytes) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body));
+    let headers = response.headers_mut();
+    headers.reserve(TOKEN_ANSWER_HEADERS);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Explains an error a user pasted: its category, codes, who fixes it and how.

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod pages;
 #[cfg(test)]
 mod tests;
+pub mod token_first;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -157,8 +158,16 @@ pub const ROUTES: &[Route] = &[
 /// Served by the main router unless `server.metrics_listen` gives it a listener of its own.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// Builds the broker's router.
+/// Builds the broker's service: the token call served first ([`token_first`]), every other
+/// request through [`routes`].
 pub fn router(state: AppState) -> Router {
+    let routes = routes(state.clone());
+    Router::new().fallback_service(token_first::TokenFirst::new(state, routes))
+}
+
+/// axum's router of every route, the token call's included (it also answers the token calls
+/// [`token_first`] leaves to it, such as `HEAD` or an id with `%` escapes).
+pub fn routes(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     let mut browser: Router<AppState> = Router::new();
     for route in ROUTES {
@@ -184,8 +193,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How many [`SECURITY_HEADERS`] there are (maps sized for a response's headers count them).
+pub(crate) const SECURITY_HEADER_COUNT: usize = 6;
+
 /// The headers every response carries, unless its handler set them itself.
-const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
+const SECURITY_HEADERS: [(HeaderName, &str); SECURITY_HEADER_COUNT] = [
     (header::CACHE_CONTROL, "no-store"),
     (header::PRAGMA, "no-cache"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -1,6 +1,7 @@
 //! Per-request observation: a request id on every log line of a request (and in the response),
 //! an access-log line, and HTTP request counts and latency by route and status.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -68,21 +69,35 @@ fn traceparent_trace_id(value: &str) -> Option<&str> {
     valid.then_some(trace_id)
 }
 
-/// The one middleware in front of every route (one, not a stack of them: each layer of axum's
-/// `from_fn` boxes and clones the service below it on every request, which showed in the token
-/// call's profile). It runs the request inside a span carrying its id, route and method (so every
-/// log line of the request names them), within the request timeout
-/// ([`limits::within_request_timeout`]), turns an error answer to a browser into a page
-/// ([`ErrorPages`]), adds the security headers ([`super::add_security_headers`]), returns the id
-/// in `x-request-id`, logs one access line, and counts and times
-/// the request under its route template (`/v1/connections/{connection_id}`, never the concrete
-/// path, which carries ids and tokens), or `unmatched`.
+/// The one middleware in front of every route of axum's router (one, not a stack of them: each
+/// layer of axum's `from_fn` boxes and clones the service below it on every request, which showed
+/// in the token call's profile): [`observed`] under the route template axum matched
+/// (`/v1/connections/{connection_id}`, never the concrete path, which carries ids and tokens), or
+/// `unmatched`.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = method_label(req.method());
     // A clone of the matched path shares its text (no copy per request).
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    observed(&state, route, req, |req| next.run(req)).await
+}
+
+/// Serves `req` with `serve` the way every request is served: inside a span carrying its id,
+/// route and method (so every log line of the request names them), within the request timeout
+/// ([`limits::within_request_timeout`]); then turns an error answer to a browser into a page
+/// ([`ErrorPages`]), adds the security headers ([`super::add_security_headers`]), returns the id
+/// in `x-request-id`, logs one access line, and counts and times the request under `route`.
+/// Used by [`record`] for the router's routes and by [`super::token_first`] for the token call.
+pub(crate) async fn observed<F>(
+    state: &AppState,
+    route: &str,
+    req: Request,
+    serve: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
+    let start = Instant::now();
+    let method = method_label(req.method());
     let id = request_id(req.headers());
     let timeout_page = limits::times_out_as_page(req.headers());
     let html = negotiate::is_navigation(req.method(), req.headers());
@@ -96,7 +111,7 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     let span = tracing::info_span!("request", request_id = %id, method, route = %route);
     let serve = async {
         let response =
-            limits::within_request_timeout(state.config.http.request_timeout, timeout_page, lang, next.run(req)).await;
+            limits::within_request_timeout(state.config.http.request_timeout, timeout_page, lang, serve(req)).await;
         // Inside the span and the request id's scope, so the pages it makes carry the id.
         pages.apply(response)
     };
@@ -112,15 +127,19 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
             tracing::info!(status, ms, "request answered");
         }
     });
+    let headers = response.headers_mut();
+    // The headers added below, at once: growing the map for them one by one cost more than
+    // writing them.
+    headers.reserve(super::SECURITY_HEADER_COUNT + 2);
     if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID.clone(), v);
+        headers.insert(REQUEST_ID.clone(), v);
     }
-    super::add_security_headers(response.headers_mut(), state.config.tls.is_some());
+    super::add_security_headers(headers, state.config.tls.is_some());
     response
 }
 
 /// The token route's template, whose successful answers are the broker's hot path.
-const TOKEN_ROUTE: &str = "/v1/connections/{connection_id}/token";
+pub(crate) const TOKEN_ROUTE: &str = "/v1/connections/{connection_id}/token";
 
 /// Whether a request's access line is at debug rather than info: probes and scrapes (they would
 /// drown everything else), and successful token calls unless `[log] successful_token_calls`

@@ -150,3 +150,78 @@ async fn a_connection_is_read_and_deleted_and_without_endpoints_keeps_no_event()
         "a connector without webhooks keeps no events"
     );
 }
+
+/// Sends one request through `service` and keeps what a caller sees: status, headers (but the
+/// request id, fresh per request) and body.
+async fn answer_of(
+    service: axum::Router,
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(k) = key {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let answer = service.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = answer.status().as_u16();
+    let mut headers: Vec<(String, String)> = answer
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != super::observe::REQUEST_ID)
+        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    headers.sort();
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn the_token_call_answers_the_same_before_the_router_as_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = state(dir.path()).await;
+    let in_an_hour = crate::clock::now_unix() + 3_600;
+    let conn: crate::store::records::Connection = serde_json::from_value(serde_json::json!({
+        "id": "conn_unit", "connector": "files", "end_user": "u1",
+        "tenant_id": "7d3e5a9f-0000-4000-8000-00000000f00d",
+        "user": {"oid": "o1", "name": "Ada", "preferred_username": "ada@example.com"},
+        "scopes": ["Files.Read.All"], "access_token": "at", "access_expires_at": in_an_hour, "refresh_token": "rt",
+        "created_at": 100, "refreshed_at": 100, "status": "active", "reauth": null, "return_url": null
+    }))
+    .unwrap();
+    let mut conn = conn;
+    conn.token_identity = Some(crate::store::records::TokenIdentity::new(
+        &conn.tenant_id,
+        "11111111-2222-4333-8444-555555555555",
+        &conn.scopes,
+    ));
+    s.records.put_connection(&conn).await.unwrap();
+    let calls = [
+        ("GET", "/v1/connections/conn_unit/token", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token?min_ttl=60", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token?min_ttl=86401", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token?min_ttl=soon", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token?other=1", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token?min_ttl=soon", None),
+        ("GET", "/v1/connections/conn_unit/token", Some("cbk_not_the_key")),
+        ("GET", "/v1/connections/conn_other/token", Some(KEY)),
+        ("GET", "/v1/connections/../token", Some(KEY)),
+        ("GET", "/v1/connections/conn%5Funit/token", Some(KEY)),
+        ("GET", "/v1/connections/%FF/token", Some(KEY)),
+        ("HEAD", "/v1/connections/conn_unit/token", Some(KEY)),
+        ("POST", "/v1/connections/conn_unit/token", Some(KEY)),
+        ("GET", "/v1/connections/conn_unit/token/", Some(KEY)),
+    ];
+    let mut served = 0;
+    for (method, uri, key) in calls {
+        let through_router = answer_of(super::routes(s.clone()), method, uri, key).await;
+        let first = answer_of(super::router(s.clone()), method, uri, key).await;
+        assert_eq!(first, through_router, "{method} {uri} key: {}", key.is_some());
+        served += usize::from(first.0 == 200);
+    }
+    // Not only errors: the warm token itself is answered the same both ways.
+    assert_eq!(served, 4, "plain, with min_ttl, escaped (conn%5Funit) and HEAD");
+}
