@@ -416,16 +416,13 @@ pub async fn token(
     }
 }
 
-/// Headers of a token answer on its way out: its type and length, the request id and the
-/// security headers.
-const TOKEN_ANSWER_HEADERS: usize = super::SECURITY_HEADER_COUNT + 4;
-
-/// A rendered JSON answer in a header map sized for [`TOKEN_ANSWER_HEADERS`] at once: a map
-/// grown (and rehashed) on the way out cost more than writing its headers.
+/// A rendered JSON answer in a header map sized at once for its own headers (type and length)
+/// and those the middleware adds ([`super::observe::ADDED_HEADERS`]): a map grown (and rehashed)
+/// on the way out cost more than writing its headers.
 fn json_answer(body: bytes::Bytes) -> Response {
     let mut response = Response::new(axum::body::Body::from(body));
     let headers = response.headers_mut();
-    headers.reserve(TOKEN_ANSWER_HEADERS);
+    headers.reserve(super::observe::ADDED_HEADERS + 2);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

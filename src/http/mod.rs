@@ -17,7 +17,7 @@ pub mod openapi;
 pub mod pages;
 #[cfg(test)]
 mod tests;
-pub mod token_first;
+mod token_first;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -78,7 +78,8 @@ pub const ROUTES: &[Route] = &[
         handlers: || get(api::get_connection).delete(api::delete_connection),
     },
     Route {
-        path: "/v1/connections/{connection_id}/token",
+        // Also served before the router, by token_first.rs (a test holds the two to each other).
+        path: observe::TOKEN_ROUTE,
         per_ip_limit: false,
         handlers: || get(api::token),
     },
@@ -159,7 +160,8 @@ pub const ROUTES: &[Route] = &[
 pub const METRICS_PATH: &str = "/metrics";
 
 /// Builds the broker's service: the token call served first ([`token_first`]), every other
-/// request through [`routes`].
+/// request through [`routes`]. (The outer router holds only that fallback: it still matches it
+/// and clones it per request, but none of the per-route layering below.)
 pub fn router(state: AppState) -> Router {
     let routes = routes(state.clone());
     Router::new().fallback_service(token_first::TokenFirst::new(state, routes))
@@ -167,7 +169,7 @@ pub fn router(state: AppState) -> Router {
 
 /// axum's router of every route, the token call's included (it also answers the token calls
 /// [`token_first`] leaves to it, such as `HEAD` or an id with `%` escapes).
-pub fn routes(state: AppState) -> Router {
+pub(crate) fn routes(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     let mut browser: Router<AppState> = Router::new();
     for route in ROUTES {

@@ -128,15 +128,19 @@ where
         }
     });
     let headers = response.headers_mut();
-    // The headers added below, at once: growing the map for them one by one cost more than
-    // writing them.
-    headers.reserve(super::SECURITY_HEADER_COUNT + 2);
+    // Room for the headers added below, at once: growing the map for them one by one cost more
+    // than writing them.
+    headers.reserve(ADDED_HEADERS);
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID.clone(), v);
     }
     super::add_security_headers(headers, state.config.tls.is_some());
     response
 }
+
+/// Headers [`observed`] adds to an answer: the security headers, HSTS and the request id. A
+/// handler that builds its own header map makes room for these besides its own.
+pub(crate) const ADDED_HEADERS: usize = super::SECURITY_HEADER_COUNT + 2;
 
 /// The token route's template, whose successful answers are the broker's hot path.
 pub(crate) const TOKEN_ROUTE: &str = "/v1/connections/{connection_id}/token";

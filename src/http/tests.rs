@@ -151,17 +151,25 @@ async fn a_connection_is_read_and_deleted_and_without_endpoints_keeps_no_event()
     );
 }
 
-/// Sends one request through `service` and keeps what a caller sees: status, headers (but the
-/// request id, fresh per request) and body.
+/// Sends one request through `service` (as a browser's navigation with `browser`) and keeps
+/// what a caller sees: status, headers and body, but the request id, fresh per request.
 async fn answer_of(
     service: axum::Router,
     method: &str,
     uri: &str,
     key: Option<&str>,
+    browser: bool,
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(k) = key {
         req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    if browser {
+        // A navigation: its error answers become pages.
+        req = req
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .header("sec-fetch-mode", "navigate")
+            .header(header::ACCEPT_LANGUAGE, "de");
     }
     let answer = service.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
     let status = answer.status().as_u16();
@@ -172,10 +180,13 @@ async fn answer_of(
         .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
         .collect();
     headers.sort();
-    let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
-        .await
+    let id = answer.headers()[&super::observe::REQUEST_ID]
+        .to_str()
         .unwrap()
-        .to_vec();
+        .to_string();
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+    // Pages name the request id (their support reference); it is fresh per request.
+    let body = String::from_utf8_lossy(&body).replace(&id, "<request id>").into_bytes();
     (status, headers, body)
 }
 
@@ -216,12 +227,19 @@ async fn the_token_call_answers_the_same_before_the_router_as_through_it() {
         ("GET", "/v1/connections/conn_unit/token/", Some(KEY)),
     ];
     let mut served = 0;
-    for (method, uri, key) in calls {
-        let through_router = answer_of(super::routes(s.clone()), method, uri, key).await;
-        let first = answer_of(super::router(s.clone()), method, uri, key).await;
-        assert_eq!(first, through_router, "{method} {uri} key: {}", key.is_some());
-        served += usize::from(first.0 == 200);
+    for browser in [false, true] {
+        for (method, uri, key) in calls {
+            let through_router = answer_of(super::routes(s.clone()), method, uri, key, browser).await;
+            let first = answer_of(super::router(s.clone()), method, uri, key, browser).await;
+            assert_eq!(
+                first,
+                through_router,
+                "{method} {uri} key: {} browser: {browser}",
+                key.is_some()
+            );
+            served += usize::from(first.0 == 200);
+        }
     }
     // Not only errors: the warm token itself is answered the same both ways.
-    assert_eq!(served, 4, "plain, with min_ttl, escaped (conn%5Funit) and HEAD");
+    assert_eq!(served, 8, "plain, with min_ttl, escaped (conn%5Funit) and HEAD, twice");
 }

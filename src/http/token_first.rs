@@ -31,14 +31,14 @@ use crate::ids::ConnectionId;
 
 /// The broker's service: the token call first, then axum's router for everything else.
 #[derive(Clone)]
-pub struct TokenFirst {
+pub(crate) struct TokenFirst {
     state: AppState,
     routes: Router,
 }
 
 impl TokenFirst {
     /// Serves token calls from `state` and the rest through `routes`.
-    pub fn new(state: AppState, routes: Router) -> Self {
+    pub(crate) fn new(state: AppState, routes: Router) -> Self {
         Self { state, routes }
     }
 }
@@ -71,11 +71,8 @@ fn plain_token_call(req: &Request) -> Option<ConnectionId> {
     if req.method() != Method::GET {
         return None;
     }
-    let id = req
-        .uri()
-        .path()
-        .strip_prefix("/v1/connections/")?
-        .strip_suffix("/token")?;
+    let (prefix, suffix) = TOKEN_ROUTE.split_once("{connection_id}")?;
+    let id = req.uri().path().strip_prefix(prefix)?.strip_suffix(suffix)?;
     let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
     (!id.is_empty() && id.bytes().all(unreserved)).then(|| ConnectionId::from(id))
 }
@@ -83,26 +80,25 @@ fn plain_token_call(req: &Request) -> Option<ConnectionId> {
 /// The token call, observed like every request.
 async fn serve(state: AppState, req: Request, id: ConnectionId) -> Response {
     let observing = state.clone();
-    observe::observed(&observing, TOKEN_ROUTE, req, |req| async move {
-        let mut answer = token_call(state, req, id).await;
-        // As axum's router does for a body of known length (hyper would too on the wire; this
-        // keeps the answers equal to the router's).
-        if let Some(len) = answer.body().size_hint().exact()
-            && !answer.headers().contains_key(header::CONTENT_LENGTH)
-        {
-            answer
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        }
+    let mut answer = observe::observed(&observing, TOKEN_ROUTE, req, |req| token_call(state, req, id)).await;
+    // As axum's router does for a body of known length, around its routes' layers (so also for
+    // an error page that replaced the body): hyper would too on the wire; this keeps the answers
+    // equal to the router's.
+    if let Some(len) = answer.body().size_hint().exact()
+        && !answer.headers().contains_key(header::CONTENT_LENGTH)
+    {
         answer
-    })
-    .await
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    answer
 }
 
 /// The route's extractors in the handler's order (the key, then the query: an unauthenticated
 /// caller learns nothing about its query), then the handler.
 async fn token_call(state: AppState, req: Request, id: ConnectionId) -> Response {
-    let (mut parts, _body) = req.into_parts();
+    // The body is dropped here, as axum drops an unread one, not held through a refresh.
+    let (mut parts, _) = req.into_parts();
     let caller = match Caller::from_request_parts(&mut parts, &state).await {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
@@ -165,5 +161,15 @@ mod tests {
         ] {
             assert!(plain_token_call(&request(method, uri)).is_none(), "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn the_token_route_has_nothing_the_call_served_first_would_skip() {
+        let route = super::super::ROUTES
+            .iter()
+            .find(|r| r.path == TOKEN_ROUTE)
+            .expect("the token route is in ROUTES");
+        // A per-IP limit (or any route layer) on it would apply through the router only.
+        assert!(!route.per_ip_limit, "give token_first.rs the same limit");
     }
 }
