@@ -212,16 +212,43 @@ fn wrk(base: &str, ids: &Path, connections: usize, seconds: u64, pace_ms: u64) -
 struct Measured {
     max: WrkRun,
     half: WrkRun,
+    /// The server's CPU time (user and system, all threads) per request during the maximum run,
+    /// microseconds: less noisy than requests/s, which the load generator's share of the same
+    /// cores moves too.
+    cpu_us_per_request: f64,
 }
 
-fn measure(base: &str, ids: &Path, seconds: u64) -> Measured {
+/// `server`: the pid of the process answering at `base`.
+fn measure(base: &str, ids: &Path, seconds: u64, server: u32) -> Measured {
     // A short warm-up, so that the measured run starts with warm caches and connections.
     wrk(base, ids, 64, 1, 0);
+    let cpu_before = cpu_seconds(server);
     let max = wrk(base, ids, 64, seconds, 0);
+    let cpu_us_per_request = (cpu_seconds(server) - cpu_before) * 1e6 / max.requests.max(1) as f64;
     // Each connection paced to 100 requests/s: half the maximum needs rate/200 connections.
     let connections = ((max.rps() / 2.0) / 100.0).round().clamp(2.0, 512.0) as usize;
     let half = wrk(base, ids, connections, seconds, 10);
-    Measured { max, half }
+    Measured {
+        max,
+        half,
+        cpu_us_per_request,
+    }
+}
+
+/// CPU time a process has used so far, user and system, seconds (`/proc/<pid>/stat`, in the
+/// kernel's USER_HZ ticks, 100 a second on Linux); 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces, inside parentheses): utime and
+    // stime are the 14th and 15th fields of the line, the 12th and 13th after the name.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
 }
 
 /// `len` random base64url characters (the alphabet has 64, so each byte maps evenly).
@@ -246,16 +273,13 @@ fn sample_of(items: &[String], k: usize) -> Vec<String> {
     items
 }
 
-/// `[keepalive] idle_after_secs` by default (14 days): when a seeded connection is next due.
-const KEEPALIVE_IDLE: i64 = 14 * 24 * 3_600;
-
 /// Connections staged in memory per batch before they are imported into the store.
 const SEED_BATCH: usize = 50_000;
 
 /// Writes `n` connections of connector "files" in Contoso exactly as a sign-in writes them
 /// (`Records::put_connection` over the encrypted store: the record, the user lookup key and the
 /// index entries, sealed with the broker's keys; tokens valid for six hours, so that nothing
-/// refreshes during the benchmark), files each for keep-alive under its real time and leaves the
+/// refreshes during the benchmark), files each for keep-alive under its idle time and leaves the
 /// listing marker, as a running broker would have (so neither keep-alive's first round nor the
 /// listing backfill reads every connection during the measurement); returns their ids.
 ///
@@ -312,14 +336,16 @@ async fn seed(config: &Config, n: usize) -> (Vec<String>, Duration) {
                 .await
                 .expect("leave the listing marker");
         }
-        // A sign-in (and the listing backfill) files a connection as due for keep-alive at once,
-        // and the broker's next look files it under its real time: that look, done here, or the
-        // broker's first round would read and re-file every seeded connection during the
+        // A sign-in (and the listing backfill) files a connection as due for keep-alive at once
+        // (under its `refreshed_at`, `now` here), and the broker's next look files it under its
+        // idle time later: that look, done here (without keep-alive's per-connection jitter), or
+        // the broker's first round would read and re-file every seeded connection during the
         // measurement.
+        let idle = config.keepalive.idle_after.as_secs() as i64;
         for id in &ids[first..] {
             let id = ConnectionId::new(id.as_str());
             records
-                .reschedule_keepalive(&keepalive_member(now, id.as_str()), &id, now + KEEPALIVE_IDLE)
+                .reschedule_keepalive(&keepalive_member(now, id.as_str()), &id, now + idle)
                 .await
                 .expect("file the connection for keep-alive");
         }
@@ -522,6 +548,8 @@ struct StoreResult {
     max: WrkRun,
     max_rps: f64,
     half: WrkRun,
+    /// The broker's CPU time per token call at the maximum rate, microseconds.
+    cpu_us_per_request: f64,
     sign_ins_per_second: f64,
     broker_rss_bytes: u64,
     redis_bytes_per_connection: Option<f64>,
@@ -604,7 +632,7 @@ async fn one_store(
 
     let broker = start_broker(&url, sim, opts(), dir.path()).await;
     let (sign_ins_per_second, _) = sign_ins(&broker.url, sim.base_url(), plan.sign_ins, first_user).await;
-    let m = measure(&broker.url, &ids_file, plan.seconds);
+    let m = measure(&broker.url, &ids_file, plan.seconds, broker.pid());
     let metrics = client()
         .get(format!("{}/metrics", broker.url))
         .send()
@@ -633,6 +661,7 @@ async fn one_store(
         max_rps: m.max.rps(),
         max: m.max,
         half: m.half,
+        cpu_us_per_request: m.cpu_us_per_request,
         sign_ins_per_second,
         broker_rss_bytes: rss(broker.pid()),
         redis_bytes_per_connection: redis_per_conn,
@@ -780,10 +809,14 @@ async fn run(plan: Plan) {
     }
     let ids_file = plan.out.join("ceiling-ids.txt");
     std::fs::write(&ids_file, "conn_ceiling\n").expect("ids");
-    let ceiling_run = measure(&ceiling_url, &ids_file, plan.seconds);
+    let ceiling_run = measure(&ceiling_url, &ids_file, plan.seconds, ceiling.id());
     let _ = ceiling.kill();
     let _ = ceiling.wait();
-    eprintln!("load: ceiling {:.0} req/s", ceiling_run.max.rps());
+    eprintln!(
+        "load: ceiling {:.0} req/s, {:.1} µs of CPU per request",
+        ceiling_run.max.rps(),
+        ceiling_run.cpu_us_per_request
+    );
 
     let raw_redis = {
         let r = RedisServer::start();
@@ -808,7 +841,12 @@ async fn run(plan: Plan) {
     assert_eq!(stampede.refreshes, 1, "a stampede refreshes exactly once");
 
     let report = json!({
-        "ceiling": {"max": ceiling_run.max, "max_rps": ceiling_run.max.rps(), "half": ceiling_run.half},
+        "ceiling": {
+            "max": ceiling_run.max,
+            "max_rps": ceiling_run.max.rps(),
+            "half": ceiling_run.half,
+            "cpu_us_per_request": ceiling_run.cpu_us_per_request,
+        },
         "redis_benchmark_get_rps": raw_redis,
         "stores": results,
         "stampede": stampede,
@@ -819,29 +857,33 @@ async fn run(plan: Plan) {
         serde_json::to_string_pretty(&report).expect("json"),
     )
     .expect("write load.json");
-    let md = markdown(ceiling_run.max.rps(), raw_redis, &results, &stampede);
+    let md = markdown(&ceiling_run, raw_redis, &results, &stampede);
     std::fs::write(plan.out.join("load.md"), &md).expect("write load.md");
     println!("{md}");
 }
 
 /// `load.md`: every number with the target it is compared to.
-fn markdown(ceiling: f64, raw_redis: f64, results: &[StoreResult], stampede: &Stampede) -> String {
+fn markdown(ceiling_run: &Measured, raw_redis: f64, results: &[StoreResult], stampede: &Stampede) -> String {
+    let ceiling = ceiling_run.max.rps();
+    let ceiling_cpu = ceiling_run.cpu_us_per_request;
     let mut md = String::from("# Load benchmark\n\n");
     let _ = writeln!(
         md,
-        "Ceiling (axum, token-sized JSON): **{ceiling:.0} req/s**; `redis-benchmark` GET of a token-sized value: **{raw_redis:.0} req/s**.\n"
+        "Ceiling (axum, token-sized JSON): **{ceiling:.0} req/s**, {ceiling_cpu:.1} µs of CPU per request; `redis-benchmark` GET of a token-sized value: **{raw_redis:.0} req/s**.\n"
     );
-    md.push_str("| store | stored | req/s | × ceiling | × redis GET | p50 / p99 / p99.9 at half rate (ms) | cache hits | sign-ins/s | broker RSS (MiB) | Redis B/conn |\n");
-    md.push_str("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
+    md.push_str("| store | stored | req/s | × ceiling | × redis GET | CPU µs/req (× ceiling) | p50 / p99 / p99.9 at half rate (ms) | cache hits | sign-ins/s | broker RSS (MiB) | Redis B/conn |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
     for r in results {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.0}% | {:.1} | {:.0} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} ({:.2}) | {:.2} / {:.2} / {:.2} | {:.0}% | {:.1} | {:.0} | {} |",
             r.store,
             r.connections,
             r.max_rps,
             r.max_rps / ceiling,
             r.max_rps / raw_redis,
+            r.cpu_us_per_request,
+            r.cpu_us_per_request / ceiling_cpu.max(f64::MIN_POSITIVE),
             r.half.p50_us as f64 / 1000.0,
             r.half.p99_us as f64 / 1000.0,
             r.half.p999_us as f64 / 1000.0,
