@@ -29,15 +29,20 @@ fn assert_names_entra_ids(line: &str) {
     }
 }
 
-/// Forces a refresh of `conn` (min_ttl beyond an access token's life), sending `x-request-id: id`.
-async fn refresh_with_request_id(w: &World, conn: &str, id: &str) -> reqwest::Response {
+/// A token call on `conn` with `query` (empty, or `?...`), sending `x-request-id: id`.
+async fn token_request(w: &World, conn: &str, query: &str, id: &str) -> reqwest::Response {
     w.http
-        .get(format!("{}/v1/connections/{conn}/token?min_ttl=7200", w.broker.url))
+        .get(format!("{}/v1/connections/{conn}/token{query}", w.broker.url))
         .bearer_auth(KEY_A)
         .header("x-request-id", id)
         .send()
         .await
         .unwrap()
+}
+
+/// Forces a refresh of `conn` (min_ttl beyond an access token's life), sending `x-request-id: id`.
+async fn refresh_with_request_id(w: &World, conn: &str, id: &str) -> reqwest::Response {
+    token_request(w, conn, "?min_ttl=7200", id).await
 }
 
 /// A client that sends `x-request-id: <id>` on every request.
@@ -203,14 +208,7 @@ fn access_level(lines: &[String]) -> &'static str {
 
 /// A token call on `conn` sending `x-request-id: id`; its status.
 async fn token_call(w: &World, conn: &str, id: &str) -> StatusCode {
-    w.http
-        .get(format!("{}/v1/connections/{conn}/token", w.broker.url))
-        .bearer_auth(KEY_A)
-        .header("x-request-id", id)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    token_request(w, conn, "", id).await.status()
 }
 
 #[tokio::test]
